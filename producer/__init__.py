@@ -1,0 +1,1 @@
+"""The HTTP edge, its client and the `tenderscan` command. Never imports torch (a test checks)."""

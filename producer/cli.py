@@ -1,0 +1,61 @@
+"""`tenderscan`: one command, one subcommand module per job.
+
+    tenderscan dataset generate   synthetic annotated bills (models/synth)
+    tenderscan train              train a checkpoint
+    tenderscan evaluate           metrics, thresholds and plots for a checkpoint
+    tenderscan model              publish / promote / list in the S3 model registry
+    tenderscan api                serve the HTTP API
+    tenderscan worker             start a Celery worker with tenderscan's defaults
+    tenderscan submit / status    the Python client from a shell
+    tenderscan keyhash            hash an API key for TENDERSCAN_API_KEYS
+
+Subcommand modules are imported here, but import their own heavy dependencies lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module under producer.commands; each module defines register(subparsers)
+COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "keyhash"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenderscan",
+        description="Counterfeit-banknote detection as an asynchronous service. "
+        "Configuration comes from TENDERSCAN_* environment variables (see .env.example).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"producer.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"producer.commands.{name}":
+                raise
+            continue  # a subcommand not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from workers.errors import TenderscanError
+
+    try:
+        return int(args.func(args) or 0)
+    except TenderscanError as exc:
+        print(f"tenderscan: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The contract between the edge, the queue, the workers and the auditors.
+
+Every Redis key, S3 key layout, TTL-bearing record, queue and task name, status and reason code
+lives here, with the message and verdict schemas. Change a schema → bump its version.
+
+Redis keys (all prefixed `ts:`):
+    ts:scan:{scan_id}          hash   scan state: tenant, status, store/terminal, image ref (TTL verdict_ttl_s)
+    ts:verdict:{scan_id}       string the verdict JSON; written once with SET NX (TTL verdict_ttl_s)
+    ts:done:{scan_id}          pubsub channel; a message is published when the verdict lands
+    ts:idem:{tenant}:{key}     string {scan_id, sha256} of an Idempotency-Key (TTL idempotency_ttl_s)
+
+S3 keys (bucket settings.s3_bucket):
+    scans/dt=YYYY-MM-DD/tenant=T/{scan_id}.{jpg|png}       the uploaded image; metadata holds sha256
+    verdicts/dt=YYYY-MM-DD/tenant=T/{scan_id}.json         the audit record (Verdict.encode())
+Dates are the UTC submission date, so a scan's image and verdict share a partition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from workers.errors import ContractError
+
+# --- queue --------------------------------------------------------------------------------------
+TASK_NAME = "tenderscan.process_scan"  # the one task; its only argument is ScanMessage.encode()
+QUEUE = "tenderscan.scans"  # the Redis list Celery pushes scan messages onto (KEDA watches it)
+
+# --- schema versions ----------------------------------------------------------------------------
+MESSAGE_VERSION = 1  # ScanMessage
+VERDICT_VERSION = 1  # Verdict / the audit record
+
+
+class ScanStatus(StrEnum):
+    QUEUED = "queued"  # accepted: image in S3, message on the queue
+    PROCESSING = "processing"  # a worker has dequeued it
+    DONE = "done"  # a verdict exists (any decision, including rejected)
+
+
+class Decision(StrEnum):
+    GENUINE = "genuine"  # auto-decided: legal tender
+    COUNTERFEIT = "counterfeit"  # auto-decided: a fake
+    REVIEW = "review"  # the model is unsure: a person must look at the bill
+    REJECTED = "rejected"  # the scan could not be judged (bad image); `reason` says why
+    EXPIRED = "expired"  # dequeued after its deadline; no inference was run
+
+
+class Reason(StrEnum):
+    """Why a scan was rejected (or expired). Also used as the `reason` of edge 4xx answers."""
+
+    IMAGE_MISSING = "image_missing"  # no object at the scan's key
+    IMAGE_EMPTY = "image_empty"  # zero bytes
+    IMAGE_TOO_LARGE = "image_too_large"  # more bytes than max_body_bytes
+    UNSUPPORTED_FORMAT = "unsupported_format"  # not JPEG or PNG (by content, not by header)
+    IMAGE_UNREADABLE = "image_unreadable"  # truncated or corrupt
+    TOO_MANY_PIXELS = "too_many_pixels"  # width * height above max_pixels (decompression bomb)
+    DIMENSIONS_OUT_OF_RANGE = "dimensions_out_of_range"  # a side below min_side or above max_side
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # the stored bytes are not the bytes accepted
+    BAD_MESSAGE = "bad_message"  # the queue message does not decode
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # dequeued after the scan's deadline
+    INTERNAL_ERROR = "internal_error"  # a poison scan: it kept failing its worker
+
+
+# --- Redis keys ---------------------------------------------------------------------------------
+def scan_key(scan_id: str) -> str:
+    return f"ts:scan:{scan_id}"
+
+
+def verdict_key(scan_id: str) -> str:
+    return f"ts:verdict:{scan_id}"
+
+
+def done_channel(scan_id: str) -> str:
+    return f"ts:done:{scan_id}"
+
+
+DONE_CHANNEL_PATTERN = "ts:done:*"  # the API's one listener subscribes to this pattern
+
+
+def idempotency_key(tenant: str, key: str) -> str:
+    return f"ts:idem:{tenant}:{key}"
+
+
+# --- S3 keys ------------------------------------------------------------------------------------
+IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png"}  # the format allow-list, Pillow names -> suffix
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+
+def _dt(submitted_at: str) -> str:
+    return submitted_at[:10]  # ISO-8601 UTC timestamp -> YYYY-MM-DD
+
+
+def image_s3_key(tenant: str, scan_id: str, submitted_at: str, fmt: str) -> str:
+    return f"scans/dt={_dt(submitted_at)}/tenant={tenant}/{scan_id}.{IMAGE_EXTENSIONS[fmt]}"
+
+
+def verdict_s3_key(tenant: str, scan_id: str, submitted_at: str) -> str:
+    return f"verdicts/dt={_dt(submitted_at)}/tenant={tenant}/{scan_id}.json"
+
+
+# --- ids and time -------------------------------------------------------------------------------
+_SCAN_ID = re.compile(r"^[0-9a-f]{32}$")
+_SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # store_id, terminal_id, tenant
+
+
+def new_scan_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_scan_id(value: str) -> bool:
+    return bool(_SCAN_ID.match(value))
+
+
+def is_safe_id(value: str) -> bool:
+    """store_id, terminal_id and tenant end up in S3 keys and logs: keep them boring."""
+    return bool(_SAFE.match(value))
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC with microseconds and a Z: sortable, and the first 10 chars are the date."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+# --- the queue message --------------------------------------------------------------------------
+def _decode_json(raw: str | bytes | dict, what: str) -> dict:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise ContractError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ContractError(f"{what} must be a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class ScanMessage:
+    """What a Celery task carries: a reference to the image, never its bytes."""
+
+    scan_id: str
+    tenant: str
+    store_id: str
+    terminal_id: str
+    image_key: str  # S3 key in settings.s3_bucket
+    sha256: str  # of the bytes accepted at the edge
+    bytes: int
+    submitted_at: str  # utcnow() at acceptance
+    deadline: str | None = None  # utcnow()-format; dequeued after it -> `expired`
+    v: int = MESSAGE_VERSION
+
+    def encode(self) -> dict[str, Any]:
+        """A JSON-safe dict (Celery serializes task arguments with JSON only)."""
+        return asdict(self)
+
+    @classmethod
+    def decode(cls, raw: str | bytes | dict) -> ScanMessage:
+        data = _decode_json(raw, "scan message")
+        if data.get("v") != MESSAGE_VERSION:
+            raise ContractError(f"scan message version {data.get('v')!r} is not {MESSAGE_VERSION}")
+        try:
+            msg = cls(**data)
+        except TypeError as exc:
+            raise ContractError(f"scan message fields: {exc}") from None
+        if not is_scan_id(msg.scan_id) or not is_safe_id(msg.tenant):
+            raise ContractError("scan message has a malformed scan_id or tenant")
+        return msg
+
+
+# --- the verdict (also the S3 audit record) -----------------------------------------------------
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    sha256: str  # of the checkpoint's weights, verified at load
+
+
+@dataclass(frozen=True)
+class InputRef:
+    key: str
+    sha256: str
+    bytes: int
+    width: int | None = None  # None when the image could not be decoded
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Timestamps:
+    submitted: str
+    dequeued: str | None = None
+    inference_start: str | None = None
+    inference_end: str | None = None
+    completed: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One per scan, written once. The same JSON goes to Redis and to S3."""
+
+    scan_id: str
+    tenant: str
+    store_id: str
+    terminal_id: str
+    decision: str  # a Decision value
+    input: InputRef
+    timestamps: Timestamps
+    reason: str | None = None  # a Reason value for rejected / expired
+    detail: str | None = None  # human-readable note on the reason
+    confidence: float | None = None  # probability of the decided class; None without inference
+    p_counterfeit: float | None = None
+    signs: dict[str, float] = field(default_factory=dict)  # tell-tale sign -> probability
+    signs_detected: list[str] = field(default_factory=list)  # signs above their threshold
+    denomination: str | None = None
+    denomination_confidence: float | None = None
+    model: ModelRef | None = None
+    batch_id: str | None = None
+    batch_size: int | None = None
+    attempt: int = 1  # delivery attempt that produced this verdict
+    schema_version: int = VERDICT_VERSION
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: str | bytes | dict) -> Verdict:
+        data = dict(_decode_json(raw, "verdict"))
+        if data.get("schema_version") != VERDICT_VERSION:
+            raise ContractError(f"verdict schema_version {data.get('schema_version')!r} is not {VERDICT_VERSION}")
+        try:
+            data["input"] = InputRef(**data["input"])
+            data["timestamps"] = Timestamps(**data["timestamps"])
+            if data.get("model") is not None:
+                data["model"] = ModelRef(**data["model"])
+            verdict = cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise ContractError(f"verdict fields: {exc}") from None
+        if verdict.decision not in set(Decision):
+            raise ContractError(f"verdict decision {verdict.decision!r} is unknown")
+        return verdict

@@ -1,0 +1,189 @@
+"""One frozen settings object, read from the environment once at the entry point.
+
+Every entry point (`tenderscan api`, `tenderscan worker`, `celery -A workers.app`, the CLI) calls
+`Settings.from_env()` once and passes the result down. Business code never reads `os.environ`.
+A bad value raises `SettingsError` naming the variable, so a misconfigured pod fails at start,
+not on the first scan. `.env.example` lists every variable below with its default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from workers.errors import SettingsError
+
+PREFIX = "TENDERSCAN_"
+DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parent.parent / "models" / "default" / "tenderscan-default.pt")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name)
+    return default if raw is None or raw == "" else raw
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def parse_api_keys(raw: str, name: str = PREFIX + "API_KEYS") -> dict[str, str]:
+    """Parse `tenant:sha256hex,tenant2:sha256hex` into {key_hash: tenant}.
+
+    Only hashes live in configuration (`tenderscan keyhash KEY` prints one); the keys themselves
+    are shown once to the tenant and never stored.
+    """
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        tenant, sep, digest = item.partition(":")
+        digest = digest.strip().lower()
+        if not sep or not tenant.strip() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise SettingsError(f"{name}: entry {tenant.strip() or item[:12]!r} must look like tenant:<64 hex sha256>")
+        if not tenant.replace("-", "").replace("_", "").isalnum():
+            raise SettingsError(f"{name}: tenant id {tenant!r} may hold only letters, digits, '-' and '_'")
+        out[digest] = tenant.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- services -------------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"  # verdicts, scan states, idempotency keys
+    broker_url: str = ""  # Celery broker; empty means "same as redis_url"
+    s3_endpoint_url: str = "http://127.0.0.1:8333"  # empty string means AWS's default endpoint
+    s3_region: str = "us-east-1"
+    s3_access_key: str = field(default="tenderscan", repr=False)
+    s3_secret_key: str = field(default="tenderscan-secret", repr=False)
+    s3_bucket: str = "tenderscan"  # scans/ and verdicts/ live here
+    models_bucket: str = "tenderscan-models"  # the model registry
+    # --- edge -----------------------------------------------------------------------------------
+    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # sha256(key) -> tenant
+    public_url: str = ""  # prefix for poll URLs in 202 answers; empty = relative URLs
+    max_body_bytes: int = 10 * 1024 * 1024  # largest accepted upload
+    max_pixels: int = 24_000_000  # Pillow decompression-bomb cap (width * height)
+    min_side: int = 32  # smaller images cannot hold a readable bill
+    max_side: int = 8000  # longest accepted side in pixels
+    # --- verdicts -------------------------------------------------------------------------------
+    verdict_ttl_s: int = 24 * 3600  # how long Redis keeps scan states and verdicts
+    idempotency_ttl_s: int = 24 * 3600  # how long an Idempotency-Key is remembered
+    # --- worker ---------------------------------------------------------------------------------
+    model: str = DEFAULT_MODEL_PATH  # checkpoint path, or "registry:ALIAS" / "registry:VERSION"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    max_batch_size: int = 32  # most scans in one forward pass
+    max_wait_ms: int = 10  # longest a scan waits for its batch to fill
+    worker_concurrency: int = 0  # scans in flight per worker process; 0 = 2 * max_batch_size
+    task_soft_time_limit_s: int = 60  # a scan taking longer than this is failed and redelivered
+    task_time_limit_s: int = 90  # hard kill
+    visibility_timeout_s: int = 300  # Redis redelivers an unacked message after this long
+    # --- logs -----------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def effective_concurrency(self) -> int:
+        return self.worker_concurrency or 2 * self.max_batch_size
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        s = cls(
+            redis_url=_str(env, PREFIX + "REDIS_URL", d.redis_url),
+            broker_url=_str(env, PREFIX + "BROKER_URL", d.broker_url),
+            s3_endpoint_url=env.get(PREFIX + "S3_ENDPOINT_URL", d.s3_endpoint_url),
+            s3_region=_str(env, PREFIX + "S3_REGION", d.s3_region),
+            s3_access_key=_str(env, PREFIX + "S3_ACCESS_KEY", d.s3_access_key),
+            s3_secret_key=_str(env, PREFIX + "S3_SECRET_KEY", d.s3_secret_key),
+            s3_bucket=_str(env, PREFIX + "S3_BUCKET", d.s3_bucket),
+            models_bucket=_str(env, PREFIX + "MODELS_BUCKET", d.models_bucket),
+            api_keys=parse_api_keys(env.get(PREFIX + "API_KEYS", "")),
+            public_url=_str(env, PREFIX + "PUBLIC_URL", d.public_url).rstrip("/"),
+            max_body_bytes=_int(env, PREFIX + "MAX_BODY_BYTES", d.max_body_bytes, 1),
+            max_pixels=_int(env, PREFIX + "MAX_PIXELS", d.max_pixels, 1),
+            min_side=_int(env, PREFIX + "MIN_SIDE", d.min_side, 1),
+            max_side=_int(env, PREFIX + "MAX_SIDE", d.max_side, 1),
+            verdict_ttl_s=_int(env, PREFIX + "VERDICT_TTL_S", d.verdict_ttl_s, 1),
+            idempotency_ttl_s=_int(env, PREFIX + "IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, 1),
+            model=_str(env, PREFIX + "MODEL", d.model),
+            device=_str(env, PREFIX + "DEVICE", d.device),
+            max_batch_size=_int(env, PREFIX + "MAX_BATCH_SIZE", d.max_batch_size, 1),
+            max_wait_ms=_int(env, PREFIX + "MAX_WAIT_MS", d.max_wait_ms, 0),
+            worker_concurrency=_int(env, PREFIX + "WORKER_CONCURRENCY", d.worker_concurrency, 0),
+            task_soft_time_limit_s=_int(env, PREFIX + "TASK_SOFT_TIME_LIMIT_S", d.task_soft_time_limit_s, 1),
+            task_time_limit_s=_int(env, PREFIX + "TASK_TIME_LIMIT_S", d.task_time_limit_s, 1),
+            visibility_timeout_s=_int(env, PREFIX + "VISIBILITY_TIMEOUT_S", d.visibility_timeout_s, 1),
+            log_level=_str(env, PREFIX + "LOG_LEVEL", d.log_level).upper(),
+            log_json=_bool(env, PREFIX + "LOG_JSON", d.log_json),
+        )
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        """Cross-field checks: the ones a single variable cannot make on its own."""
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise SettingsError(f"{PREFIX}DEVICE must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.task_time_limit_s < self.task_soft_time_limit_s:
+            raise SettingsError(f"{PREFIX}TASK_TIME_LIMIT_S must be >= {PREFIX}TASK_SOFT_TIME_LIMIT_S")
+        # A prefetched message waits at most one batch window before its task starts; it must not
+        # be redelivered to a second worker while the first still holds it.
+        longest_hold = self.task_time_limit_s + self.max_wait_ms / 1000 + 30
+        if self.visibility_timeout_s <= longest_hold:
+            raise SettingsError(
+                f"{PREFIX}VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
+                f"TASK_TIME_LIMIT_S + MAX_WAIT_MS + 30 s ({longest_hold:.0f})"
+            )
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        for name in ("s3_bucket", "models_bucket"):
+            value = getattr(self, name)
+            if not (3 <= len(value) <= 63) or not value.replace("-", "").replace(".", "").isalnum():
+                raise SettingsError(f"{PREFIX}{name.upper()} {value!r} is not a valid S3 bucket name")
+
+    def with_(self, **changes) -> Settings:
+        """A copy with some fields changed (tests and the demo use this)."""
+        s = replace(self, **changes)
+        s.validate()
+        return s
+
+
+def env_names() -> list[str]:
+    """Every environment variable Settings reads (the compose-file test checks them all)."""
+    return [PREFIX + f.name.upper() for f in fields(Settings)]
