@@ -1,0 +1,131 @@
+"""Scan states and verdicts in Redis: the only module that speaks Redis commands for them.
+
+A scan's life in Redis (keys in contract.py):
+    create_scan       ts:scan:{id} = {status: queued, tenant, ...}          (edge, after the S3 write)
+    mark_processing   status: queued -> processing                          (worker, on dequeue)
+    save_verdict      ts:verdict:{id} SET NX, status -> done, PUBLISH done   (worker; one Lua script)
+
+`save_verdict` is the idempotency point of the whole pipeline: the first verdict written wins and is
+returned to every later writer, so a redelivered scan can never end with two different verdicts.
+redis-py's exceptions are translated to StoreUnavailable here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from workers import contract
+from workers.contract import ScanMessage, ScanStatus, Verdict
+from workers.errors import StoreUnavailable
+from workers.settings import Settings
+
+# KEYS: verdict key, scan key, done channel. ARGV: verdict JSON, ttl seconds.
+# Returns the verdict that is stored after the call (ours, or the one that was there first).
+_SAVE_VERDICT = """
+local stored = ARGV[1]
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  stored = redis.call('GET', KEYS[1])
+end
+redis.call('HSET', KEYS[2], 'status', 'done')
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('PUBLISH', KEYS[3], 'done')
+return stored
+"""
+
+# KEYS: scan key. Moves queued -> processing and counts attempts; never moves a done scan back.
+_MARK_PROCESSING = """
+if redis.call('HGET', KEYS[1], 'status') == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'processing')
+end
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+
+@contextmanager
+def _translate() -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StoreUnavailable(f"Redis unavailable ({type(exc).__name__})") from None
+    except redis.ResponseError as exc:
+        # e.g. LOADING after a restart, or MISCONF: retryable from our side
+        raise StoreUnavailable(f"Redis refused the command ({str(exc).split()[0]})") from None
+
+
+def redis_client(url: str, timeout_s: float = 5.0) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                health_check_interval=30, decode_responses=True)
+
+
+class VerdictStore:
+    def __init__(self, client: redis.Redis, ttl_s: int = 24 * 3600) -> None:
+        self.r = client
+        self.ttl_s = ttl_s
+        self._save = client.register_script(_SAVE_VERDICT)
+        self._mark = client.register_script(_MARK_PROCESSING)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VerdictStore:
+        return cls(redis_client(settings.redis_url), settings.verdict_ttl_s)
+
+    def ping(self) -> None:
+        with _translate():
+            self.r.ping()
+
+    # --- edge side ------------------------------------------------------------------------------
+    def create_scan(self, msg: ScanMessage) -> None:
+        key = contract.scan_key(msg.scan_id)
+        fields = {"status": ScanStatus.QUEUED.value, "tenant": msg.tenant, "store_id": msg.store_id,
+                  "terminal_id": msg.terminal_id, "submitted_at": msg.submitted_at,
+                  "image_key": msg.image_key, "attempts": 0}
+        with _translate():
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+
+    def claim_idempotency(self, tenant: str, key: str, scan_id: str, sha256: str,
+                          ttl_s: int) -> tuple[str, str] | None:
+        """Remember (key -> scan_id, sha256). Returns None if we claimed it, else the earlier claim."""
+        value = json.dumps({"scan_id": scan_id, "sha256": sha256})
+        with _translate():
+            if self.r.set(contract.idempotency_key(tenant, key), value, nx=True, ex=ttl_s):
+                return None
+            earlier = self.r.get(contract.idempotency_key(tenant, key))
+        if earlier is None:  # expired between SET and GET: try once more
+            return self.claim_idempotency(tenant, key, scan_id, sha256, ttl_s)
+        data = json.loads(earlier)
+        return data["scan_id"], data["sha256"]
+
+    def release_idempotency(self, tenant: str, key: str) -> None:
+        """Undo a claim whose scan could not be accepted (so the client's retry is not a replay)."""
+        with _translate():
+            self.r.delete(contract.idempotency_key(tenant, key))
+
+    def get_scan(self, scan_id: str) -> dict[str, str] | None:
+        with _translate():
+            data = self.r.hgetall(contract.scan_key(scan_id))
+        return data or None
+
+    # --- worker side ----------------------------------------------------------------------------
+    def mark_processing(self, scan_id: str) -> int:
+        """queued -> processing. Returns the delivery attempt number (1 on the first delivery)."""
+        with _translate():
+            return int(self._mark(keys=[contract.scan_key(scan_id)]))
+
+    def save_verdict(self, verdict: Verdict) -> Verdict:
+        """Store the verdict unless one exists; return the one that is stored. Publishes `done`."""
+        sid = verdict.scan_id
+        with _translate():
+            stored = self._save(keys=[contract.verdict_key(sid), contract.scan_key(sid), contract.done_channel(sid)],
+                                args=[verdict.encode(), self.ttl_s])
+        return Verdict.decode(stored)
+
+    def get_verdict(self, scan_id: str) -> Verdict | None:
+        with _translate():
+            raw = self.r.get(contract.verdict_key(scan_id))
+        return None if raw is None else Verdict.decode(raw)
