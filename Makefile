@@ -1,0 +1,39 @@
+# tenderscan — the commands the README promises. Everything runs from a fresh clone:
+# `make venv` builds .venv (CPU torch 2.13.0 pinned) and every other target depends on it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv demo test test-unit test-integration lint model clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+venv: $(STAMP)  ## create .venv and install tenderscan with every extra
+
+# torch first and pinned: any unpinned torch requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all]"
+	touch $(STAMP)
+
+demo: venv  ## run the whole job locally: S3 + Redis + API + worker, submit synthetic scans, print verdicts
+	$(PY) -m producer.demo
+
+test: venv  ## the whole suite on real Redis, SeaweedFS and celery workers
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: venv  ## only the fast tests (no worker subprocesses)
+	$(PY) -m pytest -q -m "not integration"
+
+test-integration: venv
+	$(PY) -m pytest -q -m integration
+
+lint: venv  ## ruff
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .tenderscan

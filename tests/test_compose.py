@@ -1,0 +1,78 @@
+"""docker-compose.yml and the Dockerfiles, checked without a Docker engine.
+
+The compose file is validated against the Compose Specification's JSON schema (the copy vendored by
+check-jsonschema), and every variable Settings reads must be set for the api and worker services.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+
+import jsonschema
+import pytest
+import yaml
+
+from workers.settings import env_names
+
+
+@pytest.fixture(scope="module")
+def compose(repo_root):
+    return yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+
+
+def test_compose_matches_the_compose_specification(compose):
+    schema_text = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    jsonschema.validate(compose, json.loads(schema_text))
+
+
+def test_schema_check_catches_a_broken_file(compose):
+    broken = dict(compose, services={"api": {"image": "x", "ports": {"not": "a list"}}})
+    schema = json.loads(resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+@pytest.mark.parametrize("service", ["api", "worker", "worker-gpu", "flower"])
+def test_every_setting_is_configured(compose, service):
+    env = compose["services"][service]["environment"]
+    missing = sorted(set(env_names()) - set(env))
+    assert not missing, f"{service} does not set {missing}"
+
+
+def test_redis_is_durable_and_never_evicts(repo_root, compose):
+    conf = (repo_root / "infra" / "redis.conf").read_text()
+    assert re.search(r"^appendonly yes$", conf, re.M)
+    assert re.search(r"^maxmemory-policy noeviction$", conf, re.M)
+    assert "redis.conf" in " ".join(compose["services"]["redis"]["command"])
+
+
+def test_gpu_worker_reserves_an_nvidia_device(compose):
+    devices = compose["services"]["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "gpu" in compose["services"]["worker-gpu"]["profiles"]
+
+
+def test_services_have_healthchecks(compose):
+    for name in ("redis", "s3", "api", "worker"):
+        assert compose["services"][name]["healthcheck"]["test"], name
+
+
+def test_dockerfiles_exist_and_define_the_targets_compose_uses(repo_root, compose):
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if not build:
+            continue
+        dockerfile = repo_root / build["dockerfile"]
+        assert dockerfile.exists(), f"{name}: {dockerfile} is missing"
+        text = dockerfile.read_text()
+        assert text.lstrip().startswith("#") or text.lstrip().startswith("FROM")
+        if "target" in build:
+            assert re.search(rf"^FROM .+ AS {build['target']}$", text, re.M), f"{name}: no stage {build['target']}"
+
+
+def test_worker_grace_period_exceeds_the_hard_time_limit(compose):
+    env = compose["services"]["worker"]["environment"]
+    grace = int(compose["services"]["worker"]["stop_grace_period"].rstrip("s"))
+    assert grace > int(env["TENDERSCAN_TASK_TIME_LIMIT_S"])

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from workers import contract
+from workers.contract import InputRef, ModelRef, ScanMessage, Timestamps, Verdict
+from workers.errors import ContractError
+
+
+def _msg(**kw):
+    base = dict(scan_id=contract.new_scan_id(), tenant="acme", store_id="s1", terminal_id="t1",
+                image_key="scans/dt=2026-11-28/tenant=acme/x.jpg", sha256="ab" * 32, bytes=10,
+                submitted_at=contract.utcnow())
+    return ScanMessage(**(base | kw))
+
+
+def test_message_round_trips_through_json():
+    msg = _msg(deadline=contract.utcnow())
+    wire = json.dumps(msg.encode())
+    assert ScanMessage.decode(wire) == msg
+    assert "bytes" in msg.encode() and all(not isinstance(v, bytes) for v in msg.encode().values())
+
+
+@pytest.mark.parametrize("raw", ["not json", "[]", json.dumps({"v": 99}), json.dumps({"v": 1, "scan_id": "x"})])
+def test_bad_messages_raise_one_error_type(raw):
+    with pytest.raises(ContractError):
+        ScanMessage.decode(raw)
+
+
+def test_message_with_unsafe_tenant_is_refused():
+    with pytest.raises(ContractError):
+        ScanMessage.decode(_msg(tenant="../other").encode())
+
+
+def test_verdict_round_trip_and_schema_version():
+    v = Verdict(scan_id="a" * 32, tenant="acme", store_id="s", terminal_id="t", decision="counterfeit",
+                input=InputRef("k", "s", 3, 10, 20), timestamps=Timestamps(contract.utcnow()),
+                confidence=0.99, signs={"watermark": 0.9}, signs_detected=["watermark"],
+                model=ModelRef("m", "1", "c" * 64), batch_id="b", batch_size=4)
+    assert Verdict.decode(v.encode()) == v
+    assert json.loads(v.encode())["schema_version"] == contract.VERDICT_VERSION
+    with pytest.raises(ContractError):
+        Verdict.decode(json.dumps(json.loads(v.encode()) | {"decision": "maybe"}))
+    with pytest.raises(ContractError):
+        Verdict.decode(json.dumps(json.loads(v.encode()) | {"schema_version": 0}))
+
+
+def test_s3_keys_are_hive_partitioned_by_submission_date():
+    ts = "2026-11-28T10:00:00.000000Z"
+    assert contract.verdict_s3_key("acme", "a" * 32, ts) == f"verdicts/dt=2026-11-28/tenant=acme/{'a' * 32}.json"
+    assert contract.image_s3_key("acme", "a" * 32, ts, "PNG").endswith(".png")
+    assert contract.parse_time(ts).year == 2026
+
+
+def test_ids():
+    assert contract.is_scan_id(contract.new_scan_id())
+    assert not contract.is_scan_id("../../etc/passwd")
+    assert contract.is_safe_id("store-12_a") and not contract.is_safe_id("a/b") and not contract.is_safe_id("")

@@ -1,0 +1,78 @@
+"""VerdictStore on the real Redis (a dedicated DB, flushed per test)."""
+
+import threading
+
+import pytest
+
+from producer.devstack import free_port
+from workers import contract
+from workers.contract import InputRef, ScanMessage, Timestamps, Verdict
+from workers.errors import StoreUnavailable
+from workers.verdict_store import VerdictStore, redis_client
+
+
+@pytest.fixture()
+def vs(clean_redis):
+    return VerdictStore(redis_client(clean_redis), ttl_s=60)
+
+
+def _msg():
+    return ScanMessage(contract.new_scan_id(), "acme", "s1", "t1", "scans/k.jpg", "ab" * 32, 3, contract.utcnow())
+
+
+def _verdict(msg, decision):
+    return Verdict(msg.scan_id, msg.tenant, msg.store_id, msg.terminal_id, decision,
+                   InputRef(msg.image_key, msg.sha256, msg.bytes), Timestamps(msg.submitted_at))
+
+
+def test_scan_lifecycle(vs):
+    msg = _msg()
+    vs.create_scan(msg)
+    assert vs.get_scan(msg.scan_id)["status"] == "queued"
+    assert vs.mark_processing(msg.scan_id) == 1
+    assert vs.get_scan(msg.scan_id)["status"] == "processing"
+    assert vs.mark_processing(msg.scan_id) == 2  # a redelivery counts as a second attempt
+    vs.save_verdict(_verdict(msg, "genuine"))
+    assert vs.get_scan(msg.scan_id)["status"] == "done"
+    vs.mark_processing(msg.scan_id)
+    assert vs.get_scan(msg.scan_id)["status"] == "done"  # never moves back
+    assert 0 < vs.r.ttl(contract.scan_key(msg.scan_id)) <= 60
+
+
+def test_first_verdict_wins_even_under_a_race(vs):
+    msg = _msg()
+    vs.create_scan(msg)
+    results = []
+    threads = [threading.Thread(target=lambda d=d: results.append(vs.save_verdict(_verdict(msg, d))))
+               for d in ["genuine", "counterfeit"] * 10]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r.decision for r in results}) == 1
+    assert vs.get_verdict(msg.scan_id).decision == results[0].decision
+
+
+def test_save_verdict_publishes_done(vs):
+    msg = _msg()
+    vs.create_scan(msg)
+    pubsub = vs.r.pubsub()
+    pubsub.subscribe(contract.done_channel(msg.scan_id))
+    pubsub.get_message(timeout=1)  # subscribe confirmation
+    vs.save_verdict(_verdict(msg, "review"))
+    message = pubsub.get_message(timeout=2)
+    assert message and message["channel"] == contract.done_channel(msg.scan_id)
+
+
+def test_idempotency_claims(vs):
+    assert vs.claim_idempotency("acme", "k1", "s" * 32, "h1", 60) is None
+    assert vs.claim_idempotency("acme", "k1", "t" * 32, "h2", 60) == ("s" * 32, "h1")
+    assert vs.claim_idempotency("globex", "k1", "u" * 32, "h3", 60) is None  # keys are per tenant
+    vs.release_idempotency("acme", "k1")
+    assert vs.claim_idempotency("acme", "k1", "v" * 32, "h4", 60) is None
+
+
+def test_unreachable_redis_is_transient():
+    vs = VerdictStore(redis_client(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5))
+    with pytest.raises(StoreUnavailable):
+        vs.get_scan("a" * 32)
