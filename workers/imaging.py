@@ -20,6 +20,7 @@ from workers.contract import Reason
 from workers.errors import RejectedScan
 
 ALLOWED_FORMATS = ("JPEG", "PNG")  # Pillow format names; see contract.IMAGE_EXTENSIONS
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG SOI, PNG signature
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated scan is refused, never half-decoded
 
 
@@ -51,6 +52,8 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
         # formats= restricts which decoders Pillow even tries: a TIFF or EPS never reaches its plugin.
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
+        if data.startswith(_MAGIC):  # looks like one of ours, but no decoder could parse it
+            raise RejectedScan(Reason.IMAGE_UNREADABLE, "corrupt JPEG or PNG header") from None
         raise RejectedScan(Reason.UNSUPPORTED_FORMAT, "not a JPEG or PNG image") from None
     except Image.DecompressionBombError:
         raise RejectedScan(Reason.TOO_MANY_PIXELS, "declared size is a decompression bomb") from None
