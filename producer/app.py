@@ -1,0 +1,116 @@
+"""The HTTP edge: `create_app(settings, deps=None)` and the resources it holds.
+
+    lifespan:  Deps (S3 store, verdict store, Celery enqueuer, async Redis) built once per process
+               -> one DoneListener (pub/sub) for every long poll -> serve -> stop listener, close
+    request:   log middleware -> auth -> route (routes.py) -> Submitter / poll -> JSON
+
+Tests pass `deps` (Deps.with_twins: a MemoryObjectStore and a list Enqueuer on the real Redis);
+`uvicorn --factory producer.app:create_app_from_env` reads the environment once per process.
+This module, like all of producer/, must not import torch.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+
+from producer import errors
+from producer.poll import DoneListener
+from producer.routes import router
+from producer.submit import CeleryEnqueuer, Enqueuer, ListEnqueuer, Submitter
+from workers.imaging import Limits
+from workers.logging import configure_logging, get_logger
+from workers.settings import Settings
+from workers.storage import MemoryObjectStore, ObjectStore, S3ObjectStore
+from workers.verdict_store import VerdictStore
+
+log = get_logger("producer.app")
+QUIET_PATHS = ("/healthz", "/readyz")  # probes log at debug level
+
+
+@dataclass
+class Deps:
+    """Everything the edge talks to. One instance per process, built in the lifespan."""
+
+    objects: ObjectStore
+    verdicts: VerdictStore
+    enqueuer: Enqueuer
+    aredis: Any  # redis.asyncio.Redis, for the DoneListener's pub/sub
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Deps:
+        return cls(S3ObjectStore.from_settings(settings), VerdictStore.from_settings(settings),
+                   CeleryEnqueuer.from_settings(settings), _async_redis(settings.redis_url))
+
+    @classmethod
+    def with_twins(cls, settings: Settings) -> Deps:
+        """In-memory S3 and queue, real Redis at settings.redis_url (unit tests, local poking)."""
+        return cls(MemoryObjectStore(bucket=settings.s3_bucket), VerdictStore.from_settings(settings),
+                   ListEnqueuer(), _async_redis(settings.redis_url))
+
+    async def aclose(self) -> None:
+        self.enqueuer.close()
+        self.verdicts.r.close()
+        await self.aredis.aclose()
+
+
+def _async_redis(url: str):
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+
+
+def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        built = deps is None
+        app.state.deps = await run_in_threadpool(Deps.from_settings, settings) if built else deps
+        app.state.submitter = Submitter(app.state.deps.objects, app.state.deps.verdicts, app.state.deps.enqueuer,
+                                        Limits.from_settings(settings), settings.idempotency_ttl_s)
+        app.state.listener = DoneListener(app.state.deps.aredis)
+        await app.state.listener.start()
+        log.info("api_started", bucket=app.state.deps.objects.bucket, tenants=len(set(settings.api_keys.values())))
+        try:
+            yield
+        finally:
+            await app.state.listener.stop()
+            if built:
+                await app.state.deps.aclose()
+            log.info("api_stopped")
+
+    app = FastAPI(title="tenderscan", version="1", lifespan=lifespan,
+                  description="Counterfeit-banknote detection. POST a scan, poll (or long-poll) its verdict.")
+    app.state.settings = settings
+    app.include_router(router)
+    for exc_type, handler in errors.HANDLERS:
+        app.add_exception_handler(exc_type, handler)
+    app.middleware("http")(log_requests)
+    return app
+
+
+async def log_requests(request: Request, call_next):
+    """One `request` event per request: no bodies, keys or query strings."""
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        emit = log.debug if request.url.path in QUIET_PATHS else log.info
+        emit("request", method=request.method, path=request.url.path, status=status,
+             ms=round((time.perf_counter() - start) * 1000, 1),
+             tenant=getattr(request.state, "tenant", None), scan_id=getattr(request.state, "scan_id", None),
+             reason=getattr(request.state, "reason", None))
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory (`tenderscan api`): settings read once, here, at the entry point."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

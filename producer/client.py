@@ -1,0 +1,129 @@
+"""A small synchronous client for the tenderscan API (httpx).
+
+    with TenderscanClient("http://api:8000", api_key) as c:
+        scan = c.submit("bill.jpg", store_id="s1", terminal_id="t1")   # {"scan_id", "status", "poll_url"}
+        done = c.wait(scan["scan_id"], timeout=60)                       # {"status": "done", "verdict": {...}}
+
+Retries: 503 (honouring Retry-After), 502, 504 and connection errors, with exponential backoff and
+full jitter. A submit always carries an Idempotency-Key (a fresh uuid unless one is given), so a retry
+after a lost answer can never create a second scan. Any other 4xx/5xx raises ClientError(status, reason).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+RETRY_STATUSES = (502, 503, 504)
+
+
+class ClientError(Exception):
+    """The API refused the request. `reason` is the error body's stable code (see producer/errors.py)."""
+
+    def __init__(self, status: int, reason: str, detail: str = "") -> None:
+        super().__init__(f"{status} {reason}" + (f": {detail}" if detail else ""))
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+class Unavailable(ClientError):
+    """Still 503 / unreachable after every retry."""
+
+
+def sniff_content_type(data: bytes) -> str:
+    """image/png or image/jpeg from the magic bytes; the server judges by content anyway."""
+    return "image/png" if data.startswith(b"\x89PNG\r\n\x1a\n") else "image/jpeg"
+
+
+class TenderscanClient:
+    def __init__(self, base_url: str, api_key: str, timeout: float = 10.0, retries: int = 5,
+                 backoff_s: float = 0.25, max_backoff_s: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
+                                 headers={"Authorization": f"Bearer {api_key}"})
+
+    def __enter__(self) -> TenderscanClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- the API ----------------------------------------------------------------------------------
+    def submit(self, image: bytes | str | Path, store_id: str, terminal_id: str,
+               idempotency_key: str | None = None, content_type: str | None = None) -> dict:
+        data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
+        headers = {"Content-Type": content_type or sniff_content_type(data),
+                   "Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        return self._request("POST", "/v1/scans", params={"store_id": store_id, "terminal_id": terminal_id},
+                             content=bytes(data), headers=headers)
+
+    def get(self, scan_id: str, wait: float | None = None) -> dict:
+        params = {} if wait is None else {"wait": wait}
+        return self._request("GET", f"/v1/scans/{scan_id}", params=params,
+                             timeout=self.timeout + (wait or 0))
+
+    def wait(self, scan_id: str, timeout: float = 60.0) -> dict:
+        """Long-poll until the scan is done; TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            scan = self.get(scan_id, wait=max(0.0, min(30.0, remaining)))
+            if scan.get("status") == "done":
+                return scan
+            if deadline - time.monotonic() <= 0:
+                raise TimeoutError(f"scan {scan_id} not done after {timeout:.0f}s (status {scan.get('status')})")
+
+    def ready(self) -> bool:
+        """GET /readyz once, no retries: True when the API, its Redis and its S3 all answer."""
+        try:
+            return self.http.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    # --- retries ----------------------------------------------------------------------------------
+    def _request(self, method: str, url: str, **kwargs) -> dict:
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                resp = self.http.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                if last:
+                    raise Unavailable(0, "connection_error", f"{type(exc).__name__}: {exc}") from None
+                time.sleep(self._delay(attempt, None))
+                continue
+            if resp.status_code in RETRY_STATUSES and not last:
+                time.sleep(self._delay(attempt, resp.headers.get("Retry-After")))
+                continue
+            if resp.status_code >= 400:
+                raise _error(resp)
+            return resp.json()
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        """Full jitter on an exponential cap; never sooner than the server's Retry-After."""
+        delay = random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
+        if retry_after and retry_after.replace(".", "", 1).isdigit():  # an HTTP-date: our own backoff
+            delay = max(delay, min(float(retry_after), self.max_backoff_s))
+        return delay
+
+
+def _error(resp: httpx.Response) -> ClientError:
+    try:
+        err = resp.json()["error"]
+        reason, detail = str(err["reason"]), str(err.get("detail", ""))
+    except (ValueError, KeyError, TypeError):
+        reason, detail = "http_error", resp.text[:200]
+    cls = Unavailable if resp.status_code in RETRY_STATUSES else ClientError
+    return cls(resp.status_code, reason, detail)

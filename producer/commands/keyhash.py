@@ -1,0 +1,28 @@
+"""`tenderscan keyhash KEY`: the sha256 digest configuration stores instead of the key."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("keyhash", help="hash an API key for TENDERSCAN_API_KEYS",
+                              description="Print sha256(KEY) and the TENDERSCAN_API_KEYS entry for it. "
+                              "Pass '-' to read the key from stdin (keeps it out of shell history).")
+    p.add_argument("key", metavar="KEY", help="the API key, or '-' to read it from stdin")
+    p.add_argument("--tenant", default="TENANT", help="tenant id for the printed entry")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from producer.auth import key_hash
+
+    key = sys.stdin.readline().strip() if args.key == "-" else args.key
+    if not key:
+        print("tenderscan keyhash: empty key", file=sys.stderr)
+        return 2
+    digest = key_hash(key)
+    print(digest)
+    print(f"TENDERSCAN_API_KEYS entry: {args.tenant}:{digest}")
+    return 0

@@ -1,0 +1,168 @@
+"""Accepting a scan: check the bytes, store them, record the scan, enqueue one reference.
+
+    accept_scan(upload)
+      1. store_id / terminal_id / Idempotency-Key are boring ids            400 bad_request
+      2. imaging.inspect: JPEG/PNG by content, pixel cap, side limits        413 / 415 / 422
+      3. Idempotency-Key claimed (SET NX {scan_id, sha256})                  replay -> same scan_id, no task
+      4. image -> S3 at contract.image_s3_key, metadata sha256 & co.
+      5. VerdictStore.create_scan (status queued)
+      6. Enqueuer.enqueue(ScanMessage)  -- a reference and a checksum, never the bytes
+    If 4-6 fail (S3, Redis or broker down) the claim is released, so the client's retry is a fresh
+    attempt rather than a replay of a scan that never got queued, and the error goes up as a 503.
+
+Blocking (boto3, redis-py, kombu): the HTTP layer runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from producer.errors import IDEMPOTENCY_KEY_REUSED, ApiError, bad_request, unavailable
+from workers import contract
+from workers.contract import ScanMessage, ScanStatus
+from workers.errors import StorageError, TransientError
+from workers.imaging import ImageInfo, Limits, inspect
+from workers.logging import get_logger
+from workers.storage import ObjectStore
+from workers.verdict_store import VerdictStore
+
+log = get_logger("producer.submit")
+
+
+# --- the queue, behind a small interface -------------------------------------------------------
+class Enqueuer(Protocol):
+    def enqueue(self, msg: ScanMessage) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class ListEnqueuer:
+    """In-memory twin: remembers what would have been sent. `down = True` makes enqueue fail."""
+
+    sent: list[dict] = field(default_factory=list)
+    down: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def enqueue(self, msg: ScanMessage) -> None:
+        if self.down:
+            raise TransientError("broker is down")
+        with self._lock:
+            self.sent.append(msg.encode())
+
+    def close(self) -> None:
+        pass
+
+
+class CeleryEnqueuer:
+    """`send_task(TASK_NAME, args=[msg.encode()], queue=QUEUE)` on the workers' Celery app (JSON only)."""
+
+    # Give up quickly when the broker is down: the client retries on 503, a blocked thread helps nobody.
+    RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    @classmethod
+    def from_settings(cls, settings) -> CeleryEnqueuer:
+        from workers.celery_app import make_celery  # JSON-only app; must not import torch
+
+        return cls(make_celery(settings))
+
+    def enqueue(self, msg: ScanMessage) -> None:
+        import kombu.exceptions
+        import redis
+
+        try:
+            self.app.send_task(contract.TASK_NAME, args=[msg.encode()], queue=contract.QUEUE,
+                               retry=True, retry_policy=self.RETRY_POLICY)
+        except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
+            raise TransientError(f"broker unavailable ({type(exc).__name__})") from None
+
+    def close(self) -> None:
+        self.app.close()
+
+
+# --- accepting one upload ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Upload:
+    tenant: str
+    store_id: str
+    terminal_id: str
+    data: bytes
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    scan_id: str
+    status: str = ScanStatus.QUEUED.value  # the scan's status now (a replay may find it further along)
+    replayed: bool = False  # an Idempotency-Key replay: the earlier scan, no new task
+    info: ImageInfo | None = None
+
+
+@dataclass(frozen=True)
+class Submitter:
+    objects: ObjectStore
+    verdicts: VerdictStore
+    enqueuer: Enqueuer
+    limits: Limits
+    idempotency_ttl_s: int
+
+    def accept(self, upload: Upload) -> Accepted:
+        _check_ids(upload)
+        info = inspect(upload.data, self.limits)  # RejectedScan -> 413/415/422
+        sha256 = hashlib.sha256(upload.data).hexdigest()
+        scan_id, submitted_at = contract.new_scan_id(), contract.utcnow()
+        key = upload.idempotency_key
+        if key is not None:
+            earlier = self.verdicts.claim_idempotency(upload.tenant, key, scan_id, sha256, self.idempotency_ttl_s)
+            if earlier is not None:
+                return self._replay(upload, *earlier, sha256=sha256)
+        msg = ScanMessage(scan_id=scan_id, tenant=upload.tenant, store_id=upload.store_id,
+                          terminal_id=upload.terminal_id,
+                          image_key=contract.image_s3_key(upload.tenant, scan_id, submitted_at, info.format),
+                          sha256=sha256, bytes=len(upload.data), submitted_at=submitted_at)
+        try:
+            self._store_and_enqueue(msg, upload.data, info)
+        except (TransientError, StorageError):
+            if key is not None:
+                self._release(upload.tenant, key)
+            raise
+        return Accepted(scan_id, info=info)
+
+    def _store_and_enqueue(self, msg: ScanMessage, data: bytes, info: ImageInfo) -> None:
+        metadata = {"sha256": msg.sha256, "tenant": msg.tenant, "store_id": msg.store_id,
+                    "terminal_id": msg.terminal_id, "submitted_at": msg.submitted_at}
+        self.objects.put(msg.image_key, data, contract.CONTENT_TYPES[info.format], metadata)
+        self.verdicts.create_scan(msg)
+        self.enqueuer.enqueue(msg)
+
+    def _replay(self, upload: Upload, earlier_id: str, earlier_sha: str, sha256: str) -> Accepted:
+        if earlier_sha != sha256:
+            raise ApiError(422, IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used for a different image")
+        scan = self.verdicts.get_scan(earlier_id)
+        if scan is None:
+            # The first request with this key is still being accepted (or failed and is releasing
+            # its claim): answering its scan_id now could point at a scan that never exists.
+            raise unavailable("a request with this Idempotency-Key is still in progress", retry_after_s=1)
+        log.info("idempotent_replay", scan_id=earlier_id, tenant=upload.tenant)
+        return Accepted(earlier_id, status=scan.get("status", ScanStatus.QUEUED.value), replayed=True)
+
+    def _release(self, tenant: str, key: str) -> None:
+        try:
+            self.verdicts.release_idempotency(tenant, key)
+        except TransientError as exc:  # Redis is down too; the claim expires with its TTL
+            log.warning("idempotency_release_failed", tenant=tenant, error=str(exc))
+
+
+def _check_ids(upload: Upload) -> None:
+    for name in ("store_id", "terminal_id"):
+        value = getattr(upload, name)
+        if not value or not contract.is_safe_id(value):
+            raise bad_request(f"{name} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    key = upload.idempotency_key
+    if key is not None and not contract.is_safe_id(key):
+        raise bad_request("Idempotency-Key must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")

@@ -1,0 +1,281 @@
+"""POST /v1/scans and producer.submit: what is stored, what is enqueued, what is refused.
+
+The app runs with an in-memory S3 (MemoryObjectStore) and a list Enqueuer, on the real Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import struct
+import zlib
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from producer.app import Deps, create_app
+from producer.errors import ApiError
+from producer.submit import Submitter, Upload
+from workers import contract
+from workers.contract import ScanMessage
+from workers.errors import RejectedScan, TransientError
+from workers.imaging import Limits
+from workers.settings import Settings
+
+KEY = "key-acme"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+IDS = {"store_id": "store-1", "terminal_id": "pos-7"}
+
+
+def image(fmt: str = "JPEG", size: tuple[int, int] = (96, 64)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (30, 120, 60)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG declaring width x height 1-bit pixels: the classic decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"\x00" * (width // 8 + 1) * 64, 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+@pytest.fixture()
+def settings(clean_redis) -> Settings:
+    return Settings().with_(redis_url=clean_redis, max_body_bytes=200_000,
+                            api_keys={hashlib.sha256(KEY.encode()).hexdigest(): "acme"})
+
+
+@pytest.fixture()
+def deps(settings) -> Deps:
+    return Deps.with_twins(settings)
+
+
+@pytest.fixture()
+def api(settings, deps):
+    with TestClient(create_app(settings, deps)) as client:
+        yield client
+
+
+def post(api, data: bytes, content_type: str = "image/jpeg", params=IDS, **headers):
+    return api.post("/v1/scans", params=params, content=data,
+                    headers={**AUTH, "Content-Type": content_type, **headers})
+
+
+# --- accepted --------------------------------------------------------------------------------------
+def test_accepted_scan_is_stored_recorded_and_enqueued_as_a_reference(api, deps):
+    data = image()
+    resp = post(api, data)
+
+    assert resp.status_code == 202
+    body = resp.json()
+    scan_id = body["scan_id"]
+    assert contract.is_scan_id(scan_id)
+    assert body == {"scan_id": scan_id, "status": "queued", "poll_url": f"/v1/scans/{scan_id}"}
+    assert resp.headers["Location"] == body["poll_url"]
+
+    [sent] = deps.enqueuer.sent
+    msg = ScanMessage.decode(sent)
+    sha = hashlib.sha256(data).hexdigest()
+    assert (msg.scan_id, msg.tenant, msg.store_id, msg.terminal_id) == (scan_id, "acme", "store-1", "pos-7")
+    assert msg.sha256 == sha and msg.bytes == len(data)
+    assert msg.image_key == contract.image_s3_key("acme", scan_id, msg.submitted_at, "JPEG")
+    assert all(not isinstance(v, bytes) and len(str(v)) < 200 for v in sent.values())  # a reference, not bytes
+
+    stored = deps.objects.get(msg.image_key)
+    assert stored.data == data and stored.content_type == "image/jpeg"
+    assert stored.metadata == {"sha256": sha, "tenant": "acme", "store_id": "store-1", "terminal_id": "pos-7",
+                               "submitted_at": msg.submitted_at}
+    scan = deps.verdicts.get_scan(scan_id)
+    assert scan["status"] == "queued" and scan["tenant"] == "acme" and scan["image_key"] == msg.image_key
+
+
+def test_multipart_upload_with_form_fields(api, deps):
+    resp = api.post("/v1/scans", headers=AUTH, files={"image": ("bill.png", image("PNG"), "image/png")},
+                    data={"store_id": "s-2", "terminal_id": "t-2"})
+    assert resp.status_code == 202, resp.text
+    [sent] = deps.enqueuer.sent
+    assert (sent["store_id"], sent["terminal_id"]) == ("s-2", "t-2")
+    assert sent["image_key"].endswith(".png")
+
+
+def test_format_is_judged_by_content_not_by_the_declared_type(api, deps):
+    resp = post(api, image("PNG"), content_type="image/jpeg")
+    assert resp.status_code == 202
+    [sent] = deps.enqueuer.sent
+    assert sent["image_key"].endswith(".png")
+    assert deps.objects.get(sent["image_key"]).content_type == "image/png"
+
+
+# --- idempotency -----------------------------------------------------------------------------------
+def test_same_key_same_body_replays_the_scan_without_a_second_task(api, deps):
+    data = image()
+    first = post(api, data, **{"Idempotency-Key": "order-1"})
+    again = post(api, data, **{"Idempotency-Key": "order-1"})
+    assert first.status_code == again.status_code == 202
+    assert again.json()["scan_id"] == first.json()["scan_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(deps.enqueuer.sent) == 1
+    assert len(list(deps.objects.list("scans/"))) == 1
+
+
+def test_same_key_different_body_is_refused(api, deps):
+    assert post(api, image(size=(96, 64)), **{"Idempotency-Key": "order-2"}).status_code == 202
+    resp = post(api, image(size=(64, 96)), **{"Idempotency-Key": "order-2"})
+    assert resp.status_code == 422
+    assert resp.json()["error"]["reason"] == "idempotency_key_reused"
+    assert len(deps.enqueuer.sent) == 1
+
+
+def test_no_key_means_two_scans(api, deps):
+    data = image()
+    assert post(api, data).json()["scan_id"] != post(api, data).json()["scan_id"]
+    assert len(deps.enqueuer.sent) == 2
+
+
+# --- refused input ---------------------------------------------------------------------------------
+def _jpeg_cut_in_header() -> bytes:
+    return image()[:300]
+
+
+@pytest.mark.parametrize(("data", "content_type", "status", "reason"), [
+    (b"", "image/jpeg", 422, "image_empty"),
+    (b"hello, I am a text file\n" * 10, "image/jpeg", 415, "unsupported_format"),
+    (_jpeg_cut_in_header(), "image/jpeg", 422, "image_unreadable"),
+    (png_bomb(), "image/png", 422, "too_many_pixels"),
+    (image(size=(8, 8)), "image/jpeg", 422, "dimensions_out_of_range"),
+    (image(), "text/plain", 415, "unsupported_format"),
+    (image(), "application/json", 415, "unsupported_format"),
+    (image("GIF"), "image/png", 415, "unsupported_format"),
+])
+def test_bad_input_is_refused_with_its_reason(api, deps, data, content_type, status, reason):
+    resp = post(api, data, content_type=content_type)
+    assert resp.status_code == status
+    assert resp.json() == {"error": {"status": status, "reason": reason, "detail": resp.json()["error"]["detail"]}}
+    assert deps.enqueuer.sent == [] and deps.objects.objects == {}
+
+
+def test_a_jpeg_cut_after_its_header_passes_the_edge(api, deps):
+    # The edge reads headers only (docs/ARCHITECTURE.md "The edge never decodes pixels");
+    # the worker's full decode turns this into a `rejected` verdict with reason image_unreadable.
+    buf = io.BytesIO()
+    Image.effect_noise((200, 150), 60).convert("RGB").save(buf, "JPEG")  # header ~600 B, body ~15 kB
+    data = buf.getvalue()
+    assert post(api, data[: len(data) // 2]).status_code == 202
+
+
+def test_oversized_body_is_refused_by_content_length_before_reading(api, deps):
+    resp = post(api, b"\xff\xd8\xff" + b"\0" * 200_001)
+    assert resp.status_code == 413
+    assert resp.json()["error"]["reason"] == "image_too_large"
+    assert deps.enqueuer.sent == []
+
+
+def test_oversized_chunked_body_is_refused_while_reading(settings, deps):
+    """No Content-Length: the read itself stops at the limit (httpx's ASGITransport streams lazily)."""
+    pulled = []
+
+    async def body():
+        for _ in range(1000):  # 64 MB if it were all read
+            pulled.append(1)
+            yield b"\0" * 65536
+
+    async def go():
+        app = create_app(settings, deps)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await client.post("/v1/scans", params=IDS, content=body(),
+                                         headers={**AUTH, "Content-Type": "image/jpeg"})
+
+    resp = asyncio.run(go())
+    assert resp.status_code == 413
+    assert resp.json()["error"]["reason"] == "image_too_large"
+    assert len(pulled) <= 200_000 // 65536 + 2
+
+
+def test_oversized_multipart_is_refused(api):
+    resp = api.post("/v1/scans", headers=AUTH, data=IDS,
+                    files={"image": ("big.jpg", b"\xff\xd8\xff" + b"\0" * 250_000, "image/jpeg")})
+    assert resp.status_code == 413
+
+
+def test_multipart_without_image_field_is_a_bad_request(api):
+    resp = api.post("/v1/scans", headers=AUTH, data=IDS, files={"photo": ("a.jpg", image(), "image/jpeg")})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["reason"] == "bad_request"
+
+
+@pytest.mark.parametrize("params", [
+    {"terminal_id": "pos-7"},
+    {"store_id": "", "terminal_id": "pos-7"},
+    {"store_id": "../../etc", "terminal_id": "pos-7"},
+    {"store_id": "s1", "terminal_id": "x" * 65},
+])
+def test_bad_store_or_terminal_id_is_a_bad_request(api, deps, params):
+    resp = post(api, image(), params=params)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["reason"] == "bad_request"
+    assert deps.enqueuer.sent == []
+
+
+def test_bad_idempotency_key_is_a_bad_request(api):
+    assert post(api, image(), **{"Idempotency-Key": "no spaces please"}).status_code == 400
+
+
+# --- infrastructure down -----------------------------------------------------------------------------
+def test_s3_down_is_503_with_retry_after_and_the_retry_works(api, deps):
+    data = image()
+    deps.objects.down = True
+    resp = post(api, data, **{"Idempotency-Key": "order-3"})
+    assert resp.status_code == 503
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert resp.json()["error"]["reason"] == "unavailable"
+    assert deps.enqueuer.sent == []
+
+    deps.objects.down = False  # the claim was released: the retry is a fresh attempt, not a replay
+    retry = post(api, data, **{"Idempotency-Key": "order-3"})
+    assert retry.status_code == 202
+    assert "Idempotent-Replayed" not in retry.headers
+    assert len(deps.enqueuer.sent) == 1
+
+
+def test_broker_down_is_503_and_releases_the_claim(api, deps):
+    deps.enqueuer.down = True
+    assert post(api, image(), **{"Idempotency-Key": "order-4"}).status_code == 503
+    assert deps.verdicts.r.get(contract.idempotency_key("acme", "order-4")) is None
+
+
+def test_redis_down_is_503(settings):
+    deps = Deps.with_twins(settings.with_(redis_url="redis://127.0.0.1:1/0"))
+    with TestClient(create_app(settings, deps)) as client:
+        resp = post(client, image())
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"]
+
+
+# --- Submitter directly ----------------------------------------------------------------------------
+def test_submitter_replay_while_the_first_is_in_flight_asks_to_retry(deps):
+    sub = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 60)
+    data = image()
+    # a claim without a scan record: the first request is still between claim and create_scan
+    deps.verdicts.claim_idempotency("acme", "k1", contract.new_scan_id(), hashlib.sha256(data).hexdigest(), 60)
+    with pytest.raises(ApiError) as info:
+        sub.accept(Upload("acme", "s", "t", data, idempotency_key="k1"))
+    assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
+    assert deps.enqueuer.sent == []
+
+
+def test_submitter_raises_rejections_and_transient_errors_as_such(deps):
+    sub = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 60)
+    with pytest.raises(RejectedScan):
+        sub.accept(Upload("acme", "s", "t", b""))
+    deps.objects.down = True
+    with pytest.raises(TransientError):
+        sub.accept(Upload("acme", "s", "t", image()))
