@@ -4,7 +4,8 @@
       1. store_id / terminal_id / Idempotency-Key are boring ids            400 bad_request
       2. imaging.inspect: JPEG/PNG by content, pixel cap, side limits        413 / 415 / 422
       3. Idempotency-Key claimed (SET NX {scan_id, sha256})                  replay -> same scan_id, no task
-      4. image -> S3 at contract.image_s3_key, metadata sha256 & co.
+      4. image -> S3 at contract.image_s3_key, metadata sha256 & co.; then the intent (ScanMessage
+         JSON) at contract.intent_s3_key: the durable source of truth the reconciler works from
       5. VerdictStore.create_scan (status queued)
       6. Enqueuer.enqueue(ScanMessage)  -- a reference and a checksum, never the bytes
     If 4-6 fail (S3, Redis or broker down) the claim is released, so the client's retry is a fresh
@@ -16,6 +17,7 @@ Blocking (boto3, redis-py, kombu): the HTTP layer runs it in a worker thread.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -137,8 +139,22 @@ class Submitter:
         metadata = {"sha256": msg.sha256, "tenant": msg.tenant, "store_id": msg.store_id,
                     "terminal_id": msg.terminal_id, "submitted_at": msg.submitted_at}
         self.objects.put(msg.image_key, data, contract.CONTENT_TYPES[info.format], metadata)
-        self.verdicts.create_scan(msg)
-        self.enqueuer.enqueue(msg)
+        # The intent is the durable record of the acceptance: the reconciler re-enqueues from it
+        # if Redis or the broker later lose the scan (workers/reconcile.py).
+        intent_key = contract.intent_s3_key(msg.tenant, msg.scan_id, msg.submitted_at)
+        self.objects.put(intent_key, json.dumps(msg.encode()).encode(), "application/json")
+        try:
+            self.verdicts.create_scan(msg)
+            self.enqueuer.enqueue(msg)
+        except (TransientError, StorageError):
+            # We answer 503, so the client will retry under a new scan_id: withdraw this intent so
+            # the reconciler does not process a scan nobody waits for. Best effort: if S3 is down too,
+            # the orphan gets a verdict nobody polls, which costs one inference and loses nothing.
+            try:
+                self.objects.delete(intent_key)
+            except (TransientError, StorageError):
+                log.warning("intent_withdraw_failed", scan_id=msg.scan_id, tenant=msg.tenant)
+            raise
 
     def _replay(self, upload: Upload, earlier_id: str, earlier_sha: str, sha256: str) -> Accepted:
         if earlier_sha != sha256:

@@ -122,7 +122,7 @@ def test_same_key_same_body_replays_the_scan_without_a_second_task(api, deps):
     assert again.json()["scan_id"] == first.json()["scan_id"]
     assert again.headers["Idempotent-Replayed"] == "true"
     assert len(deps.enqueuer.sent) == 1
-    assert len(list(deps.objects.list("scans/"))) == 1
+    assert len(list(deps.objects.list("scans/"))) == 2  # one image and its intent, once
 
 
 def test_same_key_different_body_is_refused(api, deps):
@@ -279,3 +279,19 @@ def test_submitter_raises_rejections_and_transient_errors_as_such(deps):
     deps.objects.down = True
     with pytest.raises(TransientError):
         sub.accept(Upload("acme", "s", "t", image()))
+
+
+def test_an_accepted_scan_leaves_its_intent_in_s3(api, deps):
+    resp = post(api, image())
+    scan_id = resp.json()["scan_id"]
+    intents = [k for k in deps.objects.list("scans/") if k.endswith(".json")]
+    assert len(intents) == 1 and scan_id in intents[0]
+    msg = ScanMessage.decode(deps.objects.get(intents[0]).data)
+    assert msg.encode() == deps.enqueuer.sent[0]
+
+
+def test_a_scan_that_could_not_be_queued_withdraws_its_intent(api, deps):
+    deps.enqueuer.down = True
+    resp = post(api, image())
+    assert resp.status_code == 503
+    assert not [k for k in deps.objects.list("scans/") if k.endswith(".json")]

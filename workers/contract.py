@@ -11,6 +11,8 @@ Redis keys (all prefixed `ts:`):
 
 S3 keys (bucket settings.s3_bucket):
     scans/dt=YYYY-MM-DD/tenant=T/{scan_id}.{jpg|png}       the uploaded image; metadata holds sha256
+    scans/dt=YYYY-MM-DD/tenant=T/{scan_id}.json            the scan's intent (ScanMessage): the durable
+                                                           source of truth the reconciler re-enqueues from
     verdicts/dt=YYYY-MM-DD/tenant=T/{scan_id}.json         the audit record (Verdict.encode())
 Dates are the UTC submission date, so a scan's image and verdict share a partition.
 """
@@ -48,6 +50,7 @@ class Decision(StrEnum):
     REVIEW = "review"  # the model is unsure: a person must look at the bill
     REJECTED = "rejected"  # the scan could not be judged (bad image); `reason` says why
     EXPIRED = "expired"  # dequeued after its deadline; no inference was run
+    ERROR = "error"  # a poison scan: it failed its worker max_attempts times; terminal
 
 
 class Reason(StrEnum):
@@ -97,6 +100,10 @@ def _dt(submitted_at: str) -> str:
 
 def image_s3_key(tenant: str, scan_id: str, submitted_at: str, fmt: str) -> str:
     return f"scans/dt={_dt(submitted_at)}/tenant={tenant}/{scan_id}.{IMAGE_EXTENSIONS[fmt]}"
+
+
+def intent_s3_key(tenant: str, scan_id: str, submitted_at: str) -> str:
+    return f"scans/dt={_dt(submitted_at)}/tenant={tenant}/{scan_id}.json"
 
 
 def verdict_s3_key(tenant: str, scan_id: str, submitted_at: str) -> str:

@@ -109,6 +109,11 @@ class Settings:
     task_soft_time_limit_s: int = 60  # a scan taking longer than this is failed and redelivered
     task_time_limit_s: int = 90  # hard kill
     visibility_timeout_s: int = 300  # Redis redelivers an unacked message after this long
+    max_attempts: int = 5  # deliveries of one scan before it is judged poison (an `error` verdict)
+    # --- reconciler (S3 is the source of truth; see workers/reconcile.py) -------------------------
+    reconcile_interval_s: int = 15  # how often one worker re-checks accepted scans (0 = never)
+    reconcile_stale_after_s: int = 60  # a scan with no verdict this long after (re)enqueue is re-enqueued
+    reconcile_days: int = 2  # how many daily partitions back the reconciler looks
     # --- logs -----------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_json: bool = True
@@ -150,6 +155,10 @@ class Settings:
             task_soft_time_limit_s=_int(env, PREFIX + "TASK_SOFT_TIME_LIMIT_S", d.task_soft_time_limit_s, 1),
             task_time_limit_s=_int(env, PREFIX + "TASK_TIME_LIMIT_S", d.task_time_limit_s, 1),
             visibility_timeout_s=_int(env, PREFIX + "VISIBILITY_TIMEOUT_S", d.visibility_timeout_s, 1),
+            max_attempts=_int(env, PREFIX + "MAX_ATTEMPTS", d.max_attempts, 1),
+            reconcile_interval_s=_int(env, PREFIX + "RECONCILE_INTERVAL_S", d.reconcile_interval_s, 0),
+            reconcile_stale_after_s=_int(env, PREFIX + "RECONCILE_STALE_AFTER_S", d.reconcile_stale_after_s, 1),
+            reconcile_days=_int(env, PREFIX + "RECONCILE_DAYS", d.reconcile_days, 1),
             log_level=_str(env, PREFIX + "LOG_LEVEL", d.log_level).upper(),
             log_json=_bool(env, PREFIX + "LOG_JSON", d.log_json),
         )

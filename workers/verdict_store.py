@@ -88,6 +88,20 @@ class VerdictStore:
             pipe.expire(key, self.ttl_s)
             pipe.execute()
 
+    def restore_scan(self, msg: ScanMessage) -> bool:
+        """Recreate a scan state Redis lost (the reconciler, from the S3 intent). True if it was missing."""
+        key = contract.scan_key(msg.scan_id)
+        with _translate():
+            if self.r.hsetnx(key, "tenant", msg.tenant):
+                self.create_scan(msg)
+                return True
+        return False
+
+    def mark_requeued(self, scan_id: str, at: str) -> None:
+        """Remember when the reconciler last re-enqueued this scan (so it waits before the next time)."""
+        with _translate():
+            self.r.hset(contract.scan_key(scan_id), "requeued_at", at)
+
     def claim_idempotency(self, tenant: str, key: str, scan_id: str, sha256: str,
                           ttl_s: int) -> tuple[str, str] | None:
         """Remember (key -> scan_id, sha256). Returns None if we claimed it, else the earlier claim."""

@@ -1,0 +1,92 @@
+"""The reconciler against the in-memory S3 twin and the real Redis: what it re-enqueues, and what not."""
+
+from datetime import timedelta
+
+import pytest
+
+from workers import contract
+from workers.contract import InputRef, ScanMessage, Timestamps, Verdict
+from workers.publish import audit_key
+from workers.reconcile import reconcile_once
+from workers.storage import MemoryObjectStore
+from workers.verdict_store import VerdictStore, redis_client
+
+
+@pytest.fixture()
+def world(clean_redis):
+    return MemoryObjectStore(), VerdictStore(redis_client(clean_redis), ttl_s=600)
+
+
+def accepted(objects, verdicts, age_s=120.0, with_state=True):
+    """A scan as the edge leaves it: image + intent in S3, state in Redis, submitted age_s ago."""
+    submitted = contract.parse_time(contract.utcnow()) - timedelta(seconds=age_s)
+    submitted_at = submitted.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    sid = contract.new_scan_id()
+    msg = ScanMessage(sid, "acme", "s1", "t1", contract.image_s3_key("acme", sid, submitted_at, "JPEG"),
+                      "ab" * 32, 3, submitted_at)
+    objects.put(msg.image_key, b"img")
+    objects.put(contract.intent_s3_key("acme", sid, submitted_at), json_bytes(msg))
+    if with_state:
+        verdicts.create_scan(msg)
+    return msg
+
+
+def json_bytes(msg):
+    import json
+
+    return json.dumps(msg.encode()).encode()
+
+
+def verdict_for(msg):
+    return Verdict(msg.scan_id, msg.tenant, msg.store_id, msg.terminal_id, "genuine",
+                   InputRef(msg.image_key, msg.sha256, msg.bytes), Timestamps(msg.submitted_at))
+
+
+def test_stale_scan_without_verdict_is_requeued_once_per_interval(world):
+    objects, verdicts = world
+    msg = accepted(objects, verdicts)
+    sent = []
+    report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
+    assert [m.scan_id for m in sent] == [msg.scan_id] and report.requeued == [msg.scan_id]
+    again = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
+    assert again.fresh == 1 and len(sent) == 1  # requeued_at resets the clock
+
+
+def test_fresh_and_finished_scans_are_left_alone(world):
+    objects, verdicts = world
+    accepted(objects, verdicts, age_s=5)
+    done = accepted(objects, verdicts)
+    v = verdicts.save_verdict(verdict_for(done))
+    objects.put(audit_key(v), v.encode().encode())
+    sent = []
+    report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
+    assert sent == [] and report.fresh == 1 and report.done == 1 and report.intents == 2
+
+
+def test_lost_redis_state_is_restored_from_the_intent(world):
+    objects, verdicts = world
+    msg = accepted(objects, verdicts, with_state=False)  # Redis restarted without its data
+    sent = []
+    report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
+    assert report.states_restored == 1 and sent[0] == msg
+    state = verdicts.get_scan(msg.scan_id)
+    assert state["status"] == "queued" and state["tenant"] == "acme"
+
+
+def test_verdict_in_redis_without_audit_record_is_repaired_not_requeued(world):
+    objects, verdicts = world
+    msg = accepted(objects, verdicts)
+    v = verdicts.save_verdict(verdict_for(msg))  # the worker died between Redis and S3
+    sent = []
+    report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
+    assert sent == [] and report.audit_repaired == 1
+    assert Verdict.decode(objects.get(audit_key(v)).data) == v
+
+
+def test_unreadable_intent_is_counted_not_fatal(world):
+    objects, verdicts = world
+    objects.put(f"scans/dt={contract.utcnow()[:10]}/tenant=acme/{'f' * 32}.json", b"{not json")
+    good = accepted(objects, verdicts)
+    sent = []
+    report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
+    assert report.unreadable == 1 and [m.scan_id for m in sent] == [good.scan_id]
