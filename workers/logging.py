@@ -35,7 +35,9 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        # one write() per event (message + newline): PrintLogger writes the newline separately, and
+        # under the threads pool a stdlib record (Celery's own) could land between the two.
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
 

@@ -1,0 +1,176 @@
+"""workers/batching.py: the pure policy, then the thread that applies it."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.batching import Batcher, BatchLengthError, BatchPlan, plan
+
+
+# --- plan: the pure policy ----------------------------------------------------------------------
+def test_nothing_pending_waits_for_an_arrival():
+    assert plan(0, None, now=5.0, max_size=4, max_wait_s=0.01) == BatchPlan(0, math.inf)
+
+
+def test_full_batch_is_taken_at_once_even_if_young():
+    assert plan(4, oldest_enqueued_at=5.0, now=5.0, max_size=4, max_wait_s=1.0) == BatchPlan(4, 0.0)
+    assert plan(9, oldest_enqueued_at=5.0, now=5.0, max_size=4, max_wait_s=1.0) == BatchPlan(4, 0.0)
+
+
+def test_partial_batch_waits_the_rest_of_the_window():
+    p = plan(2, oldest_enqueued_at=5.0, now=5.3, max_size=4, max_wait_s=1.0)
+    assert p.take == 0 and p.wait_s == pytest.approx(0.7)
+
+
+def test_partial_batch_flushes_when_the_oldest_has_waited_max_wait():
+    assert plan(3, oldest_enqueued_at=5.0, now=6.0, max_size=4, max_wait_s=1.0) == BatchPlan(3, 0.0)
+    assert plan(1, oldest_enqueued_at=5.0, now=5.0, max_size=4, max_wait_s=0.0) == BatchPlan(1, 0.0)
+
+
+def simulate(arrivals: list[float], max_size: int, max_wait: float) -> list[tuple[float, list[int]]]:
+    """Drive `plan` like the batcher thread does, on a virtual clock. Returns (time, item ids) per batch."""
+    pending: list[tuple[int, float]] = []
+    batches: list[tuple[float, list[int]]] = []
+    i, now = 0, 0.0
+    while i < len(arrivals) or pending:
+        p = plan(len(pending), pending[0][1] if pending else None, now, max_size, max_wait)
+        if p.take:
+            batches.append((now, [item for item, _ in pending[:p.take]]))
+            del pending[:p.take]
+            continue
+        wake = now + p.wait_s
+        if i < len(arrivals) and arrivals[i] <= wake:  # an arrival wakes the thread first
+            now = max(now, arrivals[i])
+            pending.append((i, arrivals[i]))
+            i += 1
+        else:
+            now = max(wake, math.nextafter(now, math.inf))  # float rounding must not stall the clock
+    return batches
+
+
+@settings(max_examples=300, deadline=None)
+@given(gaps=st.lists(st.floats(0, 0.05, allow_nan=False), max_size=200),
+       max_size=st.integers(1, 16), max_wait=st.floats(0, 0.03, allow_nan=False))
+def test_policy_takes_every_item_once_in_order_within_limits(gaps, max_size, max_wait):
+    arrivals = [sum(gaps[: k + 1]) for k in range(len(gaps))]
+    batches = simulate(arrivals, max_size, max_wait)
+    taken = [item for _, items in batches for item in items]
+    assert taken == list(range(len(arrivals)))  # nothing dropped, duplicated or reordered
+    for at, items in batches:
+        assert 1 <= len(items) <= max_size
+        assert at - arrivals[items[0]] <= max_wait + 1e-9  # nobody waits past the window
+        if len(items) < max_size:  # a partial batch only leaves when its window is over
+            assert at - arrivals[items[0]] >= max_wait - 1e-9
+
+
+# --- Batcher: the thread ------------------------------------------------------------------------
+class Recorder:
+    """run_batch twin: doubles numbers, records batch sizes, fails on marked items."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.sizes: list[int] = []
+        self.delay_s = delay_s
+        self.lock = threading.Lock()
+
+    def __call__(self, items):
+        with self.lock:
+            self.sizes.append(len(items))
+        time.sleep(self.delay_s)
+        if any(item == "poison" for item in items):
+            raise ValueError("poison in batch")
+        return [ValueError(f"bad {item}") if isinstance(item, str) else item * 2 for item in items]
+
+
+def test_fills_to_max_size_when_a_backlog_exists():
+    rec = Recorder(delay_s=0.05)
+    b = Batcher(rec, max_size=4, max_wait_s=5.0)
+    futures = [b.submit(i) for i in range(8)]
+    assert [f.result(timeout=2) for f in futures] == [i * 2 for i in range(8)]
+    b.close()
+    assert rec.sizes == [4, 4]  # the 5 s window never mattered: full batches leave at once
+
+
+def test_flushes_a_partial_batch_at_max_wait():
+    rec = Recorder()
+    b = Batcher(rec, max_size=64, max_wait_s=0.05)
+    t0 = time.monotonic()
+    futures = [b.submit(i) for i in range(3)]
+    assert [f.result(timeout=2) for f in futures] == [0, 2, 4]
+    waited = time.monotonic() - t0
+    b.close()
+    assert rec.sizes == [3]
+    assert 0.04 <= waited < 1.0
+
+
+def test_an_exception_output_fails_only_its_own_future():
+    b = Batcher(Recorder(), max_size=3, max_wait_s=1.0)
+    futures = [b.submit(x) for x in (1, "x", 3)]
+    assert futures[0].result(timeout=2) == 2 and futures[2].result(timeout=2) == 6
+    with pytest.raises(ValueError, match="bad x"):
+        futures[1].result(timeout=2)
+    b.close()
+
+
+def test_a_batch_that_raises_is_rerun_one_by_one_so_only_the_culprit_fails():
+    rec = Recorder()
+    b = Batcher(rec, max_size=3, max_wait_s=1.0)
+    futures = [b.submit(x) for x in (1, "poison", 3)]
+    assert futures[0].result(timeout=2) == 2 and futures[2].result(timeout=2) == 6
+    with pytest.raises(ValueError, match="poison"):
+        futures[1].result(timeout=2)
+    b.close()
+    assert rec.sizes == [3, 1, 1, 1]
+
+
+def test_wrong_number_of_outputs_is_an_error_not_a_silent_shift():
+    b = Batcher(lambda items: [0] * (len(items) + 1), max_size=2, max_wait_s=1.0)
+    futures = [b.submit(i) for i in range(2)]
+    for f in futures:
+        with pytest.raises(BatchLengthError):
+            f.result(timeout=2)
+    b.close()
+
+
+def test_close_runs_what_is_pending_and_refuses_new_items():
+    rec = Recorder()
+    b = Batcher(rec, max_size=64, max_wait_s=60.0)
+    futures = [b.submit(i) for i in range(5)]
+    b.close()
+    assert [f.result(timeout=0) for f in futures] == [0, 2, 4, 6, 8]
+    with pytest.raises(RuntimeError):
+        b.submit(1)
+
+
+@settings(max_examples=15, deadline=None)
+@given(groups=st.lists(st.tuples(st.integers(1, 12), st.floats(0, 0.004)), min_size=1, max_size=6),
+       max_size=st.integers(1, 8))
+def test_concurrent_submitters_each_get_exactly_their_own_result(groups, max_size):
+    rec = Recorder()
+    b = Batcher(rec, max_size=max_size, max_wait_s=0.002)
+    results: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def client(base: int, count: int, pause: float) -> None:
+        for k in range(count):
+            value = base + k
+            out = b.submit(value).result(timeout=5)
+            with lock:
+                assert value not in results
+                results[value] = out
+            time.sleep(pause)
+
+    threads = [threading.Thread(target=client, args=(1000 * g, n, pause)) for g, (n, pause) in enumerate(groups)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    b.close()
+    expected = {1000 * g + k: 2 * (1000 * g + k) for g, (n, _) in enumerate(groups) for k in range(n)}
+    assert results == expected
+    assert sum(rec.sizes) == len(expected) and max(rec.sizes) <= max_size

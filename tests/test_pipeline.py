@@ -1,0 +1,197 @@
+"""workers/pipeline.py: every scan gets its own verdict, and bad scans never spoil their batch.
+
+Real Redis (clean_redis), the in-memory object store twin, and the real ModelRunner + Batcher
+around a stand-in model (tests/test_inference.py::twin_model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import threading
+import zlib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from PIL import Image
+
+from tests.test_inference import twin_model
+from workers import contract, imaging, pipeline
+from workers.contract import ScanMessage, Verdict
+from workers.errors import StorageUnavailable
+from workers.inference import ModelRunner
+from workers.publish import audit_key
+from workers.storage import MemoryObjectStore
+from workers.verdict_store import VerdictStore, redis_client
+
+LIMITS = imaging.Limits(max_bytes=200_000)
+
+
+def jpeg(red: int, size=(240, 108)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (red, 120, 60)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG whose header claims width x height pixels."""
+    buf = io.BytesIO()
+    Image.new("1", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+@pytest.fixture()
+def env(clean_redis):
+    store = MemoryObjectStore(bucket="scans")
+    verdicts = VerdictStore(redis_client(clean_redis), ttl_s=600)
+    runner = ModelRunner(twin_model(), max_batch_size=16, max_wait_s=0.4)
+    deps = pipeline.Deps(store, verdicts, runner, LIMITS)
+    yield deps
+    runner.close()
+
+
+def scan(deps, data: bytes | None, *, sha256: str | None = None, deadline: str | None = None) -> ScanMessage:
+    """Do what the edge does: image into the store (unless None), scan recorded as queued."""
+    sid = contract.new_scan_id()
+    submitted = contract.utcnow()
+    key = contract.image_s3_key("acme", sid, submitted, "JPEG")
+    if data is not None:
+        deps.objects.put(key, data, "image/jpeg", {"sha256": hashlib.sha256(data).hexdigest()})
+    msg = ScanMessage(scan_id=sid, tenant="acme", store_id="s1", terminal_id="t1", image_key=key,
+                      sha256=sha256 or hashlib.sha256(data or b"").hexdigest(), bytes=len(data or b""),
+                      submitted_at=submitted, deadline=deadline)
+    deps.verdicts.create_scan(msg)
+    return msg
+
+
+def run_together(deps, msgs: list[ScanMessage]) -> list[Verdict]:
+    """Process messages concurrently, as the threads pool does, so that good scans share a batch."""
+    out: dict[int, object] = {}
+
+    def one(i: int, msg: ScanMessage) -> None:
+        try:
+            out[i] = pipeline.process_scan(msg, deps)
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            out[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i, m)) for i, m in enumerate(msgs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    results = [out[i] for i in range(len(msgs))]
+    assert not [r for r in results if isinstance(r, Exception)], results
+    return results
+
+
+def assert_published(deps, verdict: Verdict) -> None:
+    """Redis and S3 hold the same bytes, and the scan is done."""
+    assert deps.verdicts.get_verdict(verdict.scan_id) == verdict
+    assert deps.objects.get(audit_key(verdict)).data == verdict.encode().encode()
+    assert deps.verdicts.get_scan(verdict.scan_id)["status"] == "done"
+
+
+def test_bad_scans_get_their_own_reasons_while_batch_mates_are_judged(env):
+    past = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    good_jpeg = jpeg(230)
+    cases = {
+        "counterfeit": scan(env, jpeg(235)),
+        "genuine": scan(env, jpeg(10)),
+        "missing": scan(env, None, sha256="0" * 64),
+        "empty": scan(env, b""),
+        "not_an_image": scan(env, b"%PDF-1.7 definitely not a bill"),
+        "truncated": scan(env, good_jpeg[: len(good_jpeg) // 2]),
+        "bomb": scan(env, png_bomb()),
+        "tiny": scan(env, jpeg(200, size=(10, 10))),
+        "too_large": scan(env, b"\xff" * (LIMITS.max_bytes + 1)),
+        "checksum": scan(env, good_jpeg, sha256=hashlib.sha256(b"other bytes").hexdigest()),
+        "expired": scan(env, good_jpeg, deadline=past),
+        "review": scan(env, jpeg(128)),
+    }
+    verdicts = dict(zip(cases, run_together(env, list(cases.values())), strict=True))
+    expected = {
+        "missing": ("rejected", "image_missing"),
+        "empty": ("rejected", "image_empty"),
+        "not_an_image": ("rejected", "unsupported_format"),
+        "truncated": ("rejected", "image_unreadable"),
+        "bomb": ("rejected", "too_many_pixels"),
+        "tiny": ("rejected", "dimensions_out_of_range"),
+        "too_large": ("rejected", "image_too_large"),
+        "checksum": ("rejected", "checksum_mismatch"),
+        "expired": ("expired", "deadline_exceeded"),
+        "counterfeit": ("counterfeit", None),
+        "genuine": ("genuine", None),
+        "review": ("review", None),
+    }
+    assert {name: (v.decision, v.reason) for name, v in verdicts.items()} == expected
+    judged = [verdicts[n] for n in ("counterfeit", "genuine", "review")]
+    assert len({v.batch_id for v in judged}) == 1 and {v.batch_size for v in judged} == {3}
+    for name, v in verdicts.items():
+        assert v.scan_id == cases[name].scan_id and v.attempt == 1
+        assert_published(env, v)
+        if v.reason:
+            assert v.model is None and v.confidence is None and v.batch_id is None
+    c = verdicts["counterfeit"]
+    assert c.model.name == "twin" and c.input.width == 240 and c.input.height == 108
+    assert c.signs_detected == ["watermark"] and c.denomination == "10"
+    ts = c.timestamps
+    assert ts.submitted <= ts.dequeued <= ts.inference_start <= ts.inference_end <= ts.completed
+
+
+def test_redelivery_returns_the_stored_verdict_and_restores_a_missing_audit_record(env):
+    msg = scan(env, jpeg(240))
+    first = pipeline.process_scan(msg, env)
+    env.objects.delete(audit_key(first))
+    again = pipeline.process_scan(msg, env)
+    assert again == first
+    assert_published(env, first)
+    assert int(env.verdicts.get_scan(msg.scan_id)["attempts"]) == 1  # a redelivery is not re-judged
+
+
+def test_racing_deliveries_of_one_scan_publish_one_verdict(env):
+    msg = scan(env, jpeg(240))
+    a, b = run_together(env, [msg, msg])
+    assert a == b
+    assert_published(env, a)
+
+
+def test_store_outage_propagates_as_transient_and_writes_nothing(env):
+    msg = scan(env, jpeg(240))
+    env.objects.down = True
+    with pytest.raises(StorageUnavailable):
+        pipeline.process_scan(msg, env)
+    env.objects.down = False
+    assert env.verdicts.get_verdict(msg.scan_id) is None
+    retried = pipeline.process_scan(msg, env)  # the retry succeeds and counts its attempt
+    assert retried.decision == "counterfeit" and retried.attempt == 2
+
+
+def test_a_scan_delivered_too_often_is_rejected_as_poison_without_inference(env):
+    deps = replace(env, max_attempts=2)
+    msg = scan(deps, jpeg(240))
+    deps.verdicts.mark_processing(msg.scan_id)
+    deps.verdicts.mark_processing(msg.scan_id)  # two deliveries died before publishing
+    v = pipeline.process_scan(msg, deps)
+    assert (v.decision, v.reason, v.attempt) == ("error", "internal_error", 3)
+    assert_published(deps, v)
+
+
+def test_fail_scan_and_bad_message_write_terminal_verdicts(env):
+    msg = scan(env, jpeg(240))
+    for _ in range(5):
+        env.verdicts.mark_processing(msg.scan_id)
+    v = pipeline.fail_scan(msg, env, "RuntimeError after 5 attempts")
+    assert (v.decision, v.reason, v.attempt) == ("error", "internal_error", 5)
+    assert_published(env, v)
+
+    other = scan(env, jpeg(240))
+    bad = pipeline.reject_bad_message(other.scan_id, "scan message version 7 is not 1", env)
+    assert (bad.decision, bad.reason, bad.tenant) == ("rejected", "bad_message", "acme")
+    assert_published(env, bad)
+    assert pipeline.reject_bad_message(contract.new_scan_id(), "unknown scan", env) is None

@@ -1,0 +1,94 @@
+"""The worker's Celery app: `celery -A workers.app worker -P threads` (or `tenderscan worker`).
+
+Settings are read from the environment once, here. Importing this module registers the task and
+the hooks that build the model runner in the process that will use it:
+
+    worker_process_init   prefork children and the solo pool: build after the fork
+    worker_init           threads pool: build in the worker's main process before it consumes
+    worker_ready          start the reconciler thread (workers/reconcile.py; every
+                          TENDERSCAN_RECONCILE_INTERVAL_S, one worker at a time via a Redis lock)
+    worker_shutdown       stop the reconciler, close the batcher (pending scans finish first)
+
+`workers.tasks` also builds the runner lazily, under a lock, should no hook have run.
+A model that does not load stops the worker at start (SystemExit: Celery swallows ordinary
+exceptions from signal handlers), instead of consuming scans it can only fail.
+"""
+
+from __future__ import annotations
+
+from celery import signals
+
+from workers.celery_app import make_celery
+from workers.logging import configure_logging, get_logger
+from workers.settings import Settings
+
+settings = Settings.from_env()
+configure_logging(settings.log_level, settings.log_json)  # before any hook below logs
+app = make_celery(settings)
+app.set_current()
+log = get_logger("workers.app")
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_) -> None:
+    """Connected so that Celery leaves logging to us (its own records still reach stdout)."""
+    configure_logging(settings.log_level, settings.log_json)
+
+
+def _pool_name(worker) -> str:
+    pool = getattr(worker, "pool_cls", None)
+    return pool if isinstance(pool, str) else getattr(pool, "__module__", "").rsplit(".", 1)[-1]
+
+
+def _build_runner() -> None:
+    from workers import inference
+
+    try:
+        inference.start(settings)
+    except Exception as exc:
+        log.critical("model_load_failed", model=settings.model, error=type(exc).__name__, detail=str(exc)[:300])
+        raise SystemExit(3) from exc
+
+
+@signals.worker_init.connect
+def _build_in_main_process(sender=None, **_) -> None:
+    if _pool_name(sender) in ("threads", "thread"):
+        _build_runner()
+
+
+@signals.worker_process_init.connect
+def _build_after_fork(**_) -> None:
+    _build_runner()
+
+
+_reconciler = None
+
+
+@signals.worker_ready.connect
+def _start_reconciler(**_) -> None:
+    global _reconciler
+    if settings.reconcile_interval_s <= 0:
+        return
+    from workers import contract
+    from workers.reconcile import Reconciler
+    from workers.storage import S3ObjectStore
+    from workers.verdict_store import VerdictStore
+
+    def enqueue(msg: contract.ScanMessage) -> None:
+        app.send_task(contract.TASK_NAME, args=[msg.encode()], queue=contract.QUEUE)
+
+    _reconciler = Reconciler(S3ObjectStore.from_settings(settings), VerdictStore.from_settings(settings), enqueue,
+                             settings.reconcile_interval_s, settings.reconcile_stale_after_s, settings.reconcile_days)
+    _reconciler.start()
+
+
+@signals.worker_shutdown.connect
+def _close(**_) -> None:
+    from workers import inference
+
+    if _reconciler is not None:
+        _reconciler.stop()
+    inference.stop()
+
+
+from workers import tasks  # noqa: E402,F401  - registers the task on `app`

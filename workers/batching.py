@@ -1,0 +1,142 @@
+"""Dynamic batching inside one worker process: many task threads in, one forward pass at a time out.
+
+    task thread ──submit(x)──▶ pending deque ──plan()──▶ batcher thread: run_batch(items) ──▶ futures
+       (blocks on its Future)                                 (one batch at a time)
+
+`plan` is the whole policy, as a pure function of (pending count, age of the oldest, now, limits):
+take a full batch as soon as `max_size` items wait; take everything once the oldest has waited
+`max_wait_s`; otherwise sleep for the rest of that window. `Batcher` is the thread that applies it.
+
+Each item has its own outcome. `run_batch` returns one output per input (checked, as LitServe's
+batched loop does); an output that is an exception fails only its own future. If `run_batch` raises
+for a batch of several items, the batcher re-runs them one at a time, so one poison input cannot
+fail its batch-mates.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("workers.batching")
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    take: int  # items to take from the head of the queue now (0 = none yet)
+    wait_s: float  # when take == 0: how long to sleep before asking again (inf = until an item arrives)
+
+
+def plan(pending: int, oldest_enqueued_at: float | None, now: float, max_size: int, max_wait_s: float) -> BatchPlan:
+    """The batching policy. Times are seconds on one monotonic clock."""
+    if pending <= 0 or oldest_enqueued_at is None:
+        return BatchPlan(0, math.inf)
+    if pending >= max_size:
+        return BatchPlan(max_size, 0.0)
+    waited = now - oldest_enqueued_at
+    if waited >= max_wait_s:
+        return BatchPlan(pending, 0.0)
+    return BatchPlan(0, max_wait_s - waited)
+
+
+class BatchLengthError(RuntimeError):
+    """run_batch returned a different number of outputs than it was given inputs."""
+
+
+@dataclass
+class _Pending:
+    item: Any
+    future: Future
+    enqueued_at: float
+
+
+@dataclass
+class Batcher:
+    """One thread forming batches for `run_batch(items) -> outputs`. `submit` is thread-safe."""
+
+    run_batch: Callable[[Sequence[Any]], Sequence[Any]]
+    max_size: int
+    max_wait_s: float
+    clock: Callable[[], float] = time.monotonic
+    name: str = "batcher"
+    _pending: deque[_Pending] = field(default_factory=deque, init=False, repr=False)
+    _cond: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
+    _closed: bool = field(default=False, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ValueError("max_size must be >= 1")
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> Future:
+        future: Future = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("batcher is closed")
+            self._pending.append(_Pending(item, future, self.clock()))
+            self._cond.notify()
+        return future
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop taking items, run what is pending, and join the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # --- the batcher thread ---------------------------------------------------------------------
+    def _next_batch(self) -> list[_Pending] | None:
+        with self._cond:
+            while True:
+                if self._closed and not self._pending:
+                    return None
+                oldest = self._pending[0].enqueued_at if self._pending else None
+                max_wait = 0.0 if self._closed else self.max_wait_s  # on close, flush at once
+                p = plan(len(self._pending), oldest, self.clock(), self.max_size, max_wait)
+                if p.take:
+                    batch = [self._pending.popleft() for _ in range(p.take)]
+                    return [b for b in batch if b.future.set_running_or_notify_cancel()]
+                self._cond.wait(None if math.isinf(p.wait_s) else p.wait_s)
+
+    def _loop(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            if batch:
+                self._run(batch)
+
+    def _run(self, batch: list[_Pending]) -> None:
+        try:
+            outputs = self._call([b.item for b in batch])
+        except Exception as exc:  # noqa: BLE001 - the whole batch failed; find out who caused it
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            log.warning("batch_failed_isolating", size=len(batch), error=type(exc).__name__)
+            for b in batch:
+                self._run([b])
+            return
+        for b, out in zip(batch, outputs, strict=True):
+            if isinstance(out, BaseException):
+                b.future.set_exception(out)
+            else:
+                b.future.set_result(out)
+
+    def _call(self, items: list[Any]) -> Sequence[Any]:
+        outputs = self.run_batch(items)
+        if len(outputs) != len(items):
+            raise BatchLengthError(f"run_batch returned {len(outputs)} outputs for {len(items)} inputs")
+        return outputs

@@ -1,0 +1,216 @@
+"""The model inside a worker process: loaded once, after fork, behind one batching thread.
+
+    load_model(settings)    checkpoint path or `registry:REF` -> LoadedModel (on the chosen device)
+    ModelRunner             owns the Batcher; `infer(x)` blocks the calling task thread until its
+                            scan's batch has run, and returns that scan's ScanPrediction
+    start / get_runner      the one runner of this process (built by a Celery signal, or lazily)
+
+CUDA is touched only inside `load_model`, which the worker calls in the process that will run the
+model: a prefork child (worker_process_init), or the main process of a threads/solo worker. A
+parent that forks never imports a CUDA context into its children.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from workers.batching import Batcher
+from workers.contract import ModelRef, utcnow
+from workers.errors import TransientError
+from workers.settings import Settings
+
+log = structlog.get_logger("workers.inference")
+
+REGISTRY_PREFIX = "registry:"
+MODEL_CACHE_DIR = Path(tempfile.gettempdir()) / "tenderscan-models"  # registry downloads, per machine
+
+
+class InferenceTimeout(TransientError):
+    """A scan's batch did not run within the task's time budget (the runner is stuck or overloaded)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """Everything serving needs from a checkpoint, with the framework calls behind two functions."""
+
+    ref: ModelRef
+    sign_names: list[str]
+    denominations: list[str]
+    thresholds: Any  # models.decision.Thresholds
+    input_shape: tuple[int, int, int]  # (3, H, W): what `preprocess` returns
+    preprocess: Callable[[Any], torch.Tensor]  # PIL RGB image -> float32 [3, H, W] on the CPU
+    forward: Callable[[torch.Tensor], Any]  # [B, 3, H, W] on `device` -> models.inference.Predictions
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class ScanPrediction:
+    """One scan's share of a batch: probabilities plus where and when its batch ran."""
+
+    p_counterfeit: float
+    signs: dict[str, float]  # sign name -> probability
+    denomination: dict[str, float]  # denomination -> probability
+    batch_id: str
+    batch_size: int
+    inference_start: str
+    inference_end: str
+    batch_wait_ms: float  # from submit() until its batch started
+    forward_ms: float  # the batch's stack + forward + copy back
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def resolve_model_path(settings: Settings, cache_dir: Path = MODEL_CACHE_DIR) -> Path:
+    """`settings.model` is a local path, or `registry:ALIAS|VERSION` in the models bucket."""
+    if not settings.model.startswith(REGISTRY_PREFIX):
+        return Path(settings.model)
+    from workers import registry
+    from workers.storage import S3ObjectStore
+
+    store = S3ObjectStore.from_settings(settings, settings.models_bucket)
+    return Path(registry.resolve(store, settings.model[len(REGISTRY_PREFIX):], cache_dir))
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    from models.checkpoint import load_checkpoint
+    from models.inference import predict
+    from models.transforms import preprocess_image
+
+    device = pick_device(settings.device)
+    path = resolve_model_path(settings)
+    ckpt = load_checkpoint(path, map_location=device)
+    params = ckpt.preprocess
+    return LoadedModel(
+        ref=ModelRef(ckpt.name, ckpt.version, ckpt.weights_sha256),
+        sign_names=list(ckpt.sign_names),
+        denominations=list(ckpt.denominations),
+        thresholds=ckpt.thresholds,
+        input_shape=(3, params.height, params.width),
+        preprocess=lambda image: preprocess_image(image, params),
+        forward=lambda x: predict(ckpt, x),
+        device=device,
+    )
+
+
+class ModelRunner:
+    """A model plus the batcher in front of it. Thread-safe: task threads call `infer` concurrently."""
+
+    def __init__(self, model: LoadedModel, max_batch_size: int, max_wait_s: float,
+                 result_timeout_s: float = 60.0) -> None:
+        self.model = model
+        self.result_timeout_s = result_timeout_s
+        self.batcher = Batcher(self._run_batch, max_batch_size, max_wait_s, name="tenderscan-batcher")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: LoadedModel | None = None) -> ModelRunner:
+        return cls(model or load_model(settings), settings.max_batch_size, settings.max_wait_ms / 1000,
+                   result_timeout_s=settings.task_soft_time_limit_s)
+
+    @property
+    def model_ref(self) -> ModelRef:
+        return self.model.ref
+
+    @property
+    def thresholds(self) -> Any:
+        return self.model.thresholds
+
+    def preprocess(self, image) -> torch.Tensor:
+        return self.model.preprocess(image)
+
+    def infer(self, x: torch.Tensor) -> ScanPrediction:
+        """Queue one preprocessed scan and wait for its batch. Runs in a task thread."""
+        future = self.batcher.submit((x, time.monotonic()))
+        try:
+            return future.result(timeout=self.result_timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise InferenceTimeout(f"no forward pass within {self.result_timeout_s:.0f}s") from None
+
+    def warm_up(self) -> float:
+        """One forward pass at full batch size before the first scan: allocations, kernels, autotune."""
+        t0 = time.monotonic()
+        x = torch.zeros((self.batcher.max_size, *self.model.input_shape), dtype=torch.float32)
+        self.model.forward(x.to(self.model.device))
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)
+        return time.monotonic() - t0
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    # --- the batcher thread ---------------------------------------------------------------------
+    def _run_batch(self, items: Sequence[tuple[torch.Tensor, float]]) -> list[ScanPrediction]:
+        batch_id = uuid.uuid4().hex[:16]
+        t0 = time.monotonic()
+        started = utcnow()
+        with structlog.contextvars.bound_contextvars(batch_id=batch_id):
+            x = torch.stack([t for t, _ in items]).to(self.model.device, non_blocking=True)
+            preds = self.model.forward(x)
+            p_cf = preds.p_counterfeit.detach().float().cpu().tolist()
+            signs = preds.signs.detach().float().cpu().tolist()
+            denom = preds.denomination.detach().float().cpu().tolist()
+            ended = utcnow()
+            forward_ms = (time.monotonic() - t0) * 1000
+            fill_ms = (t0 - min(enq for _, enq in items)) * 1000
+            log.info("batch_done", batch_id=batch_id, size=len(items), forward_ms=round(forward_ms, 2),
+                     fill_wait_ms=round(fill_ms, 2), device=str(self.model.device))
+        names, classes = self.model.sign_names, self.model.denominations
+        return [
+            ScanPrediction(
+                p_counterfeit=float(p_cf[i]),
+                signs={n: float(v) for n, v in zip(names, signs[i], strict=True)},
+                denomination={n: float(v) for n, v in zip(classes, denom[i], strict=True)},
+                batch_id=batch_id, batch_size=len(items), inference_start=started, inference_end=ended,
+                batch_wait_ms=(t0 - enq) * 1000, forward_ms=forward_ms,
+            )
+            for i, (_, enq) in enumerate(items)
+        ]
+
+
+# --- the one runner of this process -------------------------------------------------------------
+_lock = threading.Lock()
+_runner: ModelRunner | None = None
+
+
+def start(settings: Settings) -> ModelRunner:
+    """Build, warm up and keep this process's runner (idempotent; called from Celery signals)."""
+    global _runner
+    with _lock:
+        if _runner is None:
+            t0 = time.monotonic()
+            runner = ModelRunner.from_settings(settings)
+            warm_s = runner.warm_up()
+            log.info("model_loaded", model=runner.model_ref.name, version=runner.model_ref.version,
+                     weights_sha256=runner.model_ref.sha256[:12], device=str(runner.model.device),
+                     load_s=round(time.monotonic() - t0, 3), warm_up_s=round(warm_s, 3),
+                     max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms)
+            _runner = runner
+        return _runner
+
+
+def get_runner(settings: Settings) -> ModelRunner:
+    """The runner, built on first use if no signal built it (lock-protected)."""
+    return _runner if _runner is not None else start(settings)
+
+
+def stop() -> None:
+    global _runner
+    with _lock:
+        if _runner is not None:
+            _runner.close()
+            _runner = None
