@@ -64,6 +64,7 @@ def start_stack(workdir: Path) -> tuple[dict[str, str], list[devstack.Service], 
     worker = devstack.spawn("worker", [str(bin_dir / "tenderscan"), "worker"], logs, env=env)
     services.append(worker)
     devstack.wait_for_port(api_port, 60, api.proc)
+    worker.wait_for_log(" ready.", 120)  # model loaded and warmed up, consuming
     return env, services, f"http://127.0.0.1:{api_port}"
 
 

@@ -86,6 +86,17 @@ class Service:
                 self.proc.wait(5)
         return self.proc.returncode
 
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        """Block until `text` appears in the service's log (e.g. a worker's "ready.")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path and self.log_path.exists() and text in self.log_path.read_text(errors="replace"):
+                return
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not log {text!r} within {timeout:.0f}s:\n{self.log_tail()}")
+
     def log_tail(self, n: int = 40) -> str:
         if not self.log_path or not self.log_path.exists():
             return ""
