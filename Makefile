@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test test-unit test-integration lint model clean
+.PHONY: help venv demo test test-unit test-integration chaos lint model clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ test-unit: venv  ## only the fast tests (no worker subprocesses)
 
 test-integration: venv
 	$(PY) -m pytest -q -m integration
+
+chaos: venv  ## the documented fault-injection run (20,000 scans per fault; long) -> docs/RELIABILITY.md
+	$(PY) -m tests.chaos.run --scans-per-fault 20000 --json docs/reliability.json
 
 lint: venv  ## ruff
 	$(VENV)/bin/ruff check .

@@ -7,9 +7,11 @@
     tenderscan api                serve the HTTP API
     tenderscan worker             start a Celery worker with tenderscan's defaults
     tenderscan submit / status    the Python client from a shell
+    tenderscan reconcile          re-enqueue accepted scans that have no verdict
     tenderscan keyhash            hash an API key for TENDERSCAN_API_KEYS
 
-Subcommand modules are imported here, but import their own heavy dependencies lazily.
+Subcommand modules are imported here, but import their own heavy dependencies lazily, so
+`tenderscan --help` and `tenderscan api` never import torch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import importlib
 import sys
 
 # name -> module under producer.commands; each module defines register(subparsers)
-COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "keyhash"]
+COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "keyhash"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"producer.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"producer.commands.{name}":
-                raise
-            continue  # a subcommand not built yet
-        module.register(sub)
+        importlib.import_module(f"producer.commands.{name}").register(sub)
     return parser
 
 
@@ -47,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from workers.errors import TenderscanError
+    from workers.logging import configure_logging
+
+    # Commands' own events go to stderr; `api` and `worker` reconfigure for JSON on stdout.
+    configure_logging("INFO", json_output=not sys.stderr.isatty(), stream=sys.stderr)
 
     try:
         return int(args.func(args) or 0)

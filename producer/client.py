@@ -62,12 +62,15 @@ class TenderscanClient:
 
     # --- the API ----------------------------------------------------------------------------------
     def submit(self, image: bytes | str | Path, store_id: str, terminal_id: str,
-               idempotency_key: str | None = None, content_type: str | None = None) -> dict:
+               idempotency_key: str | None = None, content_type: str | None = None,
+               deadline_s: float | None = None) -> dict:
         data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
         headers = {"Content-Type": content_type or sniff_content_type(data),
                    "Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return self._request("POST", "/v1/scans", params={"store_id": store_id, "terminal_id": terminal_id},
-                             content=bytes(data), headers=headers)
+        params = {"store_id": store_id, "terminal_id": terminal_id}
+        if deadline_s is not None:
+            params["deadline_s"] = deadline_s
+        return self._request("POST", "/v1/scans", params=params, content=bytes(data), headers=headers)
 
     def get(self, scan_id: str, wait: float | None = None) -> dict:
         params = {} if wait is None else {"wait": wait}

@@ -19,15 +19,17 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 
 import redis
 from starlette.concurrency import run_in_threadpool
 
 from producer.errors import INTERNAL_ERROR, ApiError, not_found
 from workers import contract
-from workers.contract import ScanStatus
-from workers.errors import ContractError
+from workers.contract import ScanMessage, ScanStatus, Verdict
+from workers.errors import ContractError, ObjectNotFound
 from workers.logging import get_logger
+from workers.storage import ObjectStore
 from workers.verdict_store import VerdictStore
 
 log = get_logger("producer.poll")
@@ -125,11 +127,19 @@ class DoneListener:
 
 
 # --- reading a scan ------------------------------------------------------------------------------
-def scan_view(verdicts: VerdictStore, tenant: str, scan_id: str) -> dict:
-    """The answer to GET /v1/scans/{id}. Unknown, malformed and foreign ids are all the same 404."""
+def scan_view(verdicts: VerdictStore, tenant: str, scan_id: str, objects: ObjectStore | None = None,
+              days: int = 2) -> dict:
+    """The answer to GET /v1/scans/{id}. Unknown, malformed and foreign ids are all the same 404.
+
+    Redis answers first. When Redis has no state for the scan (it restarted without its data, or
+    the state's TTL ran out) S3, the source of truth, answers: the audit record if there is one,
+    else the intent (still `queued`: the reconciler re-enqueues it).
+    """
     if not contract.is_scan_id(scan_id):
         raise not_found()
     scan = verdicts.get_scan(scan_id)
+    if scan is None and objects is not None:
+        return _view_from_s3(objects, tenant, scan_id, days)
     if scan is None or scan.get("tenant") != tenant:
         raise not_found()
     view = {"scan_id": scan_id, "status": scan.get("status", ScanStatus.QUEUED.value),
@@ -145,13 +155,34 @@ def scan_view(verdicts: VerdictStore, tenant: str, scan_id: str) -> dict:
     return view
 
 
+def _view_from_s3(objects: ObjectStore, tenant: str, scan_id: str, days: int) -> dict:
+    """Look for the scan in the tenant's own partitions of the last `days` days (never another's)."""
+    today = datetime.now(UTC)
+    for back in range(days):
+        dt = (today - timedelta(days=back)).strftime("%Y-%m-%dT00:00:00.000000Z")
+        try:
+            record = objects.get(contract.verdict_s3_key(tenant, scan_id, dt)).data
+        except ObjectNotFound:
+            pass
+        else:
+            verdict = Verdict.decode(record)
+            return {"scan_id": scan_id, "status": ScanStatus.DONE.value,
+                    "submitted_at": verdict.timestamps.submitted, "verdict": dataclasses.asdict(verdict)}
+        try:
+            intent = ScanMessage.decode(objects.get(contract.intent_s3_key(tenant, scan_id, dt)).data)
+        except ObjectNotFound:
+            continue
+        return {"scan_id": scan_id, "status": ScanStatus.QUEUED.value, "submitted_at": intent.submitted_at}
+    raise not_found()
+
+
 async def wait_for_scan(verdicts: VerdictStore, listener: DoneListener, tenant: str, scan_id: str,
-                        wait_s: float) -> dict:
+                        wait_s: float, objects: ObjectStore | None = None) -> dict:
     """scan_view now, or as soon as the scan is done, or at the deadline (whichever comes first)."""
     deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
     with listener.watch(scan_id) as event:  # register first, then read: no lost wake-up
         while True:
-            view = await run_in_threadpool(scan_view, verdicts, tenant, scan_id)
+            view = await run_in_threadpool(scan_view, verdicts, tenant, scan_id, objects)
             remaining = deadline - time.monotonic()
             if view["status"] == ScanStatus.DONE or remaining <= 0:
                 return view

@@ -69,6 +69,9 @@ async def submit_scan(
     store_id: str | None = Query(None, description="store the scan comes from (or a form field)"),
     terminal_id: str | None = Query(None, description="terminal within the store (or a form field)"),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    deadline_s: float | None = Query(None, gt=0, le=86400, allow_inf_nan=False,
+                                     description="a scan dequeued later than this many seconds after "
+                                                 "submission gets an `expired` verdict, without inference"),
 ) -> dict:
     settings = request.app.state.settings
     limit = settings.max_body_bytes
@@ -85,7 +88,7 @@ async def submit_scan(
                        "send a raw image/jpeg or image/png body, or multipart/form-data with an `image` field")
 
     upload = Upload(tenant=tenant, store_id=store_id or "", terminal_id=terminal_id or "", data=data,
-                    idempotency_key=idempotency_key)
+                    idempotency_key=idempotency_key, deadline_s=deadline_s)
     accepted = await run_in_threadpool(request.app.state.submitter.accept, upload)
     request.state.scan_id = accepted.scan_id
     poll_url = f"{settings.public_url}/v1/scans/{accepted.scan_id}"
@@ -147,7 +150,8 @@ async def get_scan(
 ) -> dict:
     request.state.scan_id = scan_id if contract.is_scan_id(scan_id) else None  # log only well-formed ids
     state = request.app.state
-    return await wait_for_scan(state.deps.verdicts, state.listener, tenant, scan_id, wait or 0.0)
+    return await wait_for_scan(state.deps.verdicts, state.listener, tenant, scan_id, wait or 0.0,
+                               objects=state.deps.objects)
 
 
 # --- probes ---------------------------------------------------------------------------------------

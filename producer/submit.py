@@ -20,6 +20,7 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from producer.errors import IDEMPOTENCY_KEY_REUSED, ApiError, bad_request, unavailable
@@ -95,6 +96,7 @@ class Upload:
     terminal_id: str
     data: bytes
     idempotency_key: str | None = None
+    deadline_s: float | None = None  # no verdict wanted after this many seconds: `expired` instead
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ class Submitter:
         msg = ScanMessage(scan_id=scan_id, tenant=upload.tenant, store_id=upload.store_id,
                           terminal_id=upload.terminal_id,
                           image_key=contract.image_s3_key(upload.tenant, scan_id, submitted_at, info.format),
-                          sha256=sha256, bytes=len(upload.data), submitted_at=submitted_at)
+                          sha256=sha256, bytes=len(upload.data), submitted_at=submitted_at,
+                          deadline=_deadline(submitted_at, upload.deadline_s))
         try:
             self._store_and_enqueue(msg, upload.data, info)
         except (TransientError, StorageError):
@@ -172,6 +175,13 @@ class Submitter:
             self.verdicts.release_idempotency(tenant, key)
         except TransientError as exc:  # Redis is down too; the claim expires with its TTL
             log.warning("idempotency_release_failed", tenant=tenant, error=str(exc))
+
+
+def _deadline(submitted_at: str, deadline_s: float | None) -> str | None:
+    if deadline_s is None:
+        return None
+    at = contract.parse_time(submitted_at) + timedelta(seconds=deadline_s)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _check_ids(upload: Upload) -> None:

@@ -217,3 +217,24 @@ def test_redis_down_reads_are_503_and_the_app_still_starts(settings):
         resp = client.get(f"/v1/scans/{'0' * 32}", params={"wait": 5}, headers=AUTH)
     assert resp.status_code == 503 and resp.headers["Retry-After"]
     assert time.monotonic() - start < 2.0  # neither the start nor the poll waited on the dead Redis
+
+
+# --- S3 answers when Redis lost the scan ----------------------------------------------------------
+def test_a_scan_redis_forgot_is_answered_from_its_s3_intent_then_its_audit_record(api, deps):
+    scan_id = submit(api)
+    deps.verdicts.r.flushdb()  # Redis restarted without persistence
+    resp = api.get(f"/v1/scans/{scan_id}", headers=AUTH)
+    assert resp.status_code == 200 and resp.json()["status"] == "queued"
+    verdict = verdict_for(deps.enqueuer.sent[0], "counterfeit")
+    key = contract.verdict_s3_key("acme", scan_id, verdict.timestamps.submitted)
+    deps.objects.put(key, verdict.encode().encode())
+    body = api.get(f"/v1/scans/{scan_id}", headers=AUTH).json()
+    assert body["status"] == "done" and body["verdict"]["decision"] == "counterfeit"
+
+
+def test_the_s3_fallback_never_crosses_tenants(api, deps, settings):
+    scan_id = submit(api)
+    deps.verdicts.r.flushdb()
+    with pytest.raises(ApiError) as info:
+        scan_view(deps.verdicts, "globex", scan_id, deps.objects)
+    assert info.value.status == 404

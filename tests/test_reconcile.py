@@ -90,3 +90,36 @@ def test_unreadable_intent_is_counted_not_fatal(world):
     sent = []
     report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
     assert report.unreadable == 1 and [m.scan_id for m in sent] == [good.scan_id]
+
+
+def test_dry_run_counts_but_changes_nothing(world):
+    objects, verdicts = world
+    msg = accepted(objects, verdicts, with_state=False)
+    sent = []
+    report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60, dry_run=True)
+    assert report.requeued == [msg.scan_id] and report.states_restored == 1
+    assert sent == [] and verdicts.get_scan(msg.scan_id) is None
+
+
+def test_the_cli_requeues_from_the_real_s3_onto_the_real_broker(s3_settings, clean_redis):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import redis
+
+    from workers.storage import S3ObjectStore
+
+    objects = S3ObjectStore.from_settings(s3_settings)
+    verdicts = VerdictStore(redis_client(clean_redis), ttl_s=600)
+    msg = accepted(objects, verdicts, with_state=False)
+    env = dict(os.environ, TENDERSCAN_REDIS_URL=clean_redis, TENDERSCAN_S3_ENDPOINT_URL=s3_settings.s3_endpoint_url,
+               TENDERSCAN_S3_ACCESS_KEY=s3_settings.s3_access_key, TENDERSCAN_S3_SECRET_KEY=s3_settings.s3_secret_key,
+               TENDERSCAN_S3_BUCKET=s3_settings.s3_bucket)
+    out = subprocess.run([sys.executable, "-m", "producer", "reconcile", "--json"], env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert json.loads(out)["requeued"] == [msg.scan_id]
+    queued = redis.Redis.from_url(clean_redis).lrange(contract.QUEUE, 0, -1)
+    assert len(queued) == 1 and msg.scan_id.encode() in queued[0]
+    assert verdicts.get_scan(msg.scan_id)["status"] == "queued"

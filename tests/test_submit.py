@@ -295,3 +295,17 @@ def test_a_scan_that_could_not_be_queued_withdraws_its_intent(api, deps):
     resp = post(api, image())
     assert resp.status_code == 503
     assert not [k for k in deps.objects.list("scans/") if k.endswith(".json")]
+
+
+def test_a_deadline_travels_in_the_message(api, deps):
+    resp = post(api, image(), params={**IDS, "deadline_s": "2.5"})
+    assert resp.status_code == 202
+    msg = ScanMessage.decode(deps.enqueuer.sent[0])
+    waited = contract.parse_time(msg.deadline) - contract.parse_time(msg.submitted_at)
+    assert waited.total_seconds() == 2.5
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "100000"])
+def test_a_bad_deadline_is_a_400(api, deps, bad):
+    resp = post(api, image(), params={**IDS, "deadline_s": bad})
+    assert resp.status_code == 400 and not deps.enqueuer.sent

@@ -22,8 +22,10 @@ def redact(_logger, _method, event: dict) -> dict:
     return event
 
 
-def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=getattr(logging, level))
+def configure_logging(level: str = "INFO", json_output: bool = True, stream=None) -> None:
+    """Services log JSON to stdout; CLI commands log to stderr so their stdout stays machine-readable."""
+    stream = stream or sys.stdout
+    logging.basicConfig(format="%(message)s", stream=stream, level=getattr(logging, level))
     renderer = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
@@ -37,7 +39,7 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
         # one write() per event (message + newline): PrintLogger writes the newline separately, and
         # under the threads pool a stdlib record (Celery's own) could land between the two.
-        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
 

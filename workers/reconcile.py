@@ -54,7 +54,9 @@ def _partitions(now: datetime, days: int) -> list[str]:
 
 
 def reconcile_once(objects: ObjectStore, verdicts: VerdictStore, enqueue: Callable[[ScanMessage], None],
-                   now: datetime | None = None, stale_after_s: float = 60, days: int = 2) -> Report:
+                   now: datetime | None = None, stale_after_s: float = 60, days: int = 2,
+                   dry_run: bool = False) -> Report:
+    """One pass over the last `days` partitions. `dry_run` counts what it would do and writes nothing."""
     now = now or datetime.now(UTC)
     report = Report()
     for dt in _partitions(now, days):
@@ -73,7 +75,7 @@ def reconcile_once(objects: ObjectStore, verdicts: VerdictStore, enqueue: Callab
                 report.unreadable += 1
                 log.warning("reconcile_unreadable_intent", key=key, error=type(exc).__name__)
                 continue
-            _reconcile_scan(msg, objects, verdicts, enqueue, now, stale_after_s, report)
+            _reconcile_scan(msg, objects, verdicts, enqueue, now, stale_after_s, report, dry_run)
     log.info("reconcile_done", intents=report.intents, done=report.done, fresh=report.fresh,
              requeued=len(report.requeued), states_restored=report.states_restored,
              audit_repaired=report.audit_repaired, unreadable=report.unreadable)
@@ -82,10 +84,11 @@ def reconcile_once(objects: ObjectStore, verdicts: VerdictStore, enqueue: Callab
 
 def _reconcile_scan(msg: ScanMessage, objects: ObjectStore, verdicts: VerdictStore,
                     enqueue: Callable[[ScanMessage], None], now: datetime, stale_after_s: float,
-                    report: Report) -> None:
+                    report: Report, dry_run: bool) -> None:
     verdict = verdicts.get_verdict(msg.scan_id)
     if verdict is not None:
-        write_audit(verdict, objects)
+        if not dry_run:
+            write_audit(verdict, objects)
         report.audit_repaired += 1
         return
     state = verdicts.get_scan(msg.scan_id) or {}
@@ -93,11 +96,14 @@ def _reconcile_scan(msg: ScanMessage, objects: ObjectStore, verdicts: VerdictSto
     if (now - contract.parse_time(last)).total_seconds() < stale_after_s:
         report.fresh += 1
         return
+    report.requeued.append(msg.scan_id)
+    if dry_run:
+        report.states_restored += not state
+        return
     if verdicts.restore_scan(msg):
         report.states_restored += 1
     verdicts.mark_requeued(msg.scan_id, contract.utcnow())
     enqueue(msg)
-    report.requeued.append(msg.scan_id)
     log.info("reconcile_requeued", scan_id=msg.scan_id, tenant=msg.tenant, attempts=state.get("attempts"))
 
 
