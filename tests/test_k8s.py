@@ -1,0 +1,132 @@
+"""infra/k8s/: every manifest validated without a cluster.
+
+Core kinds against Kubernetes' own OpenAPI schemas (kubernetes-validate, strict); the KEDA
+ScaledObject against the validator generated from KEDA's CRD schema (npm @kubernetes-models/keda,
+installed once into .tenderscan/npm and run with node). Plus the operational invariants the
+manifests must keep: probes, grace periods, GPU requests, the KEDA triggers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from workers.settings import env_names
+
+K8S = Path(__file__).resolve().parent.parent / "infra" / "k8s"
+NPM_DIR = Path(__file__).resolve().parent.parent / ".tenderscan" / "npm"
+KEDA_MODELS = "@kubernetes-models/keda@0.4.2"  # the last release that runs on node 20
+
+
+def documents() -> list[dict]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def by_kind(kind: str) -> list[dict]:
+    return [d for d in documents() if d["kind"] == kind]
+
+
+@pytest.mark.parametrize("doc", [d for d in documents() if not d["apiVersion"].startswith("keda.sh")],
+                         ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_core_manifests_match_the_kubernetes_schema(doc):
+    kubernetes_validate.validate(doc, "1.33", strict=True)
+
+
+def test_the_validator_catches_a_broken_manifest():
+    broken = json.loads(json.dumps(by_kind("Deployment")[0]))
+    broken["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.33", strict=True)
+
+
+@pytest.fixture(scope="module")
+def keda_validator(tmp_path_factory) -> Path:
+    """A node script that validates ScaledObjects with the CRD-derived validator."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.fail("node and npm are needed to validate the KEDA ScaledObject (apt-get install nodejs npm)")
+    if not (NPM_DIR / "node_modules" / "@kubernetes-models" / "keda").exists():
+        NPM_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund", "--silent",
+                        KEDA_MODELS], check=True, timeout=300)
+    script = NPM_DIR / "validate-scaledobject.cjs"
+    script.write_text(
+        'const { ScaledObject } = require("@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject");\n'
+        'const docs = JSON.parse(require("fs").readFileSync(0, "utf8")); let bad = 0;\n'
+        'for (const d of docs) { try { new ScaledObject(d).validate(); console.log("ok", d.metadata.name); }\n'
+        '  catch (e) { bad++; console.log("invalid", d.metadata.name, e.message); } }\n'
+        "process.exit(bad ? 1 : 0);\n")
+    return script
+
+
+def run_keda(script: Path, docs: list[dict]) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", str(script)], input=json.dumps(docs), capture_output=True, text=True,
+                          cwd=NPM_DIR, timeout=60)
+
+
+def test_scaled_object_matches_the_keda_crd_schema(keda_validator):
+    result = run_keda(keda_validator, by_kind("ScaledObject"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_keda_validator_catches_a_broken_scaled_object(keda_validator):
+    broken = json.loads(json.dumps(by_kind("ScaledObject")[0]))
+    broken["spec"]["minReplicaCount"] = "zero"
+    assert run_keda(keda_validator, [broken]).returncode == 1
+
+
+def test_scaled_object_combines_backlog_cron_and_scale_to_zero():
+    [so] = by_kind("ScaledObject")
+    spec = so["spec"]
+    types = [t["type"] for t in spec["triggers"]]
+    assert "redis" in types and "cron" in types and "prometheus" in types
+    redis_trigger = next(t for t in spec["triggers"] if t["type"] == "redis")
+    assert redis_trigger["metadata"]["listName"] == "tenderscan.scans"
+    assert spec["minReplicaCount"] == 0 and spec["fallback"]["replicas"] >= 1
+    assert spec["scaleTargetRef"]["name"] in {d["metadata"]["name"] for d in by_kind("Deployment")}
+
+
+def test_config_and_secret_set_every_setting():
+    config = next(d for d in by_kind("ConfigMap"))["data"]
+    secret = next(d for d in by_kind("Secret"))["stringData"]
+    missing = set(env_names()) - set(config) - set(secret)
+    assert not missing, f"not set in infra/k8s: {sorted(missing)}"
+    assert not {"TENDERSCAN_S3_SECRET_KEY", "TENDERSCAN_API_KEYS"} & set(config), "secrets belong in the Secret"
+
+
+def test_workers_request_gpus_and_outlive_their_batch_on_sigterm():
+    config = next(d for d in by_kind("ConfigMap"))["data"]
+    hard_limit = int(config["TENDERSCAN_TASK_TIME_LIMIT_S"])
+    for dep in by_kind("Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert container.get("livenessProbe") and (container.get("readinessProbe") or container.get("startupProbe"))
+        if "worker" in dep["metadata"]["name"]:
+            assert pod["terminationGracePeriodSeconds"] > hard_limit
+        if dep["metadata"]["name"].endswith("gpu"):
+            assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_every_deployment_has_a_disruption_budget_or_is_the_cpu_floor():
+    budgets = {json.dumps(p["spec"]["selector"]["matchLabels"], sort_keys=True) for p in by_kind("PodDisruptionBudget")}
+    for dep in by_kind("Deployment"):
+        if dep["metadata"]["name"] == "tenderscan-worker-cpu":
+            continue
+        assert json.dumps(dep["spec"]["selector"]["matchLabels"], sort_keys=True) in budgets, dep["metadata"]["name"]
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_template():
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    assert listed == present
