@@ -96,3 +96,24 @@ def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def prefill(stack: Stack, images: list[bytes], count: int, tenant: str = "acme", threads: int = 8) -> list[str]:
+    """Accept `count` scans exactly as the edge does (producer.submit.Submitter, real S3, Redis and
+    broker), without HTTP in between: a backlog built fast, for drain and scaling runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from producer.submit import CeleryEnqueuer, Submitter, Upload
+    from workers.imaging import Limits
+    from workers.verdict_store import VerdictStore
+
+    submitter = Submitter(S3ObjectStore.from_settings(stack.settings), VerdictStore.from_settings(stack.settings),
+                          CeleryEnqueuer.from_settings(stack.settings), Limits.from_settings(stack.settings),
+                          stack.settings.idempotency_ttl_s)
+
+    def one(i: int) -> str:
+        upload = Upload(tenant, f"store-{i % 4}", f"pos-{i % 8}", images[i % len(images)])
+        return submitter.accept(upload).scan_id
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(count)))
