@@ -35,8 +35,15 @@ test-integration: venv
 chaos: venv  ## the documented fault-injection run (20,000 scans per fault; long) -> docs/RELIABILITY.md
 	$(PY) -m tests.chaos.run --scans-per-fault 20000 --json docs/reliability.json
 
+model: venv  ## rebuild models/default/ (checkpoint + evaluation.json + plots) from fixed seeds; ~30 min on 2 idle cores
+	$(PY) -m models.make_default
+
 lint: venv  ## ruff
 	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .tenderscan
+
+bench: venv  ## throughput benchmark, every contender on the same scans (a few minutes) -> docs/bench.json, docs/bench.png
+	$(PY) -m producer.cli bench --json docs/bench.json --plot docs/bench.png
+.PHONY: bench

@@ -1,0 +1,82 @@
+"""Throughput on this machine, with the load it was measured under:
+
+    python -m models.benchmark [--scans 2000] [--workers 2] [--model models/default/tenderscan-default.pt]
+
+    generation   scans/s of `tenderscan dataset generate` (render + capture + JPEG + write, N processes)
+    training     images/s of training steps (forward + backward + AdamW) at batch 64
+    inference    images/s of `predict` at batch 32 (eval mode, inference_mode), after warm-up
+
+Prints one JSON object. The 1-minute load average is recorded because the CPU may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.benchmark", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scans", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--train-batches", type=int, default=20)
+    ap.add_argument("--model", default=None, help="checkpoint for the inference figure (default: a fresh network)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from models.inference import predict
+    from models.net import BillNet, NetConfig
+    from models.synth.dataset import folder_sink, generate
+    from models.transforms import PreprocessParams
+
+    torch.set_num_threads(args.threads)
+    out: dict = {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "loadavg_1min_start": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        generate(folder_sink(tmp), args.scans, seed=99, workers=args.workers, progress=False)
+        out["generate_scans_per_s"] = round(args.scans / (time.perf_counter() - t0), 1)
+    params = PreprocessParams()
+    model = BillNet(NetConfig()).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(64, 3, params.height, params.width).contiguous(memory_format=torch.channels_last)
+    y, s, d = torch.randint(0, 2, (64,)).float(), torch.randint(0, 2, (64, 5)).float(), torch.randint(0, 4, (64,))
+    for i in range(args.train_batches + 2):
+        if i == 2:
+            t0 = time.perf_counter()
+        a, b, c = model(x)
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(a, y)
+                + torch.nn.functional.binary_cross_entropy_with_logits(b, s) + torch.nn.functional.cross_entropy(c, d))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out["train_images_per_s"] = round(64 * args.train_batches / (time.perf_counter() - t0), 1)
+    if args.model:
+        ckpt = load_checkpoint(args.model)
+    else:
+        from models.checkpoint import Checkpoint
+        from models.decision import Thresholds
+
+        ckpt = Checkpoint(model=BillNet(NetConfig()).eval(), name="", version="", weights_sha256="", sign_names=[],
+                          denominations=[], preprocess=params, thresholds=Thresholds())
+    xb = torch.randn(32, 3, params.height, params.width)
+    for _ in range(2):
+        predict(ckpt, xb)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        predict(ckpt, xb)
+    out["infer_images_per_s_batch32"] = round(32 * 20 / (time.perf_counter() - t0), 1)
+    out["loadavg_1min_end"] = os.getloadavg()[0]
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

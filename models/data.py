@@ -1,0 +1,130 @@
+"""Scans as training tensors: uint8 images [N, 3, H, W] plus targets, from a folder or synthesized.
+
+Both paths decode the JPEG and call `transforms.to_uint8`, exactly as serving does; the float
+normalisation (`transforms.normalize`) happens per batch. Targets per scan:
+    counterfeit   float 0/1
+    signs         float [S] 0/1, order of SIGN_NAMES
+    denomination  long, index into DENOMINATIONS
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.synth import DENOMINATIONS, SIGN_NAMES
+from models.synth.dataset import iter_items, make_item, manifest_sha256, read_manifest
+from models.transforms import PreprocessParams, to_uint8
+
+
+@dataclass
+class ScanSet:
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    counterfeit: torch.Tensor  # float32 [N]
+    signs: torch.Tensor  # float32 [N, S]
+    denomination: torch.Tensor  # int64 [N]
+    annotations: list[dict]
+    manifest_sha256: str
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+
+def targets(ann: dict) -> tuple[float, list[float], int]:
+    return (1.0 if ann["counterfeit"] else 0.0, [1.0 if s in ann["signs"] else 0.0 for s in SIGN_NAMES],
+            DENOMINATIONS.index(ann["denomination"]))
+
+
+def from_arrays(arrays: list[np.ndarray], annotations: list[dict]) -> ScanSet:
+    t = [targets(a) for a in annotations]
+    images = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 3, 1, 1, dtype=torch.uint8)
+    return ScanSet(images=images, counterfeit=torch.tensor([x[0] for x in t], dtype=torch.float32),
+                   signs=torch.tensor([x[1] for x in t], dtype=torch.float32).view(len(t), len(SIGN_NAMES)),
+                   denomination=torch.tensor([x[2] for x in t], dtype=torch.int64), annotations=annotations,
+                   manifest_sha256=manifest_sha256(annotations))
+
+
+def decode(data: bytes, params: PreprocessParams) -> np.ndarray:
+    """Encoded scan -> uint8 [3, H, W] array, the way serving sees it."""
+    with Image.open(io.BytesIO(data)) as im:
+        return to_uint8(im.convert("RGB"), params).numpy()
+
+
+def _synth_one(task: tuple, params: PreprocessParams) -> tuple[np.ndarray, dict]:
+    _, jpeg, ann = make_item(task)
+    return decode(jpeg, params), ann
+
+
+def _progress(it, total: int, desc: str, progress: bool | None):
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc=desc, unit="scan", disable=progress is False, mininterval=1.0)
+
+
+def synthesize(count: int, seed: int, params: PreprocessParams, counterfeit_ratio: float = 0.5,
+               capture: str = "default", workers: int = 2, progress: bool | None = None,
+               desc: str = "synthesize") -> ScanSet:
+    """The same scans `tenderscan dataset generate` would write (same seed), kept in memory."""
+    arrays, anns = [], []
+    fn = partial(_synth_one, params=params)
+    for arr, ann in _progress(iter_items(count, seed, counterfeit_ratio, capture, workers, fn), count, desc,
+                              progress):
+        arrays.append(arr)
+        anns.append(ann)
+    return from_arrays(arrays, anns)
+
+
+def _load_one(path: str, params: PreprocessParams) -> np.ndarray:
+    return decode(Path(path).read_bytes(), params)
+
+
+def load_folder(root: str | Path, params: PreprocessParams, workers: int = 2,
+                progress: bool | None = None) -> ScanSet:
+    """A folder written by `tenderscan dataset generate` (manifest.jsonl + images/)."""
+    root = Path(root)
+    anns = read_manifest(root)
+    paths = [str(root / a["file"]) for a in anns]
+    fn = partial(_load_one, params=params)
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            arrays = list(_progress(pool.imap(fn, paths, chunksize=32), len(paths), "load", progress))
+    else:
+        arrays = [fn(p) for p in _progress(paths, len(paths), "load", progress)]
+    return from_arrays(arrays, anns)
+
+
+def _synth_source_hash() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parent / "synth").glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cached_synthesize(cache_dir: str | Path | None, count: int, seed: int, params: PreprocessParams,
+                      capture: str = "default", workers: int = 2, progress: bool | None = None,
+                      desc: str = "synthesize") -> ScanSet:
+    """`synthesize`, reusing a local cache keyed by everything that shapes the pixels (incl. generator source)."""
+    import json
+
+    if cache_dir is None:
+        return synthesize(count, seed, params, capture=capture, workers=workers, progress=progress, desc=desc)
+    key = f"{count}-{seed}-{capture}-{params.height}x{params.width}-{params.resample}-{_synth_source_hash()}.pt"
+    path = Path(cache_dir) / key
+    if path.is_file():
+        blob = torch.load(path, weights_only=True)
+        return from_arrays(list(blob["images"].numpy()), json.loads(blob["annotations"]))
+    data = synthesize(count, seed, params, capture=capture, workers=workers, progress=progress, desc=desc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"images": data.images, "annotations": json.dumps(data.annotations)}, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return data

@@ -1,0 +1,95 @@
+"""The three-way decision: genuine / counterfeit / review, and how its thresholds are chosen.
+
+    p_counterfeit < genuine_below       -> "genuine"
+    p_counterfeit > counterfeit_above   -> "counterfeit"
+    otherwise                           -> "review"  (a human looks at the note)
+
+`choose_thresholds` picks the pair on the validation split: the smallest review rate such that,
+among the scans decided automatically, the genuine false-reject rate and the counterfeit miss
+rate are each at most their limits. Per-sign thresholds say when a sign is reported as a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GENUINE, COUNTERFEIT, REVIEW = "genuine", "counterfeit", "review"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    genuine_below: float = 0.5
+    counterfeit_above: float = 0.5
+    signs: Mapping[str, float] = field(default_factory=dict)  # sign name -> report when p > this
+    max_false_reject: float = 0.005  # the limits they were chosen for (documentation only)
+    max_miss: float = 0.005
+
+    def sign_threshold(self, name: str) -> float:
+        return float(self.signs.get(name, 0.5))
+
+    def to_dict(self) -> dict:
+        return {"genuine_below": self.genuine_below, "counterfeit_above": self.counterfeit_above,
+                "signs": dict(self.signs), "max_false_reject": self.max_false_reject, "max_miss": self.max_miss}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Thresholds:
+        return cls(genuine_below=float(d["genuine_below"]), counterfeit_above=float(d["counterfeit_above"]),
+                   signs={str(k): float(v) for k, v in dict(d.get("signs", {})).items()},
+                   max_false_reject=float(d.get("max_false_reject", 0.005)),
+                   max_miss=float(d.get("max_miss", 0.005)))
+
+
+def decide(p_counterfeit: float, thresholds: Thresholds) -> str:
+    if p_counterfeit > thresholds.counterfeit_above:
+        return COUNTERFEIT
+    if p_counterfeit < thresholds.genuine_below:
+        return GENUINE
+    return REVIEW
+
+
+def decide_many(p: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """Vectorised `decide`: array of "genuine" / "counterfeit" / "review"."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, REVIEW, dtype=object)
+    out[p < thresholds.genuine_below] = GENUINE
+    out[p > thresholds.counterfeit_above] = COUNTERFEIT
+    return out
+
+
+def choose_thresholds(p: np.ndarray, is_counterfeit: np.ndarray, max_false_reject: float = 0.005,
+                      max_miss: float = 0.005, candidates: int = 400,
+                      sign_thresholds: Mapping[str, float] | None = None) -> Thresholds:
+    """Smallest-review-rate pair (genuine_below <= counterfeit_above) meeting both limits on (p, y)."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(is_counterfeit, dtype=bool)
+    qs = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 1, candidates)), [0.0, 0.5, 1.0]]))
+    cuts = np.unique(np.concatenate([qs, np.nextafter(qs, 2.0)]))  # just above each value too
+    g, c = p[~y], p[y]
+    g_sorted, c_sorted = np.sort(g), np.sort(c)
+    # per cut t: genuine with p > t (false rejects), counterfeits with p < t (misses), and the rest
+    gen_above = len(g) - np.searchsorted(g_sorted, cuts, side="right")
+    gen_below = np.searchsorted(g_sorted, cuts, side="left")
+    cf_above = len(c) - np.searchsorted(c_sorted, cuts, side="right")
+    cf_below = np.searchsorted(c_sorted, cuts, side="left")
+    best = None
+    for i, tg in enumerate(cuts):  # genuine_below = tg
+        j = np.arange(i, len(cuts))  # counterfeit_above = cuts[j] >= tg
+        gen_auto = gen_below[i] + gen_above[j]
+        cf_auto = cf_below[i] + cf_above[j]
+        frr = np.where(gen_auto > 0, gen_above[j] / np.maximum(gen_auto, 1), 0.0)
+        miss = np.where(cf_auto > 0, cf_below[i] / np.maximum(cf_auto, 1), 0.0)
+        ok = (frr <= max_false_reject) & (miss <= max_miss)
+        if not ok.any():
+            continue
+        review = len(p) - (gen_auto + cf_auto)
+        k = j[ok][np.argmin(review[ok])]
+        r = review[k - i]
+        if best is None or r < best[0]:
+            best = (r, float(tg), float(cuts[k]))
+    if best is None:  # nothing meets the limits: review everything between the extremes
+        best = (len(p), 0.0, 1.0)
+    return Thresholds(genuine_below=best[1], counterfeit_above=best[2], signs=dict(sign_thresholds or {}),
+                      max_false_reject=max_false_reject, max_miss=max_miss)

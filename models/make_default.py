@@ -1,0 +1,118 @@
+"""Build the shipped default model, from fixed seeds, in one command (`make model`):
+
+    python -m models.make_default            # writes models/default/tenderscan-default.pt + evaluation.json
+
+Steps: synthesize train / validation / test sets in memory (the same scans `tenderscan dataset
+generate` writes for these seeds), train, choose the three-way thresholds on validation, save,
+reload through the one loader, evaluate on the held-out `default` and `harsh` test sets, and write
+evaluation.json (reports, targets met or missed, timings, the command line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("tenderscan.make_default")
+
+SEEDS = {"train": 1001, "val": 1002, "test_default": 1003, "test_harsh": 1004}
+DEFAULT_OUT = Path(__file__).resolve().parent / "default"
+
+
+def build(out: Path, train_count: int, val_count: int, test_count: int, harsh_count: int, epochs: int,
+          seed: int, workers: int, plots: bool, version: str, cache: Path | None = None) -> dict:
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from models.data import cached_synthesize
+    from models.evaluate import evaluate, to_json, write_plots
+    from models.synth import SIGN_NAMES
+    from models.targets import check
+    from models.train import TrainConfig, save, train
+    from models.transforms import PreprocessParams
+
+    torch.set_num_threads(2)
+    params = PreprocessParams()
+    timings = {}
+    t = time.perf_counter()
+    train_set = cached_synthesize(cache, train_count, SEEDS["train"], params, "default", workers, desc="train set")
+    val_set = cached_synthesize(cache, val_count, SEEDS["val"], params, "default", workers, desc="val set")
+    timings["synthesize_train_val_s"] = round(time.perf_counter() - t, 1)
+    timings["synthesize_images_per_s"] = round((train_count + val_count) / timings["synthesize_train_val_s"], 1)
+    result = train(train_set, val_set, TrainConfig(epochs=epochs, seed=seed), params)
+    del train_set
+    path = out / "tenderscan-default.pt"
+    save(result, path, name="tenderscan-default", version=version)
+    t = time.perf_counter()
+    test_sets = {"default": cached_synthesize(cache, test_count, SEEDS["test_default"], params, "default", workers,
+                                              desc="test set (default)"),
+                 "harsh": cached_synthesize(cache, harsh_count, SEEDS["test_harsh"], params, "harsh", workers,
+                                            desc="test set (harsh)")}
+    timings["synthesize_test_s"] = round(time.perf_counter() - t, 1)
+    ckpt = load_checkpoint(path)
+    reports = {name: evaluate(ckpt, data, device="cpu") for name, data in test_sets.items()}
+    if plots:
+        for name, rep in reports.items():
+            d = out / "plots" / name
+            d.mkdir(parents=True, exist_ok=True)
+            write_plots(rep, d, f"({name} capture)")
+    reports = {k: to_json(v) for k, v in reports.items()}
+    targets = check(reports, result.metrics["train_wall_s"], SIGN_NAMES)
+    summary = {
+        "default_medium_obvious": {k: reports["default"]["medium_obvious"][k] for k in
+                                   ("accuracy", "false_reject_rate", "miss_rate", "review_rate", "sign_recall")},
+        "default_subtle_caught_rate": reports["default"]["by_severity"]["subtle"]["caught_rate"],
+        "harsh_medium_obvious_accuracy": reports["harsh"]["medium_obvious"]["accuracy"],
+    }
+    # the same weights, saved again with the test summary in its metrics (weights sha256 unchanged)
+    digest = save(result, path, name="tenderscan-default", version=version, extra_metrics={"test": summary})
+    evaluation = {
+        "command": "python -m models.make_default " + " ".join(sys.argv[1:]),
+        "checkpoint": path.name,
+        "weights_sha256": digest,
+        "seeds": {**SEEDS, "train_init": seed},
+        "counts": {"train": train_count, "val": val_count, "test_default": test_count, "test_harsh": harsh_count},
+        "train": {k: v for k, v in result.metrics.items()},
+        "history": result.history,
+        "thresholds": result.thresholds.to_dict(),
+        "timings": timings,
+        "targets": targets,
+        "summary": summary,
+        "test": reports,
+    }
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1, sort_keys=False) + "\n")
+    return evaluation
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.make_default", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--train-count", type=int, default=12000)
+    ap.add_argument("--val-count", type=int, default=2500)
+    ap.add_argument("--test-count", type=int, default=6000, help="default-capture test scans (1/3 per severity)")
+    ap.add_argument("--harsh-count", type=int, default=3000)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0, help="weight init and batch order")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--version", default="default-1")
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="reuse synthesized sets from this folder (keyed by seed, count, preset and generator source)")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ev = build(args.out, args.train_count, args.val_count, args.test_count, args.harsh_count, args.epochs,
+               args.seed, args.workers, not args.no_plots, args.version, args.cache)
+    for row in ev["targets"]:
+        mark = {True: "met", False: "MISSED", None: "n/a"}[row["met"]]
+        print(f"{mark:7s} {row['target']}: {row['measured']} ({row['op']} {row['threshold']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
