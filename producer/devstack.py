@@ -133,7 +133,9 @@ def start_seaweedfs(data_dir: Path, access_key: str, secret_key: str, buckets: l
     cmd = [weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
            f"-master.port={base}", f"-volume.port={base + 1}", f"-filer.port={base + 2}",
            f"-s3.port={s3_port}", "-webdav=false", "-admin.ui=false", f"-admin.port={base + 4}",
-           f"-metricsPort={base + 5}", f"-bucket={','.join(buckets)}"]
+           f"-metricsPort={base + 5}", f"-bucket={','.join(buckets)}",
+           # off: they listen on fixed ports (8181, 9101), so a second instance on the machine would die
+           "-s3.port.iceberg=0", "-s3.port.lance=0"]
     svc = spawn("seaweedfs", cmd, log_dir, env=env)
     try:
         wait_for_port(s3_port, 60, svc.proc)

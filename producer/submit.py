@@ -8,6 +8,8 @@
          JSON) at contract.intent_s3_key: the durable source of truth the reconciler works from
       5. VerdictStore.create_scan (status queued)
       6. Enqueuer.enqueue(ScanMessage)  -- a reference and a checksum, never the bytes
+    accept_many(uploads)  (POST /v1/scans:batch): 1-5 per upload, each with its own outcome, then the
+      accepted scans go out `scans_per_message` to one `process_scans` message (enqueue_many)
     If 4-6 fail (S3, Redis or broker down) the claim is released, so the client's retry is a fresh
     attempt rather than a replay of a scan that never got queued, and the error goes up as a 503.
 
@@ -26,7 +28,7 @@ from typing import Protocol
 from producer.errors import IDEMPOTENCY_KEY_REUSED, ApiError, bad_request, unavailable
 from workers import contract
 from workers.contract import ScanMessage, ScanStatus
-from workers.errors import StorageError, TransientError
+from workers.errors import ObjectNotFound, RejectedScan, StorageError, TransientError
 from workers.imaging import ImageInfo, Limits, inspect
 from workers.logging import get_logger
 from workers.storage import ObjectStore
@@ -34,10 +36,15 @@ from workers.verdict_store import VerdictStore
 
 log = get_logger("producer.submit")
 
+# An Idempotency-Key claim younger than this whose scan has no intent in S3 may still be in the
+# middle of being accepted; an older one was abandoned (its request failed before the intent).
+IN_PROGRESS_S = 10.0
+
 
 # --- the queue, behind a small interface -------------------------------------------------------
 class Enqueuer(Protocol):
     def enqueue(self, msg: ScanMessage) -> None: ...
+    def enqueue_many(self, msgs: list[ScanMessage]) -> None: ...  # one multi-scan message
     def close(self) -> None: ...
 
 
@@ -54,6 +61,12 @@ class ListEnqueuer:
             raise TransientError("broker is down")
         with self._lock:
             self.sent.append(msg.encode())
+
+    def enqueue_many(self, msgs: list[ScanMessage]) -> None:
+        if self.down:
+            raise TransientError("broker is down")
+        with self._lock:
+            self.sent.append(contract.MultiScanMessage(tuple(msgs)).encode())
 
     def close(self) -> None:
         pass
@@ -75,12 +88,18 @@ class CeleryEnqueuer:
         return cls(make_celery(settings))
 
     def enqueue(self, msg: ScanMessage) -> None:
+        self._send(contract.TASK_NAME, msg.encode())
+
+    def enqueue_many(self, msgs: list[ScanMessage]) -> None:
+        """One `process_scans` message for several scans (bulk submissions)."""
+        self._send(contract.MULTI_TASK_NAME, contract.MultiScanMessage(tuple(msgs)).encode())
+
+    def _send(self, task: str, arg: dict) -> None:
         import kombu.exceptions
         import redis
 
         try:
-            self.app.send_task(contract.TASK_NAME, args=[msg.encode()], queue=contract.QUEUE,
-                               retry=True, retry_policy=self.RETRY_POLICY)
+            self.app.send_task(task, args=[arg], queue=contract.QUEUE, retry=True, retry_policy=self.RETRY_POLICY)
         except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
             raise TransientError(f"broker unavailable ({type(exc).__name__})") from None
 
@@ -114,67 +133,167 @@ class Submitter:
     enqueuer: Enqueuer
     limits: Limits
     idempotency_ttl_s: int
+    scans_per_message: int = 1  # accept_many: scans per multi-scan queue message
 
     def accept(self, upload: Upload) -> Accepted:
+        prepared = self._prepare(upload)
+        if isinstance(prepared, Accepted):
+            return prepared
+        msg, info = prepared
+        try:
+            self._store_and_enqueue(msg, upload, info)
+        except (TransientError, StorageError):
+            self._release_claim(upload)
+            raise
+        return Accepted(msg.scan_id, info=info)
+
+    def accept_many(self, uploads: list[Upload]) -> list[Accepted | Exception]:
+        """Bulk: each upload's own outcome (Accepted, or the exception `accept` would have raised).
+
+        Every scan is checked, stored and recorded on its own; the accepted ones are then enqueued
+        `scans_per_message` to a message. A chunk the broker refuses turns into 503s for its scans
+        only (their intents withdrawn, their Idempotency-Key claims released), like `accept`.
+        """
+        out: list[Accepted | Exception] = []
+        pending: list[tuple[int, ScanMessage]] = []
+        for i, upload in enumerate(uploads):
+            try:
+                prepared = self._prepare(upload)
+                if isinstance(prepared, Accepted):
+                    out.append(prepared)
+                    continue
+                msg, info = prepared
+                try:
+                    self._store(msg, upload, info)
+                except (TransientError, StorageError):
+                    self._release_claim(upload)
+                    raise
+                out.append(Accepted(msg.scan_id, info=info))
+                pending.append((i, msg))
+            except (ApiError, RejectedScan, TransientError, StorageError) as exc:
+                out.append(exc)
+        size = max(1, self.scans_per_message)
+        for start in range(0, len(pending), size):
+            chunk = pending[start:start + size]
+            try:
+                if len(chunk) == 1:
+                    self.enqueuer.enqueue(chunk[0][1])
+                else:
+                    self.enqueuer.enqueue_many([m for _, m in chunk])
+            except (TransientError, StorageError) as exc:
+                for i, msg in chunk:
+                    self._withdraw(msg, upload)
+                    self._release_claim(uploads[i])
+                    out[i] = exc
+        return out
+
+    def _prepare(self, upload: Upload) -> tuple[ScanMessage, ImageInfo] | Accepted:
+        """Checks, idempotency claim, and the scan's message; an Accepted when it is a replay."""
         _check_ids(upload)
         info = inspect(upload.data, self.limits)  # RejectedScan -> 413/415/422
         sha256 = hashlib.sha256(upload.data).hexdigest()
         scan_id, submitted_at = contract.new_scan_id(), contract.utcnow()
         key = upload.idempotency_key
         if key is not None:
-            earlier = self.verdicts.claim_idempotency(upload.tenant, key, scan_id, sha256, self.idempotency_ttl_s)
-            if earlier is not None:
-                return self._replay(upload, *earlier, sha256=sha256)
+            for _ in range(2):
+                earlier = self.verdicts.claim_idempotency(upload.tenant, key, scan_id, sha256, submitted_at,
+                                                          self.idempotency_ttl_s)
+                if earlier is None:
+                    break  # ours: accept it
+                replay = self._replay(upload, *earlier, sha256=sha256)
+                if replay is not None:
+                    return replay
+                # the earlier attempt never became durable and its claim was dropped: claim again
+            else:
+                raise unavailable("a request with this Idempotency-Key is still in progress", retry_after_s=1)
         msg = ScanMessage(scan_id=scan_id, tenant=upload.tenant, store_id=upload.store_id,
                           terminal_id=upload.terminal_id,
                           image_key=contract.image_s3_key(upload.tenant, scan_id, submitted_at, info.format),
                           sha256=sha256, bytes=len(upload.data), submitted_at=submitted_at,
                           deadline=_deadline(submitted_at, upload.deadline_s))
-        try:
-            self._store_and_enqueue(msg, upload.data, info)
-        except (TransientError, StorageError):
-            if key is not None:
-                self._release(upload.tenant, key)
-            raise
-        return Accepted(scan_id, info=info)
+        return msg, info
 
-    def _store_and_enqueue(self, msg: ScanMessage, data: bytes, info: ImageInfo) -> None:
+    def _release_claim(self, upload: Upload) -> bool:
+        """True when no claim is left behind (none was made, or it was released)."""
+        return upload.idempotency_key is None or self._release(upload.tenant, upload.idempotency_key)
+
+    def _store(self, msg: ScanMessage, upload: Upload, info: ImageInfo) -> None:
+        """Image and intent to S3, then the scan state in Redis (withdrawing the intent on failure)."""
         metadata = {"sha256": msg.sha256, "tenant": msg.tenant, "store_id": msg.store_id,
                     "terminal_id": msg.terminal_id, "submitted_at": msg.submitted_at}
-        self.objects.put(msg.image_key, data, contract.CONTENT_TYPES[info.format], metadata)
+        self.objects.put(msg.image_key, upload.data, contract.CONTENT_TYPES[info.format], metadata)
         # The intent is the durable record of the acceptance: the reconciler re-enqueues from it
         # if Redis or the broker later lose the scan (workers/reconcile.py).
         intent_key = contract.intent_s3_key(msg.tenant, msg.scan_id, msg.submitted_at)
         self.objects.put(intent_key, json.dumps(msg.encode()).encode(), "application/json")
         try:
             self.verdicts.create_scan(msg)
+        except (TransientError, StorageError):
+            self._withdraw(msg, upload)
+            raise
+
+    def _withdraw(self, msg: ScanMessage, upload: Upload) -> None:
+        """Undo an acceptance we are about to answer 503 for: claim first, then the intent.
+
+        If the claim cannot be released (Redis is down) the intent stays: should Redis come back
+        with the claim, the client's retry replays to this scan, which the reconciler then queues.
+        """
+        if not self._release_claim(upload):
+            log.warning("intent_kept", scan_id=msg.scan_id, tenant=msg.tenant)
+            return
+        try:
+            self.objects.delete(contract.intent_s3_key(msg.tenant, msg.scan_id, msg.submitted_at))
+        except (TransientError, StorageError):
+            log.warning("intent_withdraw_failed", scan_id=msg.scan_id, tenant=msg.tenant)
+
+    def _store_and_enqueue(self, msg: ScanMessage, upload: Upload, info: ImageInfo) -> None:
+        self._store(msg, upload, info)
+        try:
             self.enqueuer.enqueue(msg)
         except (TransientError, StorageError):
             # We answer 503, so the client will retry under a new scan_id: withdraw this intent so
             # the reconciler does not process a scan nobody waits for. Best effort: if S3 is down too,
             # the orphan gets a verdict nobody polls, which costs one inference and loses nothing.
-            try:
-                self.objects.delete(intent_key)
-            except (TransientError, StorageError):
-                log.warning("intent_withdraw_failed", scan_id=msg.scan_id, tenant=msg.tenant)
+            self._withdraw(msg, upload)
             raise
 
-    def _replay(self, upload: Upload, earlier_id: str, earlier_sha: str, sha256: str) -> Accepted:
+    def _replay(self, upload: Upload, earlier_id: str, earlier_sha: str, earlier_submitted_at: str,
+                sha256: str) -> Accepted | None:
+        """The same key again. S3 decides: the earlier scan was accepted iff its intent exists.
+
+        Intent there -> answer with that scan (restoring its Redis state if Redis lost it; the
+        reconciler queues it if the broker lost it). No intent and the claim is young -> the first
+        request may still be writing it: 503, retry in a second. No intent and the claim is old -> the
+        first attempt failed before it was durable: drop its claim and state, and accept this one.
+        """
         if earlier_sha != sha256:
             raise ApiError(422, IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used for a different image")
-        scan = self.verdicts.get_scan(earlier_id)
-        if scan is None:
-            # The first request with this key is still being accepted (or failed and is releasing
-            # its claim): answering its scan_id now could point at a scan that never exists.
+        intent_key = contract.intent_s3_key(upload.tenant, earlier_id, earlier_submitted_at or contract.utcnow())
+        try:
+            msg = ScanMessage.decode(self.objects.get(intent_key).data)
+        except ObjectNotFound:
+            msg = None
+        if msg is not None:
+            self.verdicts.restore_scan(msg)  # a no-op unless Redis lost the state
+            scan = self.verdicts.get_scan(earlier_id) or {}
+            log.info("idempotent_replay", scan_id=earlier_id, tenant=upload.tenant)
+            return Accepted(earlier_id, status=scan.get("status", ScanStatus.QUEUED.value), replayed=True)
+        age_s = (contract.parse_time(contract.utcnow()) - contract.parse_time(earlier_submitted_at)).total_seconds() \
+            if earlier_submitted_at else IN_PROGRESS_S
+        if age_s < IN_PROGRESS_S:
             raise unavailable("a request with this Idempotency-Key is still in progress", retry_after_s=1)
-        log.info("idempotent_replay", scan_id=earlier_id, tenant=upload.tenant)
-        return Accepted(earlier_id, status=scan.get("status", ScanStatus.QUEUED.value), replayed=True)
+        log.warning("idempotency_claim_abandoned", scan_id=earlier_id, tenant=upload.tenant)
+        self.verdicts.forget_scan(earlier_id)
+        self.verdicts.release_idempotency(upload.tenant, upload.idempotency_key, earlier_id)
+        return None
 
-    def _release(self, tenant: str, key: str) -> None:
+    def _release(self, tenant: str, key: str) -> bool:
         try:
             self.verdicts.release_idempotency(tenant, key)
         except TransientError as exc:  # Redis is down too; the claim expires with its TTL
             log.warning("idempotency_release_failed", tenant=tenant, error=str(exc))
+            return False
+        return True
 
 
 def _deadline(submitted_at: str, deadline_s: float | None) -> str | None:

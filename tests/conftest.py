@@ -4,6 +4,7 @@
                   gets its own logical DB prefix-free view by flushing a dedicated DB number
     seaweedfs     one SeaweedFS (`weed mini`) per test session, on free loopback ports
     s3_settings   Settings pointing at both, with fresh buckets per test module
+    deps, api     the edge with in-memory twins for S3 and the queue (modules supply `settings`)
 """
 
 from __future__ import annotations
@@ -65,6 +66,26 @@ def s3_settings(seaweedfs, redis_url) -> Settings:
     for bucket in (settings.s3_bucket, settings.models_bucket):
         S3ObjectStore.from_settings(settings, bucket).ensure_bucket()
     return settings
+
+
+@pytest.fixture()
+def deps(settings):
+    """The edge's dependencies with in-memory S3 and queue twins on the real Redis. Each API test
+    module defines its own `settings` fixture (tenants, limits) that this one picks up."""
+    from producer.app import Deps
+
+    return Deps.with_twins(settings)
+
+
+@pytest.fixture()
+def api(settings, deps):
+    """A TestClient on create_app(settings, deps), lifespan included."""
+    from fastapi.testclient import TestClient
+
+    from producer.app import create_app
+
+    with TestClient(create_app(settings, deps)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,11 @@ import io
 import json
 
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 from structlog.testing import capture_logs
 
-from producer.app import Deps, create_app
 from producer.auth import authenticate, bearer_key, key_hash, tenant_for_key
 from producer.cli import main as cli_main
 from producer.errors import ApiError
@@ -30,17 +28,6 @@ def auth(tenant: str) -> dict[str, str]:
 @pytest.fixture()
 def settings(clean_redis) -> Settings:
     return Settings().with_(redis_url=clean_redis, api_keys=API_KEYS)
-
-
-@pytest.fixture()
-def deps(settings) -> Deps:
-    return Deps.with_twins(settings)
-
-
-@pytest.fixture()
-def api(settings, deps):
-    with TestClient(create_app(settings, deps)) as client:
-        yield client
 
 
 def png() -> bytes:

@@ -6,6 +6,7 @@ around a stand-in model (tests/test_inference.py::twin_model).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import struct
@@ -97,7 +98,17 @@ def assert_published(deps, verdict: Verdict) -> None:
     assert deps.verdicts.get_scan(verdict.scan_id)["status"] == "done"
 
 
-def test_bad_scans_get_their_own_reasons_while_batch_mates_are_judged(env):
+@pytest.fixture()
+def env3(env):
+    """`env` with a runner whose batch is exactly the three good scans below: it flushes when full,
+    so the batch does not depend on how fast a loaded machine schedules the task threads."""
+    runner = ModelRunner(twin_model(), max_batch_size=3, max_wait_s=30)
+    yield dataclasses.replace(env, runner=runner)
+    runner.close()
+
+
+def test_bad_scans_get_their_own_reasons_while_batch_mates_are_judged(env3):
+    env = env3
     past = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     good_jpeg = jpeg(230)
     cases = {
@@ -195,3 +206,43 @@ def test_fail_scan_and_bad_message_write_terminal_verdicts(env):
     assert (bad.decision, bad.reason, bad.tenant) == ("rejected", "bad_message", "acme")
     assert_published(env, bad)
     assert pipeline.reject_bad_message(contract.new_scan_id(), "unknown scan", env) is None
+
+
+# --- multi-scan messages (pipeline.process_scans) ------------------------------------------------------
+def test_process_scans_gives_each_scan_its_own_verdict_in_shared_batches(env):
+    from concurrent.futures import ThreadPoolExecutor
+
+    msgs = [scan(env, jpeg(10 * i)) for i in range(5)] + [scan(env, b"not an image at all, just text")]
+    with ThreadPoolExecutor(8) as pool:
+        out = pipeline.process_scans(msgs, env, pool)
+    assert [v.scan_id for v in out] == [m.scan_id for m in msgs]
+    assert [v.decision for v in out[:5]] != ["rejected"] * 5 and out[5].decision == "rejected"
+    assert len({v.batch_id for v in out[:5]}) == 1 and out[0].batch_size == 5  # one forward pass
+    for v in out:  # Redis and the audit record hold the same JSON
+        assert env.verdicts.get_verdict(v.scan_id) == v
+        assert env.objects.get(audit_key(v)).data.decode() == v.encode()
+
+
+def test_process_scans_redelivery_keeps_the_first_verdicts(env):
+    from concurrent.futures import ThreadPoolExecutor
+
+    msgs = [scan(env, jpeg(40)), scan(env, jpeg(80))]
+    with ThreadPoolExecutor(4) as pool:
+        first = pipeline.process_scans(msgs, env, pool)
+        env.objects.delete(audit_key(first[0]))  # lost before the ack
+        again = pipeline.process_scans(msgs, env, pool)
+    assert again == first
+    assert env.objects.exists(audit_key(first[0]))
+    assert env.verdicts.get_scan(msgs[0].scan_id)["attempts"] == "1"  # no second inference
+
+
+def test_process_scans_returns_a_transient_failure_in_its_own_slot(env):
+    from concurrent.futures import ThreadPoolExecutor
+
+    good = scan(env, jpeg(20))
+    env.objects.down = True
+    with ThreadPoolExecutor(4) as pool:
+        out = pipeline.process_scans([good, scan(env, None)], env, pool)
+    env.objects.down = False
+    assert all(isinstance(o, StorageUnavailable) for o in out)
+    assert env.verdicts.get_verdict(good.scan_id) is None  # nothing stored: the message is retried

@@ -30,17 +30,6 @@ def settings(clean_redis) -> Settings:
     return Settings().with_(redis_url=clean_redis, api_keys={hashlib.sha256(KEY.encode()).hexdigest(): "acme"})
 
 
-@pytest.fixture()
-def deps(settings) -> Deps:
-    return Deps.with_twins(settings)
-
-
-@pytest.fixture()
-def api(settings, deps):
-    with TestClient(create_app(settings, deps)) as client:
-        yield client
-
-
 def submit(api) -> str:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (10, 20, 30)).save(buf, "PNG")

@@ -24,17 +24,6 @@ def settings(clean_redis) -> Settings:
                             public_url="https://api.example.com")
 
 
-@pytest.fixture()
-def deps(settings) -> Deps:
-    return Deps.with_twins(settings)
-
-
-@pytest.fixture()
-def api(settings, deps):
-    with TestClient(create_app(settings, deps)) as client:
-        yield client
-
-
 def test_healthz(api):
     assert api.get("/healthz").json() == {"status": "ok"}
 

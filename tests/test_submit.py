@@ -10,6 +10,7 @@ import hashlib
 import io
 import struct
 import zlib
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -50,17 +51,6 @@ def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
 def settings(clean_redis) -> Settings:
     return Settings().with_(redis_url=clean_redis, max_body_bytes=200_000,
                             api_keys={hashlib.sha256(KEY.encode()).hexdigest(): "acme"})
-
-
-@pytest.fixture()
-def deps(settings) -> Deps:
-    return Deps.with_twins(settings)
-
-
-@pytest.fixture()
-def api(settings, deps):
-    with TestClient(create_app(settings, deps)) as client:
-        yield client
 
 
 def post(api, data: bytes, content_type: str = "image/jpeg", params=IDS, **headers):
@@ -264,12 +254,41 @@ def test_redis_down_is_503(settings):
 def test_submitter_replay_while_the_first_is_in_flight_asks_to_retry(deps):
     sub = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 60)
     data = image()
-    # a claim without a scan record: the first request is still between claim and create_scan
-    deps.verdicts.claim_idempotency("acme", "k1", contract.new_scan_id(), hashlib.sha256(data).hexdigest(), 60)
+    # a fresh claim without an intent in S3: the first request is still between claim and intent
+    deps.verdicts.claim_idempotency("acme", "k1", contract.new_scan_id(), hashlib.sha256(data).hexdigest(),
+                                    contract.utcnow(), 60)
     with pytest.raises(ApiError) as info:
         sub.accept(Upload("acme", "s", "t", data, idempotency_key="k1"))
     assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
     assert deps.enqueuer.sent == []
+
+
+def test_an_abandoned_claim_without_intent_is_taken_over_not_replayed(deps):
+    """Redis kept a claim (and even a queued state) of an attempt that failed before its intent was
+    durable, e.g. Redis restarted from its AOF mid-request: a retry must not be answered with that
+    never-queued scan (the chaos suite's redis_restart_aof found this), but accepted afresh."""
+    sub = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 60)
+    data = image()
+    ghost = contract.new_scan_id()
+    old = (contract.parse_time(contract.utcnow()) - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    deps.verdicts.claim_idempotency("acme", "k1", ghost, hashlib.sha256(data).hexdigest(), old, 60)
+    deps.verdicts.create_scan(ScanMessage(ghost, "acme", "s", "t", "scans/x.jpg", "0" * 64, 1, old))
+    accepted = sub.accept(Upload("acme", "s", "t", data, idempotency_key="k1"))
+    assert accepted.scan_id != ghost and not accepted.replayed
+    assert [m["scan_id"] for m in deps.enqueuer.sent] == [accepted.scan_id]
+    assert deps.verdicts.get_scan(ghost) is None
+    again = sub.accept(Upload("acme", "s", "t", data, idempotency_key="k1"))
+    assert again.replayed and again.scan_id == accepted.scan_id and len(deps.enqueuer.sent) == 1
+
+
+def test_a_replay_restores_the_state_redis_lost_from_the_intent(deps):
+    sub = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 60)
+    data = image()
+    first = sub.accept(Upload("acme", "s", "t", data, idempotency_key="k2"))
+    deps.verdicts.forget_scan(first.scan_id)  # Redis lost the state, kept the claim
+    again = sub.accept(Upload("acme", "s", "t", data, idempotency_key="k2"))
+    assert again.replayed and again.scan_id == first.scan_id
+    assert deps.verdicts.get_scan(first.scan_id)["status"] == "queued"
 
 
 def test_submitter_raises_rejections_and_transient_errors_as_such(deps):
@@ -309,3 +328,63 @@ def test_a_deadline_travels_in_the_message(api, deps):
 def test_a_bad_deadline_is_a_400(api, deps, bad):
     resp = post(api, image(), params={**IDS, "deadline_s": bad})
     assert resp.status_code == 400 and not deps.enqueuer.sent
+
+
+# --- POST /v1/scans:batch (bulk) ---------------------------------------------------------------------
+def post_batch(api, images: list[bytes], params=IDS, **headers):
+    files = [("image", (f"b{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+    return api.post("/v1/scans:batch", params=params, files=files, headers={**AUTH, **headers})
+
+
+def test_batch_gives_each_image_its_own_outcome_and_one_message(api, deps):
+    resp = post_batch(api, [image(), b"plain text, not an image", image("PNG")])
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert (body["accepted"], body["refused"]) == (2, 1)
+    ok0, bad, ok2 = body["items"]
+    assert ok0["status"] == ok2["status"] == 202 and ok0["poll_url"] == f"/v1/scans/{ok0['scan_id']}"
+    assert (bad["index"], bad["status"], bad["error"]["reason"]) == (1, 415, "unsupported_format")
+    [sent] = deps.enqueuer.sent  # one process_scans message carrying both accepted scans
+    scans, errors = contract.MultiScanMessage.decode_parts(sent)
+    assert [m.scan_id for m in scans] == [ok0["scan_id"], ok2["scan_id"]] and not errors
+    assert deps.verdicts.get_scan(ok2["scan_id"])["status"] == "queued"
+
+
+def test_accept_many_chunks_scans_per_message(deps):
+    submitter = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 600, scans_per_message=2)
+    uploads = [Upload("acme", "s1", "t1", image(size=(96 + i, 64))) for i in range(3)]
+    out = submitter.accept_many(uploads)
+    assert all(o.status == "queued" for o in out)
+    multi, single = deps.enqueuer.sent
+    assert len(multi["scans"]) == 2 and single["scan_id"] == out[2].scan_id
+
+
+def test_batch_broker_down_is_503_per_item_and_withdraws(api, deps):
+    deps.enqueuer.down = True
+    body = post_batch(api, [image(), image("PNG")], **{"Idempotency-Key": "bulk-1"}).json()
+    assert body["accepted"] == 0 and [i["status"] for i in body["items"]] == [503, 503]
+    assert not any(k.endswith(".json") for k in deps.objects.list("scans/"))  # intents withdrawn
+    deps.enqueuer.down = False
+    retry = post_batch(api, [image(), image("PNG")], **{"Idempotency-Key": "bulk-1"}).json()
+    assert retry["accepted"] == 2 and not any(i["replayed"] for i in retry["items"])  # claims were released
+
+
+def test_batch_idempotency_key_replays_every_item(api, deps):
+    first = post_batch(api, [image(), image("PNG")], **{"Idempotency-Key": "bulk-2"}).json()
+    again = post_batch(api, [image(), image("PNG")], **{"Idempotency-Key": "bulk-2"}).json()
+    assert [i["scan_id"] for i in again["items"]] == [i["scan_id"] for i in first["items"]]
+    assert all(i["replayed"] for i in again["items"]) and len(deps.enqueuer.sent) == 1
+
+
+@pytest.mark.parametrize("kind", ["raw", "no_images", "too_long_key"])
+def test_batch_bad_requests(api, kind):
+    if kind == "raw":
+        resp = api.post("/v1/scans:batch", content=image(), params=IDS,
+                        headers={**AUTH, "Content-Type": "image/jpeg"})
+        assert resp.status_code == 415
+    elif kind == "no_images":
+        resp = api.post("/v1/scans:batch", params=IDS, data={"store_id": "s"}, headers=AUTH,
+                        files=[("other", ("x", b"x", "text/plain"))])
+        assert resp.status_code == 400
+    else:
+        assert post_batch(api, [image()], **{"Idempotency-Key": "k" * 57}).status_code == 400

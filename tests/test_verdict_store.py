@@ -65,11 +65,14 @@ def test_save_verdict_publishes_done(vs):
 
 
 def test_idempotency_claims(vs):
-    assert vs.claim_idempotency("acme", "k1", "s" * 32, "h1", 60) is None
-    assert vs.claim_idempotency("acme", "k1", "t" * 32, "h2", 60) == ("s" * 32, "h1")
-    assert vs.claim_idempotency("globex", "k1", "u" * 32, "h3", 60) is None  # keys are per tenant
-    vs.release_idempotency("acme", "k1")
-    assert vs.claim_idempotency("acme", "k1", "v" * 32, "h4", 60) is None
+    now = contract.utcnow()
+    assert vs.claim_idempotency("acme", "k1", "s" * 32, "h1", now, 60) is None
+    assert vs.claim_idempotency("acme", "k1", "t" * 32, "h2", now, 60) == ("s" * 32, "h1", now)
+    assert vs.claim_idempotency("globex", "k1", "u" * 32, "h3", now, 60) is None  # keys are per tenant
+    vs.release_idempotency("acme", "k1", "t" * 32)  # not that scan's claim: kept
+    assert vs.claim_idempotency("acme", "k1", "v" * 32, "h4", now, 60) == ("s" * 32, "h1", now)
+    vs.release_idempotency("acme", "k1", "s" * 32)
+    assert vs.claim_idempotency("acme", "k1", "v" * 32, "h4", now, 60) is None
 
 
 def test_unreachable_redis_is_transient():

@@ -22,10 +22,30 @@ def redact(_logger, _method, event: dict) -> dict:
     return event
 
 
-def configure_logging(level: str = "INFO", json_output: bool = True, stream=None) -> None:
-    """Services log JSON to stdout; CLI commands log to stderr so their stdout stays machine-readable."""
-    stream = stream or sys.stdout
-    logging.basicConfig(format="%(message)s", stream=stream, level=getattr(logging, level))
+class _Stream:
+    """sys.stdout or sys.stderr, looked up at each write (so a replaced stream is followed)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+
+def configure_logging(level: str = "INFO", json_output: bool = True, stream="stdout") -> None:
+    """Services log JSON to stdout; CLI commands log to stderr so their stdout stays machine-readable.
+
+    `stream` is "stdout" or "stderr" (looked up at each write, so tests that swap them are followed),
+    or an open file.
+    """
+    if stream is sys.stdout or stream is sys.stderr:
+        stream = "stdout" if stream is sys.stdout else "stderr"
+    target = _Stream(stream) if isinstance(stream, str) else stream
+    logging.basicConfig(format="%(message)s", stream=getattr(sys, stream) if isinstance(stream, str) else stream,
+                        level=getattr(logging, level))
     renderer = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
@@ -39,8 +59,10 @@ def configure_logging(level: str = "INFO", json_output: bool = True, stream=None
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
         # one write() per event (message + newline): PrintLogger writes the newline separately, and
         # under the threads pool a stdlib record (Celery's own) could land between the two.
-        logger_factory=structlog.WriteLoggerFactory(stream),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.WriteLoggerFactory(target),
+        # no caching: a few log calls per scan cost nothing, and reconfiguring (a CLI command run
+        # in-process, structlog.testing.capture_logs in tests) then reaches every logger
+        cache_logger_on_first_use=False,
     )
 
 

@@ -45,6 +45,16 @@ return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
 
+# KEYS: idempotency key. ARGV: scan_id, or "" for any. Deletes the claim (if it is that scan's).
+_RELEASE_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if v and (ARGV[1] == '' or cjson.decode(v)['scan_id'] == ARGV[1]) then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 @contextmanager
 def _translate() -> Iterator[None]:
     try:
@@ -67,6 +77,7 @@ class VerdictStore:
         self.ttl_s = ttl_s
         self._save = client.register_script(_SAVE_VERDICT)
         self._mark = client.register_script(_MARK_PROCESSING)
+        self._release = client.register_script(_RELEASE_CLAIM)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VerdictStore:
@@ -102,23 +113,28 @@ class VerdictStore:
         with _translate():
             self.r.hset(contract.scan_key(scan_id), "requeued_at", at)
 
-    def claim_idempotency(self, tenant: str, key: str, scan_id: str, sha256: str,
-                          ttl_s: int) -> tuple[str, str] | None:
-        """Remember (key -> scan_id, sha256). Returns None if we claimed it, else the earlier claim."""
-        value = json.dumps({"scan_id": scan_id, "sha256": sha256})
+    def claim_idempotency(self, tenant: str, key: str, scan_id: str, sha256: str, submitted_at: str,
+                          ttl_s: int) -> tuple[str, str, str] | None:
+        """Remember key -> (scan_id, sha256, submitted_at). None if we claimed it, else the earlier claim."""
+        value = json.dumps({"scan_id": scan_id, "sha256": sha256, "submitted_at": submitted_at})
         with _translate():
             if self.r.set(contract.idempotency_key(tenant, key), value, nx=True, ex=ttl_s):
                 return None
             earlier = self.r.get(contract.idempotency_key(tenant, key))
         if earlier is None:  # expired between SET and GET: try once more
-            return self.claim_idempotency(tenant, key, scan_id, sha256, ttl_s)
+            return self.claim_idempotency(tenant, key, scan_id, sha256, submitted_at, ttl_s)
         data = json.loads(earlier)
-        return data["scan_id"], data["sha256"]
+        return data["scan_id"], data["sha256"], data.get("submitted_at", "")
 
-    def release_idempotency(self, tenant: str, key: str) -> None:
-        """Undo a claim whose scan could not be accepted (so the client's retry is not a replay)."""
+    def release_idempotency(self, tenant: str, key: str, scan_id: str | None = None) -> None:
+        """Undo a claim whose scan was not accepted. With `scan_id`, only if the claim is still that scan's."""
         with _translate():
-            self.r.delete(contract.idempotency_key(tenant, key))
+            self._release(keys=[contract.idempotency_key(tenant, key)], args=[scan_id or ""])
+
+    def forget_scan(self, scan_id: str) -> None:
+        """Drop the state of a scan that was never durably accepted (no intent in S3)."""
+        with _translate():
+            self.r.delete(contract.scan_key(scan_id))
 
     def get_scan(self, scan_id: str) -> dict[str, str] | None:
         with _translate():
@@ -138,6 +154,40 @@ class VerdictStore:
             stored = self._save(keys=[contract.verdict_key(sid), contract.scan_key(sid), contract.done_channel(sid)],
                                 args=[verdict.encode(), self.ttl_s])
         return Verdict.decode(stored)
+
+    # --- several scans in one round trip (multi-scan messages) --------------------------------------
+    def get_verdicts(self, scan_ids: list[str]) -> list[Verdict | None]:
+        if not scan_ids:
+            return []
+        with _translate():
+            raws = self.r.mget([contract.verdict_key(s) for s in scan_ids])
+        return [None if raw is None else Verdict.decode(raw) for raw in raws]
+
+    def mark_processing_many(self, scan_ids: list[str]) -> list[int]:
+        if not scan_ids:
+            return []
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for sid in scan_ids:
+                self._mark(keys=[contract.scan_key(sid)], client=pipe)
+            return [int(n) for n in pipe.execute()]
+
+    def save_verdicts(self, verdicts: list[Verdict]) -> list[tuple[Verdict, str]]:
+        """save_verdict for each, pipelined: the same Lua script, so the same SET NX guarantee per scan.
+
+        Returns (winner, its stored JSON) per verdict, so the audit record can be those exact bytes."""
+        if not verdicts:
+            return []
+        encoded = [v.encode() for v in verdicts]
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for v, enc in zip(verdicts, encoded, strict=True):
+                sid = v.scan_id
+                self._save(keys=[contract.verdict_key(sid), contract.scan_key(sid), contract.done_channel(sid)],
+                           args=[enc, self.ttl_s], client=pipe)
+            stored = pipe.execute()
+        return [(v, enc) if raw == enc else (Verdict.decode(raw), raw)
+                for v, enc, raw in zip(verdicts, encoded, stored, strict=True)]
 
     def get_verdict(self, scan_id: str) -> Verdict | None:
         with _translate():
