@@ -107,13 +107,14 @@ def test_config_and_secret_set_every_setting():
 def test_workers_request_gpus_and_outlive_their_batch_on_sigterm():
     config = next(d for d in by_kind("ConfigMap"))["data"]
     hard_limit = int(config["TENDERSCAN_TASK_TIME_LIMIT_S"])
+    soft_shutdown = int(config["TENDERSCAN_SHUTDOWN_GRACE_S"])
     for dep in by_kind("Deployment"):
         pod = dep["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert container.get("livenessProbe") and (container.get("readinessProbe") or container.get("startupProbe"))
         if "worker" in dep["metadata"]["name"]:
-            assert pod["terminationGracePeriodSeconds"] > hard_limit
+            assert pod["terminationGracePeriodSeconds"] > max(hard_limit, soft_shutdown)
         if dep["metadata"]["name"].endswith("gpu"):
             assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
 

@@ -4,25 +4,43 @@ Order matters. Redis first, with SET NX: the first verdict written for a scan wi
 to every later writer. Then the WINNER's JSON goes to S3, so the audit record always equals what
 clients read, even when two deliveries of one scan race. If the S3 write fails, the task retries;
 the redelivery finds the verdict in Redis and only writes the missing audit record (`write_audit`).
+
+The audit record's bytes are exactly the Redis JSON; its Ed25519 signature rides in the object's
+metadata (workers/signing.py). The entry point installs the signer once (`configure_signing`);
+without one, records are written unsigned and `tenderscan audit verify` reports them.
 """
 
 from __future__ import annotations
 
 from workers import contract
 from workers.contract import Verdict
+from workers.signing import Signer
 from workers.storage import ObjectStore
 from workers.verdict_store import VerdictStore
+
+_signer: Signer | None = None  # set once per process by the entry point (configure_signing)
+
+
+def configure_signing(signer: Signer | None) -> None:
+    """Install the process's audit signer (from `signing.signer_from_settings(settings)`)."""
+    global _signer
+    _signer = signer
 
 
 def audit_key(verdict: Verdict) -> str:
     return contract.verdict_s3_key(verdict.tenant, verdict.scan_id, verdict.timestamps.submitted)
 
 
-def write_audit(verdict: Verdict, object_store: ObjectStore, only_if_missing: bool = False) -> None:
+def write_audit(verdict: Verdict, object_store: ObjectStore, only_if_missing: bool = False,
+                signer: Signer | None = None, encoded: str | None = None) -> None:
+    """`encoded`: the verdict's JSON when the caller already holds it (the string Redis stored)."""
     key = audit_key(verdict)
     if only_if_missing and object_store.exists(key):
         return
-    object_store.put(key, verdict.encode().encode(), content_type="application/json")
+    data = (encoded or verdict.encode()).encode()
+    signer = signer or _signer
+    metadata = signer.record_metadata(key, data) if signer else None
+    object_store.put(key, data, content_type="application/json", metadata=metadata)
 
 
 def publish(verdict: Verdict, verdict_store: VerdictStore, object_store: ObjectStore) -> Verdict:

@@ -26,12 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from producer.submit import CeleryEnqueuer
+    from workers import publish, signing
     from workers.reconcile import reconcile_once
     from workers.settings import Settings
     from workers.storage import S3ObjectStore
     from workers.verdict_store import VerdictStore
 
     settings = Settings.from_env()
+    publish.configure_signing(signing.signer_from_settings(settings))  # repaired audit records are signed too
     objects = S3ObjectStore.from_settings(settings)
     verdicts = VerdictStore.from_settings(settings)
     enqueue = (lambda msg: None) if args.dry_run else CeleryEnqueuer.from_settings(settings).enqueue
