@@ -85,16 +85,16 @@ def reconcile_once(objects: ObjectStore, verdicts: VerdictStore, enqueue: Callab
 def _reconcile_scan(msg: ScanMessage, objects: ObjectStore, verdicts: VerdictStore,
                     enqueue: Callable[[ScanMessage], None], now: datetime, stale_after_s: float,
                     report: Report, dry_run: bool) -> None:
+    state = verdicts.get_scan(msg.scan_id) or {}
+    last = state.get("requeued_at") or msg.submitted_at
+    if (now - contract.parse_time(last)).total_seconds() < stale_after_s:
+        report.fresh += 1  # possibly a worker between its Redis verdict and its audit record: leave it
+        return
     verdict = verdicts.get_verdict(msg.scan_id)
     if verdict is not None:
         if not dry_run:
             write_audit(verdict, objects)
         report.audit_repaired += 1
-        return
-    state = verdicts.get_scan(msg.scan_id) or {}
-    last = state.get("requeued_at") or msg.submitted_at
-    if (now - contract.parse_time(last)).total_seconds() < stale_after_s:
-        report.fresh += 1
         return
     report.requeued.append(msg.scan_id)
     if dry_run:
