@@ -23,6 +23,7 @@ from producer import errors
 from producer.poll import DoneListener
 from producer.routes import router
 from producer.submit import CeleryEnqueuer, Enqueuer, ListEnqueuer, Submitter
+from workers import metrics
 from workers.imaging import Limits
 from workers.logging import configure_logging, get_logger
 from workers.settings import Settings
@@ -71,7 +72,9 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
         built = deps is None
         app.state.deps = await run_in_threadpool(Deps.from_settings, settings) if built else deps
         app.state.submitter = Submitter(app.state.deps.objects, app.state.deps.verdicts, app.state.deps.enqueuer,
-                                        Limits.from_settings(settings), settings.idempotency_ttl_s)
+                                        Limits.from_settings(settings), settings.idempotency_ttl_s,
+                                        scans_per_message=settings.scans_per_message)
+        app.state.metrics_registry = metrics.api_registry(app.state.deps.verdicts.r)  # gauges read at scrape
         app.state.listener = DoneListener(app.state.deps.aredis)
         await app.state.listener.start()
         log.info("api_started", bucket=app.state.deps.objects.bucket, tenants=len(set(settings.api_keys.values())))

@@ -8,7 +8,10 @@
     tenderscan worker             start a Celery worker with tenderscan's defaults
     tenderscan submit / status    the Python client from a shell
     tenderscan reconcile          re-enqueue accepted scans that have no verdict
+    tenderscan scale-plan         workers, KEDA thresholds and Redis load for a peak
     tenderscan keyhash            hash an API key for TENDERSCAN_API_KEYS
+    tenderscan bench              the throughput benchmark (docs/PERFORMANCE.md)
+    tenderscan audit              seal, verify, pull and report the S3 audit records (docs/AUDIT.md)
 
 Subcommand modules are imported here, but import their own heavy dependencies lazily, so
 `tenderscan --help` and `tenderscan api` never import torch.
@@ -21,7 +24,7 @@ import importlib
 import sys
 
 # name -> module under producer.commands; each module defines register(subparsers)
-COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "keyhash"]
+COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "keyhash", "audit"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from workers.logging import configure_logging
 
     # Commands' own events go to stderr; `api` and `worker` reconfigure for JSON on stdout.
-    configure_logging("INFO", json_output=not sys.stderr.isatty(), stream=sys.stderr)
+    configure_logging("INFO", json_output=not sys.stderr.isatty(), stream="stderr")
 
     try:
         return int(args.func(args) or 0)

@@ -3,6 +3,7 @@
     with TenderscanClient("http://api:8000", api_key) as c:
         scan = c.submit("bill.jpg", store_id="s1", terminal_id="t1")   # {"scan_id", "status", "poll_url"}
         done = c.wait(scan["scan_id"], timeout=60)                       # {"status": "done", "verdict": {...}}
+        items = c.submit_many([b1, b2], store_id="s1", terminal_id="t1")  # one result per image, in order
 
 Retries: 503 (honouring Retry-After), 502, 504 and connection errors, with exponential backoff and
 full jitter. A submit always carries an Idempotency-Key (a fresh uuid unless one is given), so a retry
@@ -71,6 +72,39 @@ class TenderscanClient:
         if deadline_s is not None:
             params["deadline_s"] = deadline_s
         return self._request("POST", "/v1/scans", params=params, content=bytes(data), headers=headers)
+
+    def submit_many(self, images: list[bytes | str | Path], store_id: str, terminal_id: str,
+                    idempotency_key: str | None = None, deadline_s: float | None = None) -> list[dict]:
+        """POST /v1/scans:batch: one result per image, in order (see routes.submit_scans).
+
+        One Idempotency-Key covers the batch (item i is `{key}:{i}` on the server), so a retried call
+        replays the items already accepted. Items that came back 503 are retried here, with the same
+        keys, up to `retries` times; other per-item errors are returned, not raised.
+        """
+        blobs = [bytes(i) if isinstance(i, bytes | bytearray) else Path(i).read_bytes() for i in images]
+        key = idempotency_key or uuid.uuid4().hex
+        params: dict = {"store_id": store_id, "terminal_id": terminal_id}
+        if deadline_s is not None:
+            params["deadline_s"] = deadline_s
+        results: list[dict | None] = [None] * len(blobs)
+        todo = list(range(len(blobs)))
+        for attempt in range(self.retries + 1):
+            # a later round sends only the 503 items, whose claims the server released: a fresh key
+            # (the server numbers items by position, which changes between rounds)
+            files = [("image", (f"scan-{i}", blobs[i], sniff_content_type(blobs[i]))) for i in todo]
+            sub_key = key if attempt == 0 else f"{key[:40]}r{attempt}"
+            body = self._request("POST", "/v1/scans:batch", params=params, files=files,
+                                 headers={"Idempotency-Key": sub_key})
+            retry = []
+            for item, i in zip(body["items"], todo, strict=True):
+                results[i] = dict(item, index=i)
+                if item["status"] == 503:
+                    retry.append(i)
+            if not retry or attempt == self.retries:
+                break
+            time.sleep(self._delay(attempt, None))
+            todo = retry
+        return [r for r in results if r is not None]
 
     def get(self, scan_id: str, wait: float | None = None) -> dict:
         params = {} if wait is None else {"wait": wait}

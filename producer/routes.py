@@ -1,6 +1,8 @@
 """The HTTP routes: thin adapters from requests to `submit.Submitter` and `poll`.
 
     POST /v1/scans              an image (raw image/jpeg|image/png body, or multipart field `image`) -> 202
+    POST /v1/scans:batch        up to 64 multipart `image` parts -> 200 with one outcome per image
+    GET  /metrics               Prometheus: queue depth, oldest queued scan's age (workers/metrics.py)
     GET  /v1/scans/{scan_id}    state and verdict; `?wait=S` long-polls up to 30 s for the verdict
     GET  /healthz               the process is up
     GET  /readyz                Redis and S3 answer (503 naming the one that does not)
@@ -24,12 +26,12 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from producer.auth import authenticate
-from producer.errors import ApiError, bad_request, error_response, unavailable
+from producer.errors import ApiError, bad_request, error_response, from_rejection, unavailable
 from producer.poll import wait_for_scan
 from producer.submit import Upload
 from workers import contract
 from workers.contract import Reason
-from workers.errors import TenderscanError
+from workers.errors import RejectedScan, TenderscanError
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
@@ -137,6 +139,96 @@ async def _read_multipart(request: Request, limit: int) -> tuple[bytes, dict[str
         return data, fields
     finally:
         await form.close()
+
+
+# --- POST /v1/scans:batch ------------------------------------------------------------------------
+BATCH_MAX_ITEMS = 64  # image parts in one bulk request
+BATCH_KEY_MAX = 56  # a batch Idempotency-Key; item i uses "{key}:{i}" (<= 64 characters, like any key)
+_BATCH_DOC = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["image"],
+        "properties": {"image": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                       "store_id": {"type": "string"}, "terminal_id": {"type": "string"}}}}}},
+}
+
+
+@router.post("/v1/scans:batch", status_code=200, openapi_extra=_BATCH_DOC, summary="Submit several scans")
+async def submit_scans(
+    request: Request,
+    tenant: str = Depends(require_tenant),
+    store_id: str | None = Query(None, description="store of every scan in the batch (or a form field)"),
+    terminal_id: str | None = Query(None, description="terminal of every scan in the batch (or a form field)"),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=BATCH_KEY_MAX,
+                                         description="item i is submitted with key `{key}:{i}`"),
+    deadline_s: float | None = Query(None, gt=0, le=86400, allow_inf_nan=False),
+) -> dict:
+    """multipart/form-data with up to 64 `image` parts (the whole body within MAX_BODY_BYTES).
+
+    Always 200 when the request itself is well-formed; each item carries its own outcome, in order:
+    `{"index", "status": 202, "scan_id", "status_now", "poll_url", "replayed"}` or
+    `{"index", "status": 4xx|503, "error": {"reason", "detail"}}`. One bad image fails only itself;
+    a 503 item may be retried (with the same Idempotency-Key, accepted items come back as replays).
+    """
+    settings = request.app.state.settings
+    declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared != "multipart/form-data":
+        raise ApiError(415, Reason.UNSUPPORTED_FORMAT, "send multipart/form-data with one `image` part per scan")
+    images, form_ids = await _read_multipart_batch(request, settings.max_body_bytes)
+    store_id = store_id or form_ids.get("store_id")
+    terminal_id = terminal_id or form_ids.get("terminal_id")
+    uploads = [Upload(tenant=tenant, store_id=store_id or "", terminal_id=terminal_id or "", data=data,
+                      idempotency_key=f"{idempotency_key}:{i}" if idempotency_key else None, deadline_s=deadline_s)
+               for i, data in enumerate(images)]
+    outcomes = await run_in_threadpool(request.app.state.submitter.accept_many, uploads)
+    items = []
+    for i, outcome in enumerate(outcomes):
+        if isinstance(outcome, Exception):
+            err = _as_api_error(outcome)
+            items.append({"index": i, "status": err.status, "error": {"reason": err.reason, "detail": err.detail}})
+            continue
+        poll_url = f"{settings.public_url}/v1/scans/{outcome.scan_id}"
+        items.append({"index": i, "status": 202, "scan_id": outcome.scan_id, "status_now": outcome.status,
+                      "poll_url": poll_url, "replayed": outcome.replayed})
+    accepted = sum(1 for item in items if item["status"] == 202)
+    return {"accepted": accepted, "refused": len(items) - accepted, "items": items}
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RejectedScan):
+        return from_rejection(exc)
+    return unavailable("a backing service is unavailable; retry this item later")
+
+
+async def _read_multipart_batch(request: Request, limit: int) -> tuple[list[bytes], dict[str, str]]:
+    """Every `image` part's bytes (1..BATCH_MAX_ITEMS) and the id fields; the body capped at limit."""
+    _check_content_length(request, limit + MULTIPART_OVERHEAD)
+    parser = MultiPartParser(request.headers, _capped(request, limit + MULTIPART_OVERHEAD),
+                             max_files=BATCH_MAX_ITEMS, max_fields=8, max_part_size=1024)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise bad_request(f"multipart: {exc.message}") from None
+    try:
+        parts = [v for k, v in form.multi_items() if k == "image"]
+        if not parts or not all(isinstance(p, UploadFile) for p in parts):
+            raise bad_request(f"multipart/form-data needs 1..{BATCH_MAX_ITEMS} file fields named `image`")
+        images = [await p.read() for p in parts]
+        fields = {k: v for k, v in form.items() if k in ("store_id", "terminal_id") and isinstance(v, str)}
+        return images, fields
+    finally:
+        await form.close()
+
+
+# --- GET /metrics ---------------------------------------------------------------------------------
+@router.get("/metrics", summary="Prometheus metrics: queue depth and the oldest queued scan's age",
+            include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    from workers import metrics
+
+    body = await run_in_threadpool(metrics.render, request.app.state.metrics_registry)
+    return Response(body, media_type=metrics.CONTENT_TYPE)
 
 
 # --- GET /v1/scans/{scan_id} ----------------------------------------------------------------------

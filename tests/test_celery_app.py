@@ -94,3 +94,59 @@ def test_tenderscan_worker_defaults_to_threads_sized_by_the_batch():
     solo = argparse.Namespace(concurrency=None, pool="solo", loglevel="DEBUG", queues="q1", hostname="w1@%h")
     assert worker_argv(solo, SETTINGS) == ["worker", "--pool=solo", "--concurrency=1", "--queues=q1",
                                            "--loglevel=DEBUG", "--hostname=w1@%h"]
+
+
+# --- the multi-scan task (tenderscan.process_scans) -------------------------------------------------------
+@pytest.fixture()
+def multi_deps(clean_redis, monkeypatch):
+    from producer.bench.standins import StandInRunner
+    from workers import imaging, pipeline, tasks
+    from workers.storage import MemoryObjectStore
+    from workers.verdict_store import VerdictStore, redis_client
+
+    runner = StandInRunner(max_batch_size=8, max_wait_s=0.01)
+    deps = pipeline.Deps(MemoryObjectStore(), VerdictStore(redis_client(clean_redis)), runner, imaging.Limits())
+    monkeypatch.setattr(tasks, "deps", lambda: deps)
+    yield deps
+    runner.close()
+
+
+def _tiny_scan(deps) -> contract.ScanMessage:
+    from producer.bench.standins import tiny_png, tiny_png_sha256
+
+    msg = contract.ScanMessage(scan_id=contract.new_scan_id(), tenant="acme", store_id="s", terminal_id="t",
+                               image_key=f"scans/{contract.new_scan_id()}.png", sha256=tiny_png_sha256(),
+                               bytes=len(tiny_png()), submitted_at=contract.utcnow())
+    deps.objects.put(msg.image_key, tiny_png())
+    deps.verdicts.create_scan(msg)
+    return msg
+
+
+def test_the_multi_scan_task_is_acked_late_and_routed_to_the_scans_queue(app):
+    from workers import tasks
+
+    assert tasks.process_scans.name == contract.MULTI_TASK_NAME and tasks.process_scans.acks_late is True
+    assert app.conf.task_routes[contract.MULTI_TASK_NAME] == {"queue": contract.QUEUE}
+
+
+def test_the_multi_scan_task_judges_each_scan_and_rejects_a_bad_one_alone(multi_deps):
+    from workers import tasks
+
+    good = [_tiny_scan(multi_deps) for _ in range(3)]
+    broken = _tiny_scan(multi_deps)
+    raw = {"v": 1, "scans": [m.encode() for m in good] + [dict(broken.encode(), v=99)]}
+    counts = tasks.process_scans(raw)
+    assert sum(counts.values()) == 3 and "failed" not in counts
+    assert all(multi_deps.verdicts.get_verdict(m.scan_id).batch_size >= 1 for m in good)
+    assert multi_deps.verdicts.get_verdict(broken.scan_id).reason == "bad_message"
+
+
+def test_the_multi_scan_task_retries_the_message_when_a_scan_fails(multi_deps):
+    from workers import tasks
+    from workers.errors import StorageUnavailable
+
+    msgs = [_tiny_scan(multi_deps) for _ in range(2)]
+    multi_deps.objects.down = True
+    with pytest.raises(StorageUnavailable):  # called directly, Task.retry re-raises the cause
+        tasks.process_scans({"v": 1, "scans": [m.encode() for m in msgs]})
+    assert all(multi_deps.verdicts.get_verdict(m.scan_id) is None for m in msgs)  # nothing acked as done

@@ -138,3 +138,30 @@ def test_ready():
     assert make(Script(httpx.Response(200, json={"status": "ready"}))).ready() is True
     assert make(Script(error(503, "unavailable"))).ready() is False
     assert make(Script(httpx.ConnectError("refused"))).ready() is False
+
+
+# --- submit_many (POST /v1/scans:batch) ---------------------------------------------------------------
+def _batch(*statuses: int) -> httpx.Response:
+    items = [{"index": i, "status": s, **({"scan_id": f"{i:032x}"} if s == 202 else
+                                          {"error": {"reason": "unavailable" if s == 503 else "image_empty"}})}
+             for i, s in enumerate(statuses)]
+    return httpx.Response(200, json={"accepted": statuses.count(202), "refused": 0, "items": items})
+
+
+def test_submit_many_sends_every_image_as_an_image_part_with_one_key(sleeps):
+    script = Script(_batch(202, 422))
+    out = make(script).submit_many([JPEG, PNG], "s1", "t1")
+    assert [o["status"] for o in out] == [202, 422] and [o["index"] for o in out] == [0, 1]
+    [req] = script.requests
+    assert req.url.path == "/v1/scans:batch" and dict(req.url.params) == {"store_id": "s1", "terminal_id": "t1"}
+    assert req.headers["Content-Type"].startswith("multipart/form-data")
+    assert req.content.count(b'name="image"') == 2 and len(req.headers["Idempotency-Key"]) == 32
+
+
+def test_submit_many_retries_only_the_503_items(sleeps):
+    script = Script(_batch(202, 503, 202), _batch(202))
+    out = make(script).submit_many([JPEG, PNG, JPEG], "s1", "t1")
+    assert [o["status"] for o in out] == [202, 202, 202] and [o["index"] for o in out] == [0, 1, 2]
+    first, second = script.requests
+    assert second.content.count(b'name="image"') == 1 and PNG in second.content
+    assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"] and len(sleeps) == 1

@@ -56,3 +56,16 @@ def test_ids():
     assert contract.is_scan_id(contract.new_scan_id())
     assert not contract.is_scan_id("../../etc/passwd")
     assert contract.is_safe_id("store-12_a") and not contract.is_safe_id("a/b") and not contract.is_safe_id("")
+
+
+def test_multi_scan_message_round_trip_and_per_scan_errors():
+    good = _msg()
+    bad = dict(_msg().encode(), scan_id="../x")
+    multi = contract.MultiScanMessage((good, good))
+    assert contract.MultiScanMessage.decode_parts(multi.encode()) == ([good, good], [])
+    ok, errors = contract.MultiScanMessage.decode_parts({"v": 1, "scans": [good.encode(), bad]})
+    assert ok == [good] and errors[0][0] == bad and isinstance(errors[0][1], ContractError)
+    for raw in ({"v": 2, "scans": [good.encode()]}, {"v": 1, "scans": []}, {"v": 1},
+                {"v": 1, "scans": [good.encode()] * (contract.MAX_SCANS_PER_MESSAGE + 1)}, "not json"):
+        with pytest.raises(ContractError):
+            contract.MultiScanMessage.decode_parts(raw)

@@ -167,3 +167,14 @@ def test_auto_device_is_cpu_without_cuda():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert inference.pick_device("auto").type == expected
     assert inference.pick_device("cpu").type == "cpu"
+
+
+def test_to_device_is_a_no_op_on_the_cpu_and_the_cuda_path_is_guarded():
+    from workers.inference import to_device
+
+    x = torch.zeros(2, 3, 8, 8)
+    assert to_device(x, torch.device("cpu")) is x  # no pinning, no copy, no layout change on the CPU
+    if not torch.cuda.is_available():  # the CUDA branch (pinned, non_blocking, channels_last) is unrun here
+        return
+    y = to_device(x, torch.device("cuda"))
+    assert y.is_cuda and y.is_contiguous(memory_format=torch.channels_last)

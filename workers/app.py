@@ -5,8 +5,11 @@ the hooks that build the model runner in the process that will use it:
 
     worker_process_init   prefork children and the solo pool: build after the fork
     worker_init           threads pool: build in the worker's main process before it consumes
-    worker_ready          start the reconciler thread (workers/reconcile.py; every
+    worker_ready          serve Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/metrics.py);
+                          start the reconciler thread (workers/reconcile.py; every
                           TENDERSCAN_RECONCILE_INTERVAL_S, one worker at a time via a Redis lock)
+    worker_shutting_down  SIGTERM: warm shutdown bounded by TENDERSCAN_SHUTDOWN_GRACE_S; past it the
+                          scans still in hand go back to the queue and the process exits (workers/shutdown.py)
     worker_shutdown       stop the reconciler, close the batcher (pending scans finish first)
 
 `workers.tasks` also builds the runner lazily, under a lock, should no hook have run.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from celery import signals
 
+from workers import publish, signing
 from workers.celery_app import make_celery
 from workers.logging import configure_logging, get_logger
 from workers.settings import Settings
@@ -26,6 +30,7 @@ settings = Settings.from_env()
 configure_logging(settings.log_level, settings.log_json)  # before any hook below logs
 app = make_celery(settings)
 app.set_current()
+publish.configure_signing(signing.signer_from_settings(settings))  # audit records signed (docs/AUDIT.md)
 log = get_logger("workers.app")
 
 
@@ -82,12 +87,65 @@ def _start_reconciler(**_) -> None:
     _reconciler.start()
 
 
+_heartbeat = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(**_) -> None:
+    """Liveness for Kubernetes (`python -m workers.health`): fresh while the batcher thread runs."""
+    global _heartbeat
+    from pathlib import Path
+
+    from workers import health, inference
+
+    def alive() -> bool:
+        runner = inference._runner
+        return runner is None or runner.batcher._thread.is_alive()  # prefork parent: no runner here
+
+    _heartbeat = health.start_heartbeat(alive, Path(settings.heartbeat_file))
+
+
+@signals.worker_ready.connect
+def _serve_metrics(**_) -> None:
+    """Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/metrics.py); 0 = off."""
+    from workers import metrics
+
+    if metrics.serve(settings.metrics_port):
+        log.info("metrics_serving", port=settings.metrics_port)
+
+
+_consumer = None  # the Celery consumer (worker_ready's sender): the grace watchdog requeues through it
+_watchdog = None
+
+
+@signals.worker_ready.connect
+def _remember_consumer(sender=None, **_) -> None:
+    global _consumer
+    _consumer = sender
+
+
+@signals.worker_shutting_down.connect
+def _bound_the_drain(how=None, **_) -> None:
+    """SIGTERM (warm): finish the scans in hand, but for at most settings.shutdown_grace_s."""
+    global _watchdog
+    if how != "Warm" or _consumer is None or _watchdog is not None:
+        return
+    from workers.shutdown import GraceWatchdog, restore_unacked
+
+    _watchdog = GraceWatchdog(settings.shutdown_grace_s, lambda: restore_unacked(_consumer))
+    _watchdog.arm()
+
+
 @signals.worker_shutdown.connect
 def _close(**_) -> None:
     from workers import inference
 
+    if _watchdog is not None:
+        _watchdog.disarm()
     if _reconciler is not None:
         _reconciler.stop()
+    if _heartbeat is not None:
+        _heartbeat.set()
     inference.stop()
 
 

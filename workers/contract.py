@@ -13,7 +13,10 @@ S3 keys (bucket settings.s3_bucket):
     scans/dt=YYYY-MM-DD/tenant=T/{scan_id}.{jpg|png}       the uploaded image; metadata holds sha256
     scans/dt=YYYY-MM-DD/tenant=T/{scan_id}.json            the scan's intent (ScanMessage): the durable
                                                            source of truth the reconciler re-enqueues from
-    verdicts/dt=YYYY-MM-DD/tenant=T/{scan_id}.json         the audit record (Verdict.encode())
+    verdicts/dt=YYYY-MM-DD/tenant=T/{scan_id}.json         the audit record (Verdict.encode()); metadata holds
+                                                           its Ed25519 signature (workers/signing.py)
+    manifests/dt=YYYY-MM-DD/tenant=T/manifest.json         the sealed day: record digests, Merkle root, previous
+                                                           day's manifest digest, signed (workers/audit.py)
 Dates are the UTC submission date, so a scan's image and verdict share a partition.
 """
 
@@ -31,10 +34,13 @@ from workers.errors import ContractError
 
 # --- queue --------------------------------------------------------------------------------------
 TASK_NAME = "tenderscan.process_scan"  # the one task; its only argument is ScanMessage.encode()
+MULTI_TASK_NAME = "tenderscan.process_scans"  # bulk: one argument, MultiScanMessage.encode() (several scans)
 QUEUE = "tenderscan.scans"  # the Redis list Celery pushes scan messages onto (KEDA watches it)
+MAX_SCANS_PER_MESSAGE = 256  # a MultiScanMessage carrying more is refused whole (bad_message for each)
 
 # --- schema versions ----------------------------------------------------------------------------
 MESSAGE_VERSION = 1  # ScanMessage
+MULTI_MESSAGE_VERSION = 1  # MultiScanMessage
 VERDICT_VERSION = 1  # Verdict / the audit record
 
 
@@ -110,6 +116,15 @@ def verdict_s3_key(tenant: str, scan_id: str, submitted_at: str) -> str:
     return f"verdicts/dt={_dt(submitted_at)}/tenant={tenant}/{scan_id}.json"
 
 
+def verdicts_day_prefix(date: str, tenant: str | None = None) -> str:
+    """Every audit record of a day (and tenant): what `audit seal / verify / pull` list."""
+    return f"verdicts/dt={date}/" + (f"tenant={tenant}/" if tenant else "")
+
+
+def manifest_s3_key(date: str, tenant: str) -> str:
+    return f"manifests/dt={date}/tenant={tenant}/manifest.json"
+
+
 # --- ids and time -------------------------------------------------------------------------------
 _SCAN_ID = re.compile(r"^[0-9a-f]{32}$")
 _SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # store_id, terminal_id, tenant
@@ -181,6 +196,39 @@ class ScanMessage:
         if not is_scan_id(msg.scan_id) or not is_safe_id(msg.tenant):
             raise ContractError("scan message has a malformed scan_id or tenant")
         return msg
+
+
+@dataclass(frozen=True)
+class MultiScanMessage:
+    """Several scans in one queue message, so Celery's per-message cost is paid once per K scans.
+
+    Each scan keeps its own outcome: one that does not decode is rejected on its own (bad_message),
+    its message-mates go on. The message is acked (late) only after every scan in it has a verdict.
+    """
+
+    scans: tuple[ScanMessage, ...]
+    v: int = MULTI_MESSAGE_VERSION
+
+    def encode(self) -> dict[str, Any]:
+        return {"v": self.v, "scans": [m.encode() for m in self.scans]}
+
+    @staticmethod
+    def decode_parts(raw: str | bytes | dict) -> tuple[list[ScanMessage], list[tuple[Any, ContractError]]]:
+        """(scans that decode, [(raw scan, its error)]). ContractError if the envelope itself is bad."""
+        data = _decode_json(raw, "multi-scan message")
+        if data.get("v") != MULTI_MESSAGE_VERSION:
+            raise ContractError(f"multi-scan message version {data.get('v')!r} is not {MULTI_MESSAGE_VERSION}")
+        scans = data.get("scans")
+        if not isinstance(scans, list) or not 1 <= len(scans) <= MAX_SCANS_PER_MESSAGE:
+            raise ContractError(f"multi-scan message needs 1..{MAX_SCANS_PER_MESSAGE} scans")
+        good: list[ScanMessage] = []
+        bad: list[tuple[Any, ContractError]] = []
+        for item in scans:
+            try:
+                good.append(ScanMessage.decode(item))
+            except ContractError as exc:
+                bad.append((item, exc))
+        return good, bad
 
 
 # --- the verdict (also the S3 audit record) -----------------------------------------------------

@@ -79,6 +79,16 @@ def parse_api_keys(raw: str, name: str = PREFIX + "API_KEYS") -> dict[str, str]:
     return out
 
 
+def _audit_key(env: Mapping[str, str], name: str, raw: str | None = None) -> str:
+    """An Ed25519 key as 64 hex digits (empty stays empty)."""
+    raw = env.get(name, "") if raw is None else raw
+    if not raw.strip():
+        return ""
+    from workers.signing import parse_key_hex
+
+    return parse_key_hex(raw, name)
+
+
 @dataclass(frozen=True)
 class Settings:
     # --- services -------------------------------------------------------------------------------
@@ -110,10 +120,20 @@ class Settings:
     task_time_limit_s: int = 90  # hard kill
     visibility_timeout_s: int = 300  # Redis redelivers an unacked message after this long
     max_attempts: int = 5  # deliveries of one scan before it is judged poison (an `error` verdict)
+    shutdown_grace_s: int = 25  # SIGTERM: finish the scans in hand for at most this long, then hand the
+    #                             rest back to the queue and exit; keep below the pod's termination grace
+    scans_per_message: int = 16  # bulk submissions: scans per `process_scans` message (1 = one message each)
+    compile: bool = False  # torch.compile the model at load (CUDA mostly; the warm-up pays the compile)
+    metrics_port: int = 0  # worker: serve Prometheus /metrics on this port (0 = off); the API serves /metrics
     # --- reconciler (S3 is the source of truth; see workers/reconcile.py) -------------------------
     reconcile_interval_s: int = 15  # how often one worker re-checks accepted scans (0 = never)
     reconcile_stale_after_s: int = 60  # a scan with no verdict this long after (re)enqueue is re-enqueued
     reconcile_days: int = 2  # how many daily partitions back the reconciler looks
+    heartbeat_file: str = "/tmp/tenderscan-worker.heartbeat"  # liveness: refreshed while the batcher runs
+    # --- audit (docs/AUDIT.md) ------------------------------------------------------------------
+    audit_signing_key: str = field(default="", repr=False)  # Ed25519 seed, 64 hex; empty = audit records
+    #                                                         are written unsigned (a warning; `audit verify` flags them)
+    audit_public_keys: tuple[str, ...] = ()  # published Ed25519 public keys (64 hex) `audit verify` trusts
     # --- logs -----------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_json: bool = True
@@ -156,9 +176,17 @@ class Settings:
             task_time_limit_s=_int(env, PREFIX + "TASK_TIME_LIMIT_S", d.task_time_limit_s, 1),
             visibility_timeout_s=_int(env, PREFIX + "VISIBILITY_TIMEOUT_S", d.visibility_timeout_s, 1),
             max_attempts=_int(env, PREFIX + "MAX_ATTEMPTS", d.max_attempts, 1),
+            shutdown_grace_s=_int(env, PREFIX + "SHUTDOWN_GRACE_S", d.shutdown_grace_s, 1),
+            scans_per_message=_int(env, PREFIX + "SCANS_PER_MESSAGE", d.scans_per_message, 1),
+            compile=_bool(env, PREFIX + "COMPILE", d.compile),
+            metrics_port=_int(env, PREFIX + "METRICS_PORT", d.metrics_port, 0),
             reconcile_interval_s=_int(env, PREFIX + "RECONCILE_INTERVAL_S", d.reconcile_interval_s, 0),
             reconcile_stale_after_s=_int(env, PREFIX + "RECONCILE_STALE_AFTER_S", d.reconcile_stale_after_s, 1),
             reconcile_days=_int(env, PREFIX + "RECONCILE_DAYS", d.reconcile_days, 1),
+            heartbeat_file=_str(env, PREFIX + "HEARTBEAT_FILE", d.heartbeat_file),
+            audit_signing_key=_audit_key(env, PREFIX + "AUDIT_SIGNING_KEY"),
+            audit_public_keys=tuple(_audit_key(env, PREFIX + "AUDIT_PUBLIC_KEYS", part)
+                                    for part in env.get(PREFIX + "AUDIT_PUBLIC_KEYS", "").split(",") if part.strip()),
             log_level=_str(env, PREFIX + "LOG_LEVEL", d.log_level).upper(),
             log_json=_bool(env, PREFIX + "LOG_JSON", d.log_json),
         )

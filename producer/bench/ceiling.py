@@ -1,0 +1,20 @@
+"""The queue's own ceiling: `celery -A producer.bench.ceiling worker -P threads` (BENCHMARK ONLY).
+
+The real tenderscan worker app (workers.app: the same tasks, Celery settings, acks late, SET NX
+verdicts, logs, metrics) with the object store and the forward pass swapped for zero-cost stand-ins
+(producer/bench/standins.py), so what is left is the cost of the queue and the per-scan plumbing.
+"""
+
+from __future__ import annotations
+
+from producer.bench.standins import StandInObjectStore, StandInRunner
+from workers import app as worker_app
+from workers import imaging, inference, pipeline, tasks
+from workers.verdict_store import VerdictStore
+
+settings = worker_app.settings
+_runner = StandInRunner(settings.max_batch_size, settings.max_wait_ms / 1000)
+inference._runner = _runner  # the worker_init hook finds a runner and loads no model
+tasks._deps = pipeline.Deps(StandInObjectStore(), VerdictStore.from_settings(settings), _runner,
+                            imaging.Limits.from_settings(settings), max_attempts=settings.max_attempts)
+app = worker_app.app

@@ -1,0 +1,257 @@
+"""The contenders. Each returns a plain dict for the JSON report; none sets a target or judges one.
+
+    model_limit      the raw model in this process on pre-decoded tensors, every batch size; the best
+    work_limit       pipeline.process_scan in this process: S3 GET + checksum + decode + batched forward
+                     + SET NX verdict + S3 audit, with the worker's concurrency and batching, no queue
+    tenderscan_drain the real worker (`celery -A workers.app -P threads`) on a pre-filled queue
+    naive_drain      producer.bench.naive as -P prefork (one child per core) or -P solo
+    queue_ceiling    producer.bench.ceiling: the real worker with zero-cost fetch and forward stand-ins
+    open_loop        API + worker, Poisson arrivals at each offered load, submit -> verdict latency
+
+Throughput is sustained completions per second between the first and the last verdict of a run
+(`watch.rate`), so worker start-up and model loading are not counted for any contender.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from producer import devstack
+from producer.bench import corpus as corpus_mod
+from producer.bench.watch import VerdictWatcher, latency_summary, rate
+from workers import contract, metrics
+
+BIN = Path(sys.executable).parent
+
+
+def model_limit(settings, corpus, batch_sizes=(1, 8, 16, 32, 64), seconds: float = 2.0) -> dict:
+    import torch
+
+    from workers import imaging
+    from workers.inference import load_model, to_device
+
+    model = load_model(settings)
+    limits = imaging.Limits.from_settings(settings)
+    tensors = [model.preprocess(imaging.decode(data, limits)[0]) for data in corpus.images]
+    by_batch = {}
+    for bs in batch_sizes:
+        x = to_device(torch.stack([tensors[i % len(tensors)] for i in range(bs)]), model.device)
+        model.forward(x)  # warm-up at this shape
+        n, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            preds = model.forward(x)
+            preds.p_counterfeit.cpu()
+            n += bs
+        by_batch[bs] = round(n / (time.monotonic() - t0), 1)
+    best = max(by_batch, key=by_batch.get)
+    return {"scans_per_s": by_batch[best], "best_batch": best, "by_batch": by_batch, "device": str(model.device),
+            "torch_threads": torch.get_num_threads()}
+
+
+def work_limit(stack, corpus, n: int, best_batch: int) -> dict:
+    """One process, no queue, the worker's concurrency; batches up to the model's best batch size."""
+    from workers import pipeline
+    from workers.inference import ModelRunner
+
+    # the tenderscan worker's concurrency (scans in flight), batches up to the model's best size
+    settings = stack.settings.with_(max_batch_size=best_batch,
+                                    worker_concurrency=stack.settings.effective_concurrency)
+    from workers.logging import configure_logging
+
+    # the in-process pipeline logs its scan_done events to a file, as a worker does (not to the terminal)
+    log_file = open(stack.logs / "work-limit.log", "a")  # noqa: SIM115 - closed below
+    configure_logging(settings.log_level, True, stream=log_file)
+    runner = ModelRunner.from_settings(settings)
+    runner.warm_up()
+    deps = pipeline.Deps.from_settings(settings, runner)
+    msgs = corpus_mod.messages(corpus, n)
+    for m in msgs:
+        deps.verdicts.create_scan(m)
+    before = metrics.stage_means_ms()
+    done: list[float] = []
+    lock = threading.Lock()
+
+    def one(msg):
+        pipeline.process_scan(msg, deps)
+        with lock:
+            done.append(time.monotonic())
+
+    try:
+        with ThreadPoolExecutor(settings.effective_concurrency) as pool:
+            list(pool.map(one, msgs))
+    finally:
+        runner.close()
+        configure_logging("WARNING", True, stream=sys.stderr)
+        log_file.close()
+    return {"scans": n, "scans_per_s": round(rate(sorted(done)), 1), "max_batch_size": best_batch,
+            "concurrency": settings.effective_concurrency,
+            "stages_ms": _delta(before, metrics.stage_means_ms())}
+
+
+def _delta(before: dict, after: dict) -> dict:
+    out = {}
+    for stage, a in after.items():
+        b = before.get(stage, {"mean_ms": 0.0, "count": 0})
+        count = a["count"] - b["count"]
+        if count > 0:
+            out[stage] = round((a["mean_ms"] * a["count"] - b["mean_ms"] * b["count"]) / count, 3)
+    return out
+
+
+def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: float) -> dict:
+    """Fill the queue with the worker stopped, start it, time first -> last verdict, stop it."""
+    stack.flush()
+    fill(msgs)
+    worker = start_worker()
+    try:
+        ok = watcher.wait_for([m.scan_id for m in msgs], timeout)
+        times = watcher.times(m.scan_id for m in msgs)
+        scraped = _scrape_settled(stack, len(times))
+    finally:
+        worker.stop()
+    return {"scans": len(msgs), "completed": len(times), "all_done": ok, "scans_per_s": round(rate(times), 1),
+            **({"stages_ms": {k: v["mean_ms"] for k, v in metrics.parse_stage_means(scraped).items()}}
+               if scraped else {})}
+
+
+def _scrape_settled(stack, completed: int, timeout: float = 5.0) -> str | None:
+    """The worker's /metrics once its histograms count every published scan (a verdict is published
+    before its scan_done event and metrics), or the last scrape after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = stack.scrape_worker_metrics()
+        if text is None:
+            return None
+        counted = metrics.parse_stage_means(text).get("publish", {}).get("count", 0)
+        if counted >= completed or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+def tenderscan_drain(stack, watcher, corpus, n: int, per_message: int = 1, timeout: float = 300) -> dict:
+    msgs = corpus_mod.messages(corpus, n)
+    task = contract.TASK_NAME if per_message == 1 else contract.MULTI_TASK_NAME
+
+    def fill(ms):
+        for m in ms:
+            stack.verdicts.create_scan(m)
+        corpus_mod.enqueue(stack.celery, ms, task, contract.QUEUE, per_message)
+
+    out = _drain(stack, watcher, msgs, lambda: stack.start_worker("workers.app", "threads"), fill, timeout)
+    return dict(out, scans_per_message=per_message, concurrency=stack.settings.effective_concurrency,
+                max_batch_size=stack.settings.max_batch_size, max_wait_ms=stack.settings.max_wait_ms)
+
+
+def naive_drain(stack, watcher, corpus, n: int, pool: str, timeout: float = 300) -> dict:
+    from producer.bench import naive
+
+    msgs = corpus_mod.messages(corpus, n)
+    concurrency = stack.cores if pool == "prefork" else 1
+
+    def fill(ms):
+        for m in ms:
+            stack.verdicts.create_scan(m)
+        corpus_mod.enqueue(stack.celery, ms, naive.TASK, naive.QUEUE)
+
+    out = _drain(stack, watcher, msgs,
+                 lambda: stack.start_worker("producer.bench.naive", pool, concurrency, queue=naive.QUEUE),
+                 fill, timeout)
+    return dict(out, pool=pool, concurrency=concurrency, batch_size=1)
+
+
+def queue_ceiling(stack, watcher, n: int, per_message: int, timeout: float = 300) -> dict:
+    from producer.bench.standins import tiny_png, tiny_png_sha256
+
+    sha, size = tiny_png_sha256(), len(tiny_png())
+    msgs = [contract.ScanMessage(scan_id=contract.new_scan_id(), tenant=corpus_mod.TENANT, store_id="bench-store",
+                                 terminal_id="pos-0", image_key="stand-in.png", sha256=sha, bytes=size,
+                                 submitted_at=contract.utcnow()) for _ in range(n)]
+    task = contract.TASK_NAME if per_message == 1 else contract.MULTI_TASK_NAME
+    out = _drain(stack, watcher, msgs, lambda: stack.start_worker("producer.bench.ceiling", "threads"),
+                 lambda ms: corpus_mod.enqueue(stack.celery, ms, task, contract.QUEUE, per_message), timeout)
+    return dict(out, scans_per_message=per_message, messages=-(-n // per_message),
+                stand_ins="fetch: StandInObjectStore, forward: StandInRunner (producer/bench/standins.py)")
+
+
+def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, settle_s: float = 20.0,
+              seed: int = 7) -> list[dict]:
+    """Poisson arrivals per offered load; latency from the scheduled arrival (no coordinated omission)."""
+    import httpx
+
+    stack.flush()
+    api = stack.start_api()
+    worker = stack.start_worker("workers.app", "threads")
+    rng = random.Random(seed)
+    steps = []
+    try:
+        http = httpx.Client(base_url=stack.api_url, timeout=30, headers={"Authorization": f"Bearer {stack.api_key}"},
+                            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        _open_loop_step(http, watcher, corpus, 2.0, 2.0, settle_s, rng)  # warm-up: connections, first batch
+        for load in offered:
+            steps.append(_open_loop_step(http, watcher, corpus, load, seconds, settle_s, rng))
+            time.sleep(1.0)
+        http.close()
+        scraped = stack.scrape_worker_metrics()
+        if scraped and steps:
+            steps[-1]["worker_stages_ms_cumulative"] = {k: v["mean_ms"]
+                                                        for k, v in metrics.parse_stage_means(scraped).items()}
+    finally:
+        worker.stop()
+        api.stop()
+    return steps
+
+
+def poisson_arrivals(rate_per_s: float, seconds: float, rng: random.Random) -> list[float]:
+    """Arrival offsets (s) of a Poisson process: exponential gaps, as many independent terminals make."""
+    out, t = [], 0.0
+    while True:
+        t += rng.expovariate(rate_per_s)
+        if t >= seconds:
+            return out
+        out.append(t)
+
+
+def _open_loop_step(http, watcher, corpus, load: float, seconds: float, settle_s: float, rng) -> dict:
+    import httpx
+
+    t0 = time.monotonic() + 0.2
+    arrivals = [t0 + t for t in poisson_arrivals(load, seconds, rng)]
+    submitted: dict[str, float] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def submit(at: float, j: int) -> None:
+        data = corpus.images[j % len(corpus.images)]
+        try:
+            resp = http.post("/v1/scans", content=data, headers={"Content-Type": "image/jpeg"},
+                             params={"store_id": "bench-store", "terminal_id": f"pos-{j % 50}"})
+            resp.raise_for_status()
+            with lock:
+                submitted[resp.json()["scan_id"]] = at
+        except httpx.HTTPError as exc:
+            with lock:
+                errors.append(type(exc).__name__)
+
+    with ThreadPoolExecutor(64) as pool:
+        for j, at in enumerate(arrivals):
+            delay = at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(submit, at, j)
+    watcher.wait_for(list(submitted), settle_s)
+    done = {sid: watcher.done[sid] for sid in submitted if sid in watcher.done}
+    latencies = [done[sid] - at for sid, at in submitted.items() if sid in done]
+    finished = sorted(done.values())
+    window = (finished[-1] - arrivals[0]) if finished and arrivals else 0.0
+    return {"offered_per_s": load, "submitted": len(submitted), "submit_errors": len(errors),
+            "completed": len(done), "achieved_per_s": round(len(done) / window, 1) if window else 0.0,
+            **latency_summary(latencies)}
+
+
+def wait_ready(svc: devstack.Service, timeout: float = 120) -> None:
+    svc.wait_for_log(" ready.", timeout)

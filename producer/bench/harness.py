@@ -1,0 +1,315 @@
+"""One benchmark run: private services, every contender on the same scans, ratios, JSON and a plot.
+
+    services     SeaweedFS (`weed mini`) and a private redis-server from producer.devstack, on free
+                 ports, so the run never touches the test Redis on 6379
+    contenders   model limit -> work limit -> tenderscan drain (single, bulk messages) -> naive
+                 prefork, naive solo -> queue ceiling (one scan per message, K per message) -> open loop
+    report       JSON (BenchConfig + results + ratios + conditions) and a PNG; `markdown_table` for
+                 docs/PERFORMANCE.md
+
+Every worker is a real `celery worker` subprocess, started after its queue is filled; throughput is
+first-to-last verdict (contenders.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from producer import devstack
+from producer.bench import contenders
+from producer.bench import corpus as corpus_mod
+from producer.bench.watch import VerdictWatcher
+from workers import contract
+from workers.settings import Settings
+
+BIN = Path(sys.executable).parent
+ACCESS, SECRET, API_KEY = "bench", "bench-secret-key", "bench-api-key"
+CONTENDERS = ("model", "work", "drain", "drain_bulk", "naive_prefork", "naive_solo", "ceiling", "open_loop")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    scans: int = 1000  # drain runs: tenderscan, bulk, naive prefork
+    solo_scans: int = 400  # the naive -P solo drain (it is the slowest)
+    work_scans: int = 800  # the in-process work limit
+    ceiling_scans: int = 6000  # per queue-ceiling run
+    ceiling_per_message: int = 64  # scans per message in the raised ceiling run
+    bulk_per_message: int = 16  # the bulk drain (TENDERSCAN_SCANS_PER_MESSAGE's default)
+    unique: int = 32  # distinct rendered scans (models.synth is slow); stored `copies` times each
+    copies: int = 8
+    seed: int = 2026
+    batch_sizes: tuple[int, ...] = (1, 8, 16, 32, 64)
+    model_seconds: float = 2.0  # per batch size
+    loads: tuple[float, ...] = (0.2, 0.35, 0.5, 0.7, 0.9)  # open loop: fractions of the tenderscan drain rate
+    step_seconds: float = 12.0  # per offered load
+    only: tuple[str, ...] = CONTENDERS
+    log_level: str = "INFO"  # workers' log level (INFO = as deployed: one scan_done event per scan)
+
+
+@dataclass
+class Stack:
+    """The services and the worker/API subprocesses of one run."""
+
+    settings: Settings
+    env: dict[str, str]
+    logs: Path
+    services: list[devstack.Service] = field(default_factory=list)
+    api_url: str = ""
+    api_key: str = API_KEY
+    metrics_port: int = 0
+    cores: int = os.cpu_count() or 1
+
+    @classmethod
+    def start(cls, root: Path, log_level: str) -> Stack:
+        logs = root / "logs"
+        s3 = devstack.start_seaweedfs(root / "s3", ACCESS, SECRET, ["bench-scans", "bench-models"], logs)
+        services = [s3]
+        try:
+            redis_svc = devstack.start_redis(root / "redis", logs)
+        except Exception:
+            s3.stop()
+            raise
+        services.append(redis_svc)
+        key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
+        settings = Settings().with_(redis_url=redis_svc.extra["url"], s3_endpoint_url=s3.extra["endpoint"],
+                                    s3_access_key=ACCESS, s3_secret_key=SECRET, s3_bucket="bench-scans",
+                                    models_bucket="bench-models", api_keys={key_hash: corpus_mod.TENANT},
+                                    reconcile_interval_s=0, log_level=log_level)
+        env = dict(os.environ, TENDERSCAN_REDIS_URL=settings.redis_url,
+                   TENDERSCAN_S3_ENDPOINT_URL=settings.s3_endpoint_url, TENDERSCAN_S3_ACCESS_KEY=ACCESS,
+                   TENDERSCAN_S3_SECRET_KEY=SECRET, TENDERSCAN_S3_BUCKET=settings.s3_bucket,
+                   TENDERSCAN_MODELS_BUCKET=settings.models_bucket,
+                   TENDERSCAN_API_KEYS=f"{corpus_mod.TENANT}:{key_hash}", TENDERSCAN_RECONCILE_INTERVAL_S="0",
+                   TENDERSCAN_LOG_LEVEL=log_level, TENDERSCAN_LOG_JSON="true",
+                   TENDERSCAN_HEARTBEAT_FILE=str(root / "heartbeat"))
+        return cls(settings, env, logs, services)
+
+    # --- clients -----------------------------------------------------------------------------------
+    @property
+    def verdicts(self):
+        if not hasattr(self, "_verdicts"):
+            from workers.verdict_store import VerdictStore
+
+            self._verdicts = VerdictStore.from_settings(self.settings)
+        return self._verdicts
+
+    @property
+    def celery(self):
+        if not hasattr(self, "_celery"):
+            from workers.celery_app import make_celery
+
+            self._celery = make_celery(self.settings)
+        return self._celery
+
+    def flush(self) -> None:
+        self.verdicts.r.flushdb()
+
+    # --- processes ---------------------------------------------------------------------------------
+    def start_worker(self, app_module: str, pool: str, concurrency: int | None = None,
+                     queue: str = contract.QUEUE) -> devstack.Service:
+        self.metrics_port = devstack.free_port()
+        concurrency = concurrency or (1 if pool == "solo" else self.settings.effective_concurrency)
+        cmd = [str(BIN / "celery"), "-A", app_module, "worker", "-P", pool, "-c", str(concurrency), "-Q", queue,
+               "-n", f"bench-{pool}-{self.metrics_port}@%h", "--loglevel", self.settings.log_level,
+               "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        env = dict(self.env, TENDERSCAN_METRICS_PORT=str(self.metrics_port))
+        svc = devstack.spawn(f"worker-{app_module.rsplit('.', 1)[-1]}-{pool}", cmd, self.logs, env=env)
+        try:
+            contenders.wait_ready(svc)
+        except Exception:
+            svc.stop()
+            raise
+        return svc
+
+    def start_api(self) -> devstack.Service:
+        import httpx
+
+        port = devstack.free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
+        svc = devstack.spawn("api", [str(BIN / "tenderscan"), "api", "--host", "127.0.0.1", "--port", str(port)],
+                             self.logs, env=self.env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.api_url + "/readyz", timeout=1).status_code == 200:
+                    return svc
+            except httpx.HTTPError:
+                pass
+            if not svc.alive():
+                break
+            time.sleep(0.2)
+        svc.stop()
+        raise RuntimeError(f"the API did not become ready:\n{svc.log_tail()}")
+
+    def scrape_worker_metrics(self) -> str | None:
+        import httpx
+
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return None
+
+    def stop(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop()
+
+
+def conditions() -> dict:
+    import torch
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "loadavg_at_start": [round(v, 2) for v in load] if load else None,
+            "started_at": contract.utcnow()}
+
+
+def _progress(t0: float, what: str) -> None:
+    print(f"bench +{time.monotonic() - t0:6.1f}s  {what}", file=sys.stderr, flush=True)
+
+
+def run(config: BenchConfig, workdir: Path | None = None) -> dict:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    want = set(config.only)
+    out: dict = {"config": asdict(config), "conditions": conditions(), "results": {}}
+    res = out["results"]
+    t0 = time.monotonic()
+    corpus = corpus_mod.make_corpus(config.unique, config.seed)
+    root = Path(tempfile.mkdtemp(prefix="tenderscan-bench-", dir=workdir))
+    stack = Stack.start(root, config.log_level)
+    watcher = None
+    try:
+        from workers.storage import S3ObjectStore
+
+        corpus_mod.upload_images(corpus, S3ObjectStore.from_settings(stack.settings), config.copies)
+        watcher = VerdictWatcher(stack.settings.redis_url)
+        best = stack.settings.max_batch_size
+
+        def attempt(name: str, label: str, fn) -> None:
+            """One contender; a crash is recorded in its place and the run goes on."""
+            _progress(t0, label)
+            try:
+                res[name] = fn()
+            except Exception as exc:  # noqa: BLE001 - reported in the JSON, the other contenders still run
+                res[name] = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+                _progress(t0, f"{label} FAILED: {res[name]['error'][:200]}")
+
+        if "model" in want:
+            attempt("model_limit", "model limit",
+                    lambda: contenders.model_limit(stack.settings, corpus, config.batch_sizes, config.model_seconds))
+            best = res["model_limit"].get("best_batch", best)
+        if "work" in want:
+            stack.flush()
+            attempt("work_limit", "work limit", lambda: contenders.work_limit(stack, corpus, config.work_scans, best))
+        if "drain" in want:
+            attempt("tenderscan_drain", "tenderscan drain",
+                    lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans))
+        if "drain_bulk" in want:
+            attempt("tenderscan_drain_bulk", "tenderscan drain, bulk messages",
+                    lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, config.bulk_per_message))
+        if "naive_prefork" in want:
+            attempt("naive_prefork", "naive prefork",
+                    lambda: contenders.naive_drain(stack, watcher, corpus, config.scans, "prefork"))
+        if "naive_solo" in want:
+            attempt("naive_solo", "naive solo",
+                    lambda: contenders.naive_drain(stack, watcher, corpus, config.solo_scans, "solo"))
+        if "ceiling" in want:
+            attempt("queue_ceiling_single", "queue ceiling, one scan per message",
+                    lambda: contenders.queue_ceiling(stack, watcher, config.ceiling_scans, 1))
+            attempt("queue_ceiling_multi", "queue ceiling, several scans per message",
+                    lambda: contenders.queue_ceiling(stack, watcher, config.ceiling_scans, config.ceiling_per_message))
+        if "open_loop" in want:
+            base = res.get("tenderscan_drain", {}).get("scans_per_s") or 50.0
+            offered = [round(f * base, 1) for f in config.loads]
+            attempt("open_loop", "open loop", lambda: contenders.open_loop(stack, watcher, corpus, offered,
+                                                                          config.step_seconds))
+    finally:
+        if watcher is not None:
+            watcher.close()
+        stack.stop()
+        shutil.rmtree(root / "s3", ignore_errors=True)
+    out["ratios"] = ratios(res)
+    steps = res.get("open_loop")
+    out["open_loop_summary"] = open_loop_summary(steps if isinstance(steps, list) else [])
+    out["wall_s"] = round(time.monotonic() - t0, 1)
+    out["logs"] = str(root / "logs")
+    return out
+
+
+def _r(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def ratios(res: dict) -> dict:
+    def sps(name):
+        return res.get(name, {}).get("scans_per_s")
+
+    ts = sps("tenderscan_drain")
+    return {"tenderscan_over_work_limit": _r(ts, sps("work_limit")),
+            "tenderscan_over_model_limit": _r(ts, sps("model_limit")),
+            "tenderscan_over_naive_prefork": _r(ts, sps("naive_prefork")),
+            "tenderscan_over_naive_solo": _r(ts, sps("naive_solo")),
+            "bulk_over_work_limit": _r(sps("tenderscan_drain_bulk"), sps("work_limit")),
+            "ceiling_multi_over_single": _r(sps("queue_ceiling_multi"), sps("queue_ceiling_single"))}
+
+
+def open_loop_summary(steps: list[dict]) -> dict:
+    """Sustainable = the highest achieved rate of a step that kept up (every scan done, >= 90% of offered);
+    the target row is the step whose offered load is closest to half of it."""
+    kept = [s for s in steps if s["completed"] == s["submitted"] and s["submitted"]
+            and s["achieved_per_s"] >= 0.9 * s["offered_per_s"]]
+    if not kept:
+        return {"sustainable_per_s": None}
+    sustainable = max(s["achieved_per_s"] for s in kept)
+    half = min(steps, key=lambda s: abs(s["offered_per_s"] - sustainable / 2))
+    return {"sustainable_per_s": sustainable, "half_load_step": half}
+
+
+def write(result: dict, json_path: Path | None, plot_path: Path | None) -> None:
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    if plot_path and result["results"]:
+        from producer.bench.plot import plot
+
+        plot(result, plot_path)
+
+
+def markdown_table(result: dict) -> str:
+    res, rows = result["results"], []
+    for name in ("model_limit", "work_limit", "tenderscan_drain", "tenderscan_drain_bulk", "naive_prefork",
+                 "naive_solo", "queue_ceiling_single", "queue_ceiling_multi"):
+        if name in res:
+            r = res[name]
+            if "error" in r:
+                rows.append(f"| {name} | failed | {r['error'][:120]} |")
+                continue
+            note = ", ".join(f"{k}={r[k]}" for k in ("best_batch", "max_batch_size", "scans_per_message", "pool",
+                                                      "concurrency", "scans", "completed") if k in r)
+            rows.append(f"| {name} | {r['scans_per_s']} | {note} |")
+    lines = ["| contender | scans/s | notes |", "|---|---:|---|", *rows, ""]
+    if isinstance(res.get("open_loop"), list) and res["open_loop"]:
+        lines += ["| offered/s | achieved/s | submitted | completed | p50 ms | p95 ms | p99 ms |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {s['offered_per_s']} | {s['achieved_per_s']} | {s['submitted']} | {s['completed']} | "
+                  f"{s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} |" for s in res["open_loop"]]
+        lines.append("")
+    lines += ["| ratio | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in result["ratios"].items())]
+    staged = [(name, r["stages_ms"]) for name, r in res.items() if isinstance(r, dict) and r.get("stages_ms")]
+    if staged:
+        stages = ("queue_wait", "fetch", "decode", "batch_wait", "forward", "infer", "publish")
+        lines += ["", "| mean ms per scan | " + " | ".join(stages) + " |", "|---" + "|---:" * len(stages) + "|"]
+        lines += [f"| {name} | " + " | ".join(str(st.get(k, "")) for k in stages) + " |" for name, st in staged]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The naive contender: `celery -A producer.bench.naive worker -P prefork|solo -Q tenderscan.naive`.
+
+What a team writes first: one Celery task per scan that fetches, decodes, runs ONE forward pass on
+that one image (DirectRunner, batch size 1) and publishes. It reuses the same pipeline functions, so
+the per-scan work (S3 GET, checksum, decode, SET NX verdict, S3 audit record, logs) is identical to
+tenderscan's; only the batching and the overlap differ. Reliability is the same too (acks late).
+Prefork children each use one torch thread (two children on two cores would otherwise fight);
+-P solo keeps torch's default threads.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from celery import signals
+
+from workers import pipeline
+from workers.celery_app import make_celery
+from workers.contract import ScanMessage
+from workers.logging import configure_logging
+from workers.settings import Settings
+
+TASK = "bench.naive_scan"
+QUEUE = "tenderscan.naive"
+
+settings = Settings.from_env()
+configure_logging(settings.log_level, settings.log_json)
+app = make_celery(settings, main="tenderscan-naive")
+app.conf.task_routes = {TASK: {"queue": QUEUE}}
+app.conf.task_default_queue = QUEUE
+app.set_current()
+
+_lock = threading.Lock()
+_deps: pipeline.Deps | None = None
+
+
+def deps() -> pipeline.Deps:
+    global _deps
+    with _lock:
+        if _deps is None:
+            from producer.bench.standins import DirectRunner
+            from workers.inference import load_model
+
+            _deps = pipeline.Deps.from_settings(settings, DirectRunner(load_model(settings)))
+        return _deps
+
+
+@signals.worker_process_init.connect
+def _child(**_) -> None:
+    import billiard.process
+    import torch
+
+    if billiard.process.current_process().name.startswith("ForkPoolWorker"):
+        torch.set_num_threads(1)  # a prefork child; -P solo keeps torch's default
+    deps()
+
+
+@app.task(name=TASK, acks_late=True, ignore_result=True)
+def naive_scan(raw) -> str:
+    return pipeline.process_scan(ScanMessage.decode(raw), deps()).decision

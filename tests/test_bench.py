@@ -1,0 +1,77 @@
+"""producer/bench: the statistics (unit) and a tiny smoke run of the whole harness (integration).
+
+The smoke run is not a timed test: it checks the JSON's shape and that every contender ran and
+finished every scan, on real SeaweedFS, a private redis-server and real celery workers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from producer.bench import harness
+from producer.bench.contenders import poisson_arrivals
+from producer.bench.watch import latency_summary, percentile, rate
+from producer.cli import build_parser
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50 and percentile(values, 99) == 99 and percentile(values, 100) == 100
+    assert percentile([], 50) is None and percentile([7.0], 99) == 7.0
+
+
+def test_rate_is_first_to_last_completion():
+    assert rate([10.0, 10.5, 11.0]) == pytest.approx(2.0)
+    assert rate([1.0]) == 0.0 and rate([]) == 0.0
+    assert latency_summary([0.010, 0.020]) == {"p50_ms": 10.0, "p95_ms": 20.0, "p99_ms": 20.0}
+
+
+def test_poisson_arrivals_have_the_offered_rate():
+    arrivals = poisson_arrivals(200.0, 50.0, random.Random(1))
+    assert 200 * 50 * 0.95 < len(arrivals) < 200 * 50 * 1.05
+    assert arrivals == sorted(arrivals) and arrivals[-1] < 50.0
+
+
+def test_ratios_and_the_half_load_step():
+    res = {"tenderscan_drain": {"scans_per_s": 90.0}, "work_limit": {"scans_per_s": 100.0},
+           "model_limit": {"scans_per_s": 300.0}, "naive_prefork": {"scans_per_s": 90.0}}
+    r = harness.ratios(res)
+    assert r["tenderscan_over_work_limit"] == 0.9 and r["tenderscan_over_naive_prefork"] == 1.0
+    assert r["tenderscan_over_naive_solo"] is None
+    steps = [{"offered_per_s": o, "achieved_per_s": a, "submitted": 10, "completed": c, "p99_ms": 1.0}
+             for o, a, c in ((20, 20, 10), (40, 39, 10), (80, 50, 7))]
+    summary = harness.open_loop_summary(steps)
+    assert summary["sustainable_per_s"] == 39 and summary["half_load_step"]["offered_per_s"] == 20
+
+
+def test_the_cli_registers_bench():
+    args = build_parser().parse_args(["bench", "--scans", "10", "--loads", "0.5,0.7", "--only", "model"])
+    assert args.scans == 10 and args.loads == (0.5, 0.7) and args.func.__module__ == "producer.commands.bench"
+
+
+@pytest.mark.integration
+def test_smoke_run_every_contender(tmp_path):
+    config = harness.BenchConfig(scans=12, solo_scans=6, work_scans=12, ceiling_scans=40, ceiling_per_message=8,
+                                 bulk_per_message=4, unique=2, copies=1, batch_sizes=(1, 4), model_seconds=0.3,
+                                 loads=(0.2,), step_seconds=2.0)
+    result = harness.run(config, workdir=tmp_path)
+    harness.write(result, tmp_path / "bench.json", tmp_path / "bench.png")
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert set(data) >= {"config", "conditions", "results", "ratios", "open_loop_summary", "wall_s"}
+    res = data["results"]
+    assert set(res) == {"model_limit", "work_limit", "tenderscan_drain", "tenderscan_drain_bulk", "naive_prefork",
+                        "naive_solo", "queue_ceiling_single", "queue_ceiling_multi", "open_loop"}
+    for name, r in res.items():
+        if name == "open_loop":
+            assert r and all(s["completed"] == s["submitted"] > 0 and s["p99_ms"] is not None for s in r)
+            continue
+        assert r["scans_per_s"] > 0, name
+        if "completed" in r:
+            assert r["completed"] == r["scans"] and r["all_done"], name
+    assert set(res["tenderscan_drain"]["stages_ms"]) >= {"queue_wait", "fetch", "decode", "forward", "publish"}
+    assert all(v is not None for v in data["ratios"].values())
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+    assert "| tenderscan_drain |" in harness.markdown_table(data)
