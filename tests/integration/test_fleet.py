@@ -40,6 +40,29 @@ def _done(r: redis.Redis) -> int:
     return sum(1 for _ in r.scan_iter(match="ts:verdict:*", count=1000))
 
 
+def flower_workers(stack) -> dict:
+    """Start Flower on the fleet's broker and ask its API for the workers it sees."""
+    import httpx
+
+    from producer import devstack
+
+    port = devstack.free_port()
+    flower = devstack.spawn("flower", [str(BIN / "celery"), "-A", "workers.app", "flower", f"--port={port}",
+                                       "--address=127.0.0.1"], stack.logs,
+                            env=dict(stack.env, FLOWER_UNAUTHENTICATED_API="true"))
+    try:
+        devstack.wait_for_port(port, 60, flower.proc)
+        workers: dict = {}
+        deadline = time.monotonic() + 30
+        while len(workers) < 2 and time.monotonic() < deadline:
+            resp = httpx.get(f"http://127.0.0.1:{port}/api/workers", params={"refresh": "1"}, timeout=20)
+            resp.raise_for_status()
+            workers = {name: info for name, info in resp.json().items() if info}
+        return workers
+    finally:
+        flower.stop()
+
+
 def scans_done_by(worker) -> int:
     return worker.log_path.read_text(errors="replace").count('"event": "scan_done"')
 
@@ -73,6 +96,7 @@ def test_a_fleet_shares_one_queue_drains_a_backlog_and_scales_down_without_loss(
                                   "--timeout", "5"], env=stack.env, capture_output=True, text=True, timeout=60)
         assert inspect.returncode == 0, inspect.stderr
         assert len(json.loads(inspect.stdout)) == 2  # the two workers still up answer
+        assert len(flower_workers(stack)) >= 2  # and Flower sees the same fleet
 
         assert wait_until(lambda: _done(r) >= BACKLOG, 240, interval=0.5), f"{_done(r)}/{BACKLOG} done"
         assert all(scans_done_by(w) > 0 for w in (first, second, third)), "a worker took no share of the queue"
