@@ -30,7 +30,6 @@ settings = Settings.from_env()
 configure_logging(settings.log_level, settings.log_json)  # before any hook below logs
 app = make_celery(settings)
 app.set_current()
-publish.configure_signing(signing.signer_from_settings(settings))  # audit records signed (docs/AUDIT.md)
 log = get_logger("workers.app")
 
 
@@ -53,6 +52,14 @@ def _build_runner() -> None:
     except Exception as exc:
         log.critical("model_load_failed", model=settings.model, error=type(exc).__name__, detail=str(exc)[:300])
         raise SystemExit(3) from exc
+
+
+@signals.worker_init.connect
+def _install_signer(**_) -> None:
+    """Audit records signed (docs/AUDIT.md). In worker_init, not at import: `celery -A workers.app
+    inspect ...` imports this module too, and its stdout must stay clean JSON. Prefork children
+    inherit the signer from the parent."""
+    publish.configure_signing(signing.signer_from_settings(settings))
 
 
 @signals.worker_init.connect
