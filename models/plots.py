@@ -18,6 +18,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, out_dir, name: str) -> str:
+    fig.tight_layout()
+    path = str(Path(out_dir) / name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion(conf: dict[str, dict[str, int]], out_dir, title: str = "") -> str:
     plt = _pyplot()
     rows, cols = ["genuine", "counterfeit"], ["genuine", "review", "counterfeit"]
@@ -30,11 +38,7 @@ def plot_confusion(conf: dict[str, dict[str, int]], out_dir, title: str = "") ->
     ax.set_xticks(range(3), [f"decided {c}" for c in cols])
     ax.set_yticks(range(2), [f"true {r}" for r in rows])
     ax.set_title(f"three-way decision {title}".strip())
-    fig.tight_layout()
-    path = str(Path(out_dir) / "confusion.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out_dir, "confusion.png")
 
 
 def plot_roc(p: np.ndarray, y: np.ndarray, out_dir, title: str = "") -> str:
@@ -46,11 +50,7 @@ def plot_roc(p: np.ndarray, y: np.ndarray, out_dir, title: str = "") -> str:
     ax.set_xlabel("false positive rate (genuine rejected)")
     ax.set_ylabel("true positive rate (counterfeit caught)")
     ax.set_title(f"ROC {title}".strip())
-    fig.tight_layout()
-    path = str(Path(out_dir) / "roc.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out_dir, "roc.png")
 
 
 def plot_reliability(rows: list[dict], out_dir, title: str = "") -> str:
@@ -61,8 +61,4 @@ def plot_reliability(rows: list[dict], out_dir, title: str = "") -> str:
     ax.set_xlabel("predicted p(counterfeit)")
     ax.set_ylabel("observed counterfeit share")
     ax.set_title(f"reliability {title}".strip())
-    fig.tight_layout()
-    path = str(Path(out_dir) / "reliability.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out_dir, "reliability.png")
