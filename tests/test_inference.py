@@ -10,6 +10,7 @@ import torch
 from PIL import ImageStat
 
 from models.decision import Thresholds
+from tests.concurrency import call_concurrently
 from workers import inference
 from workers.contract import ModelRef
 from workers.inference import InferenceTimeout, LoadedModel, ModelRunner
@@ -48,20 +49,7 @@ def twin_model(forward=twin_forward) -> LoadedModel:
 
 
 def infer_all(runner: ModelRunner, values: list[float]):
-    out: dict[int, object] = {}
-
-    def one(i: int, v: float) -> None:
-        try:
-            out[i] = runner.infer(torch.full((3, 4, 4), v))
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            out[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i, v)) for i, v in enumerate(values)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    return [out[i] for i in range(len(values))]
+    return call_concurrently(lambda v: runner.infer(torch.full((3, 4, 4), v)), values)
 
 
 def test_concurrent_scans_share_one_batch_and_get_their_own_outputs():

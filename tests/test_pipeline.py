@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import io
 import struct
-import threading
 import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PIL import Image
 
+from tests.concurrency import call_concurrently
 from tests.test_inference import twin_model
 from workers import contract, imaging, pipeline
 from workers.contract import ScanMessage, Verdict
@@ -73,20 +73,7 @@ def scan(deps, data: bytes | None, *, sha256: str | None = None, deadline: str |
 
 def run_together(deps, msgs: list[ScanMessage]) -> list[Verdict]:
     """Process messages concurrently, as the threads pool does, so that good scans share a batch."""
-    out: dict[int, object] = {}
-
-    def one(i: int, msg: ScanMessage) -> None:
-        try:
-            out[i] = pipeline.process_scan(msg, deps)
-        except Exception as exc:  # noqa: BLE001 - asserted below
-            out[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i, m)) for i, m in enumerate(msgs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    results = [out[i] for i in range(len(msgs))]
+    results = call_concurrently(lambda msg: pipeline.process_scan(msg, deps), msgs, timeout_s=20)
     assert not [r for r in results if isinstance(r, Exception)], results
     return results
 
