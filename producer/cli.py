@@ -9,7 +9,8 @@
     tenderscan submit / status    the Python client from a shell
     tenderscan reconcile          re-enqueue accepted scans that have no verdict
     tenderscan scale-plan         workers, KEDA thresholds and Redis load for a peak
-    tenderscan keyhash            hash an API key for TENDERSCAN_API_KEYS
+    tenderscan tenant             tenants, API keys (create, rotate, revoke) and per-tenant limits
+    tenderscan keyhash            hash a bootstrap API key for TENDERSCAN_API_KEYS
     tenderscan bench              the throughput benchmark (docs/PERFORMANCE.md)
     tenderscan audit              seal, verify, pull and report the S3 audit records (docs/AUDIT.md)
 
@@ -24,7 +25,7 @@ import importlib
 import sys
 
 # name -> module under producer.commands; each module defines register(subparsers)
-COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "keyhash", "audit"]
+COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["producer", "producer.app", "producer.routes", "producer.submit", "producer.poll", "producer.auth",
            "producer.errors", "producer.client", "producer.cli", "producer.commands.api",
-           "producer.commands.submit", "producer.commands.keyhash"]
+           "producer.commands.submit", "producer.commands.keyhash", "producer.commands.tenant", "producer.tenants",
+           "producer.limits"]
 NO_TORCH = "import sys; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))"
 
 

@@ -2,8 +2,10 @@
 
 A scan's life in Redis (keys in contract.py):
     create_scan       ts:scan:{id} = {status: queued, tenant, ...}          (edge, after the S3 write)
+                      + ZADD ts:inflight:{tenant} id (the tenant's scans in flight, producer/limits.py)
     mark_processing   status: queued -> processing                          (worker, on dequeue)
-    save_verdict      ts:verdict:{id} SET NX, status -> done, PUBLISH done   (worker; one Lua script)
+    save_verdict      ts:verdict:{id} SET NX, status -> done, PUBLISH done,  (worker; one Lua script)
+                      ZREM ts:inflight:{tenant} id
 
 `save_verdict` is the idempotency point of the whole pipeline: the first verdict written wins and is
 returned to every later writer, so a redelivered scan can never end with two different verdicts.
@@ -23,8 +25,9 @@ from workers.contract import ScanMessage, ScanStatus, Verdict
 from workers.errors import StoreUnavailable
 from workers.settings import Settings
 
-# KEYS: verdict key, scan key, done channel. ARGV: verdict JSON, ttl seconds.
-# Returns the verdict that is stored after the call (ours, or the one that was there first).
+# KEYS: verdict key, scan key, done channel, the tenant's in-flight zset. ARGV: verdict JSON, ttl
+# seconds, scan id. Returns the verdict that is stored after the call (ours, or the one there first).
+# Every call removes the scan from in-flight, so a redelivered scan's verdict cleans up after a crash.
 _SAVE_VERDICT = """
 local stored = ARGV[1]
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
@@ -32,6 +35,7 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
 end
 redis.call('HSET', KEYS[2], 'status', 'done')
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('PUBLISH', KEYS[3], 'done')
 return stored
 """
@@ -72,16 +76,17 @@ def redis_client(url: str, timeout_s: float = 5.0) -> redis.Redis:
 
 
 class VerdictStore:
-    def __init__(self, client: redis.Redis, ttl_s: int = 24 * 3600) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: int = 24 * 3600, in_flight_ttl_s: int = 900) -> None:
         self.r = client
         self.ttl_s = ttl_s
+        self.in_flight_ttl_s = in_flight_ttl_s  # the in-flight zset expires when idle this long
         self._save = client.register_script(_SAVE_VERDICT)
         self._mark = client.register_script(_MARK_PROCESSING)
         self._release = client.register_script(_RELEASE_CLAIM)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VerdictStore:
-        return cls(redis_client(settings.redis_url), settings.verdict_ttl_s)
+        return cls(redis_client(settings.redis_url), settings.verdict_ttl_s, settings.in_flight_ttl_s)
 
     def ping(self) -> None:
         with _translate():
@@ -93,10 +98,13 @@ class VerdictStore:
         fields = {"status": ScanStatus.QUEUED.value, "tenant": msg.tenant, "store_id": msg.store_id,
                   "terminal_id": msg.terminal_id, "submitted_at": msg.submitted_at,
                   "image_key": msg.image_key, "attempts": 0}
+        in_flight = contract.in_flight_key(msg.tenant)
         with _translate():
             pipe = self.r.pipeline(transaction=True)
             pipe.hset(key, mapping=fields)
             pipe.expire(key, self.ttl_s)
+            pipe.zadd(in_flight, {msg.scan_id: contract.parse_time(msg.submitted_at).timestamp()})
+            pipe.expire(in_flight, self.in_flight_ttl_s)
             pipe.execute()
 
     def restore_scan(self, msg: ScanMessage) -> bool:
@@ -149,10 +157,8 @@ class VerdictStore:
 
     def save_verdict(self, verdict: Verdict) -> Verdict:
         """Store the verdict unless one exists; return the one that is stored. Publishes `done`."""
-        sid = verdict.scan_id
         with _translate():
-            stored = self._save(keys=[contract.verdict_key(sid), contract.scan_key(sid), contract.done_channel(sid)],
-                                args=[verdict.encode(), self.ttl_s])
+            stored = self._save(keys=_save_keys(verdict), args=[verdict.encode(), self.ttl_s, verdict.scan_id])
         return Verdict.decode(stored)
 
     # --- several scans in one round trip (multi-scan messages) --------------------------------------
@@ -182,9 +188,7 @@ class VerdictStore:
         with _translate():
             pipe = self.r.pipeline(transaction=False)
             for v, enc in zip(verdicts, encoded, strict=True):
-                sid = v.scan_id
-                self._save(keys=[contract.verdict_key(sid), contract.scan_key(sid), contract.done_channel(sid)],
-                           args=[enc, self.ttl_s], client=pipe)
+                self._save(keys=_save_keys(v), args=[enc, self.ttl_s, v.scan_id], client=pipe)
             stored = pipe.execute()
         return [(v, enc) if raw == enc else (Verdict.decode(raw), raw)
                 for v, enc, raw in zip(verdicts, encoded, stored, strict=True)]
@@ -193,3 +197,9 @@ class VerdictStore:
         with _translate():
             raw = self.r.get(contract.verdict_key(scan_id))
         return None if raw is None else Verdict.decode(raw)
+
+
+def _save_keys(verdict: Verdict) -> list[str]:
+    sid = verdict.scan_id
+    return [contract.verdict_key(sid), contract.scan_key(sid), contract.done_channel(sid),
+            contract.in_flight_key(verdict.tenant)]

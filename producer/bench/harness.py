@@ -89,6 +89,8 @@ class Stack:
                    TENDERSCAN_S3_SECRET_KEY=SECRET, TENDERSCAN_S3_BUCKET=settings.s3_bucket,
                    TENDERSCAN_MODELS_BUCKET=settings.models_bucket,
                    TENDERSCAN_API_KEYS=f"{corpus_mod.TENANT}:{key_hash}", TENDERSCAN_RECONCILE_INTERVAL_S="0",
+                   # the benchmark measures the pipeline, not the per-tenant limiter: no limits
+                   TENDERSCAN_TENANT_RATE_PER_S="0", TENDERSCAN_TENANT_MAX_IN_FLIGHT="0",
                    TENDERSCAN_LOG_LEVEL=log_level, TENDERSCAN_LOG_JSON="true",
                    TENDERSCAN_HEARTBEAT_FILE=str(root / "heartbeat"))
         return cls(settings, env, logs, services)

@@ -18,9 +18,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from workers.settings import Settings
+    from workers.errors import SettingsError
+    from workers.settings import DEV_KEY_HMAC_SECRET, Settings
 
-    Settings.from_env()  # fail here, naming the variable, rather than inside each worker process
+    settings = Settings.from_env()  # fail here, naming the variable, rather than inside each worker process
+    if settings.key_hmac_secret == DEV_KEY_HMAC_SECRET and args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise SettingsError("TENDERSCAN_KEY_HMAC_SECRET is the built-in development value; set your own "
+                            "(e.g. `openssl rand -hex 32`) before serving on a non-loopback address")
     uvicorn.run("producer.app:create_app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, access_log=False, log_level="warning", timeout_graceful_shutdown=35)
     return 0
