@@ -1,8 +1,9 @@
 """The HTTP edge: `create_app(settings, deps=None)` and the resources it holds.
 
     lifespan:  Deps (S3 store, verdict store, Celery enqueuer, async Redis) built once per process
+               -> tenant registry read (and re-read every TENANT_REFRESH_S), limiter
                -> one DoneListener (pub/sub) for every long poll -> serve -> stop listener, close
-    request:   log middleware -> auth -> route (routes.py) -> Submitter / poll -> JSON
+    request:   log middleware -> auth + rate limit -> route (routes.py) -> Submitter / poll -> JSON
 
 Tests pass `deps` (Deps.with_twins: a MemoryObjectStore and a list Enqueuer on the real Redis);
 `uvicorn --factory producer.app:create_app_from_env` reads the environment once per process.
@@ -11,8 +12,9 @@ This module, like all of producer/, must not import torch.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +22,18 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from producer import errors
+from producer.limits import Limiter
 from producer.poll import DoneListener
 from producer.routes import router
 from producer.submit import CeleryEnqueuer, Enqueuer, ListEnqueuer, Submitter
+from producer.tenants import KeyUseRecorder, TenantRegistry, TenantStore
 from workers import metrics
+from workers.errors import StorageError, TransientError
 from workers.imaging import Limits
 from workers.logging import configure_logging, get_logger
-from workers.settings import Settings
+from workers.settings import DEV_KEY_HMAC_SECRET, Settings
 from workers.storage import MemoryObjectStore, ObjectStore, S3ObjectStore
+from workers.transport import check_tls
 from workers.verdict_store import VerdictStore
 
 log = get_logger("producer.app")
@@ -60,6 +66,19 @@ class Deps:
         await self.aredis.aclose()
 
 
+async def _start_registry(settings: Settings, objects: ObjectStore) -> tuple[TenantRegistry, asyncio.Task]:
+    """Read the tenant registry once (S3 down: registry keys get 503 until a re-read works), then keep
+    re-reading it every tenant_refresh_s in the background."""
+    if settings.key_hmac_secret == DEV_KEY_HMAC_SECRET:
+        log.warning("key_hmac_secret_is_the_dev_default", variable="TENDERSCAN_KEY_HMAC_SECRET")
+    registry = TenantRegistry(TenantStore(objects), settings.key_hmac_secret, settings.tenant_refresh_s)
+    try:
+        await run_in_threadpool(registry.refresh)
+    except (TransientError, StorageError) as exc:
+        log.warning("tenant_registry_unread", error=type(exc).__name__)
+    return registry, asyncio.create_task(registry.run(), name="tenant-registry")
+
+
 def _async_redis(url: str):
     import redis.asyncio
 
@@ -75,12 +94,19 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
                                         Limits.from_settings(settings), settings.idempotency_ttl_s,
                                         scans_per_message=settings.scans_per_message)
         app.state.metrics_registry = metrics.api_registry(app.state.deps.verdicts.r)  # gauges read at scrape
+        app.state.tenants, refresher = await _start_registry(settings, app.state.deps.objects)
+        app.state.limiter = Limiter(app.state.deps.verdicts.r, settings.in_flight_ttl_s)
+        app.state.key_use = KeyUseRecorder(app.state.deps.verdicts.r)
         app.state.listener = DoneListener(app.state.deps.aredis)
         await app.state.listener.start()
-        log.info("api_started", bucket=app.state.deps.objects.bucket, tenants=len(set(settings.api_keys.values())))
+        log.info("api_started", bucket=app.state.deps.objects.bucket, tenants=len(set(settings.api_keys.values())),
+                 registry_tenants=len(app.state.tenants.snapshot.limits) if app.state.tenants.snapshot else None)
         try:
             yield
         finally:
+            refresher.cancel()
+            with suppress(asyncio.CancelledError):
+                await refresher
             await app.state.listener.stop()
             if built:
                 await app.state.deps.aclose()
@@ -116,4 +142,5 @@ def create_app_from_env() -> FastAPI:
     """uvicorn's factory (`tenderscan api`): settings read once, here, at the entry point."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_json)
+    check_tls(settings)  # a wrong CA stops the API at start, naming the variable (workers/transport.py)
     return create_app(settings)

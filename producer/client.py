@@ -4,6 +4,8 @@
         scan = c.submit("bill.jpg", store_id="s1", terminal_id="t1")   # {"scan_id", "status", "poll_url"}
         done = c.wait(scan["scan_id"], timeout=60)                       # {"status": "done", "verdict": {...}}
         items = c.submit_many([b1, b2], store_id="s1", terminal_id="t1")  # one result per image, in order
+        scan = c.submit_direct("bill.jpg", store_id="s1", terminal_id="t1")  # POS path: the bytes go to S3
+                                                                           # (presigned POST), the API gets a reference
 
 Retries: 503 (honouring Retry-After), 502, 504 and connection errors, with exponential backoff and
 full jitter. A submit always carries an Idempotency-Key (a fresh uuid unless one is given), so a retry
@@ -12,6 +14,7 @@ after a lost answer can never create a second scan. Any other 4xx/5xx raises Cli
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 import uuid
@@ -106,6 +109,48 @@ class TenderscanClient:
             todo = retry
         return [r for r in results if r is not None]
 
+    # --- direct upload (producer/uploads.py) ------------------------------------------------------
+    def request_upload(self, content_type: str, size: int | None = None) -> dict:
+        """POST /v1/uploads: {upload_id, url, fields, expires_at, ...}; `size` pins the exact length."""
+        body: dict = {"content_type": content_type}
+        if size is not None:
+            body["bytes"] = size
+        return self._request("POST", "/v1/uploads", json=body)
+
+    def upload(self, grant: dict, data: bytes) -> None:
+        """POST the bytes to S3 with the grant's policy (no API key goes to S3). ClientError on refusal."""
+        files = {"file": ("scan", data, grant["content_type"])}
+        for attempt in range(self.retries + 1):
+            try:
+                resp = httpx.post(grant["url"], data=grant["fields"], files=files, timeout=self.timeout)
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise Unavailable(0, "connection_error", f"{type(exc).__name__}: {exc}") from None
+                time.sleep(self._delay(attempt, None))
+                continue
+            if resp.status_code in RETRY_STATUSES and attempt < self.retries:
+                time.sleep(self._delay(attempt, None))
+                continue
+            if resp.status_code >= 300:
+                raise ClientError(resp.status_code, "upload_refused", _s3_error_code(resp.text))
+            return
+
+    def submit_reference(self, upload_id: str, sha256: str, store_id: str, terminal_id: str,
+                         deadline_s: float | None = None) -> dict:
+        """POST /v1/scans by reference; the upload id is the idempotency key, so retries are safe."""
+        params = {} if deadline_s is None else {"deadline_s": deadline_s}
+        return self._request("POST", "/v1/scans", params=params, json={
+            "upload_id": upload_id, "sha256": sha256, "store_id": store_id, "terminal_id": terminal_id})
+
+    def submit_direct(self, image: bytes | str | Path, store_id: str, terminal_id: str,
+                      deadline_s: float | None = None) -> dict:
+        """Upload-then-reference: a grant for exactly these bytes, the bytes to S3, the scan by reference."""
+        data = bytes(image) if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
+        grant = self.request_upload(sniff_content_type(data), size=len(data))
+        self.upload(grant, data)
+        return self.submit_reference(grant["upload_id"], hashlib.sha256(data).hexdigest(), store_id, terminal_id,
+                                     deadline_s=deadline_s)
+
     def get(self, scan_id: str, wait: float | None = None) -> dict:
         params = {} if wait is None else {"wait": wait}
         return self._request("GET", f"/v1/scans/{scan_id}", params=params,
@@ -154,6 +199,12 @@ class TenderscanClient:
         if retry_after and retry_after.replace(".", "", 1).isdigit():  # an HTTP-date: our own backoff
             delay = max(delay, min(float(retry_after), self.max_backoff_s))
         return delay
+
+
+def _s3_error_code(text: str) -> str:
+    """The <Code> of an S3 XML error (EntityTooLarge, AccessDenied, ...), else the start of the body."""
+    start, end = text.find("<Code>"), text.find("</Code>")
+    return text[start + 6:end] if 0 <= start < end else text[:200]
 
 
 def _error(resp: httpx.Response) -> ClientError:

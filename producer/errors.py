@@ -6,6 +6,8 @@ Every error body has one shape: `{"error": {"status": 413, "reason": "image_too_
     status  reason                     when
     400     bad_request                malformed store_id / terminal_id / Idempotency-Key / wait, bad multipart
     401     unauthorized               no `Authorization: Bearer` key, or an unknown one (WWW-Authenticate: Bearer)
+    401     key_malformed              a `tsk_` key whose checksum does not match (mistyped, truncated): no lookup made
+    401     key_revoked                a key its tenant revoked (`tenderscan tenant key-revoke`)
     404     not_found                  unknown scan, another tenant's scan, malformed scan id (one answer: no oracle)
     413     image_too_large            body above settings.max_body_bytes (checked before and while reading)
     415     unsupported_format         not JPEG/PNG by content, or a body type that is not an image upload
@@ -14,6 +16,11 @@ Every error body has one shape: `{"error": {"status": 413, "reason": "image_too_
     422     too_many_pixels            width * height above settings.max_pixels (decompression bombs)
     422     dimensions_out_of_range    a side below min_side or above max_side
     422     idempotency_key_reused     the Idempotency-Key was used before with a different body
+    409     upload_already_submitted   a direct upload submitted again with another sha256 (producer/uploads.py)
+    422     upload_missing             a scan by reference names no upload of this tenant
+    422     upload_expired             a scan by reference names an upload older than the idempotency window
+    429     rate_limited               the tenant's requests per second are spent (Retry-After: when a token is back)
+    429     too_many_in_flight         the tenant has its maximum of accepted scans without a verdict (Retry-After)
     503     unavailable                S3, Redis or the broker failed (Retry-After set); retrying is safe
 
 Errors are classified by what the caller does (see workers/errors.py): a `RejectedScan` is the
@@ -37,6 +44,10 @@ RETRY_AFTER_S = 2  # what a 503 tells the client to wait before retrying
 
 # Edge-only reasons (the rest come from contract.Reason).
 UNAUTHORIZED = "unauthorized"
+KEY_MALFORMED = "key_malformed"
+KEY_REVOKED = "key_revoked"
+RATE_LIMITED = "rate_limited"
+TOO_MANY_IN_FLIGHT = "too_many_in_flight"
 NOT_FOUND = "not_found"
 BAD_REQUEST = "bad_request"
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
@@ -67,6 +78,11 @@ class ApiError(Exception):
 
 def unauthorized(detail: str = "a valid `Authorization: Bearer <key>` header is required") -> ApiError:
     return ApiError(401, UNAUTHORIZED, detail, {"WWW-Authenticate": "Bearer"})
+
+
+def too_many(reason: str, detail: str, retry_after_s: int) -> ApiError:
+    """429 with the seconds to wait (at least 1) in Retry-After."""
+    return ApiError(429, reason, detail, {"Retry-After": str(max(1, retry_after_s))})
 
 
 def not_found() -> ApiError:

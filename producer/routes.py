@@ -1,6 +1,8 @@
 """The HTTP routes: thin adapters from requests to `submit.Submitter` and `poll`.
 
-    POST /v1/scans              an image (raw image/jpeg|image/png body, or multipart field `image`) -> 202
+    POST /v1/scans              an image (raw image/jpeg|image/png body, or multipart field `image`) -> 202,
+                                or JSON {upload_id, sha256, store_id, terminal_id}: a direct upload by reference
+    POST /v1/uploads            JSON {content_type, bytes?} -> 201 a presigned POST for one key (producer/uploads.py)
     POST /v1/scans:batch        up to 64 multipart `image` parts -> 200 with one outcome per image
     GET  /metrics               Prometheus: queue depth, oldest queued scan's age (workers/metrics.py)
     GET  /v1/scans/{scan_id}    state and verdict; `?wait=S` long-polls up to 30 s for the verdict
@@ -10,8 +12,8 @@
 The body is never read unboundedly: a Content-Length above the limit is refused before reading, and
 the read itself stops at the limit (chunked uploads carry no Content-Length).
 
-Content type: a raw body must declare image/jpeg or image/png, a form must be multipart/form-data;
-anything else is 415. The format itself is judged by the bytes (imaging.inspect): a PNG declared as
+Content type: a raw body must declare image/jpeg or image/png, a form must be multipart/form-data,
+a reference application/json; anything else is 415. The format itself is judged by the bytes (imaging.inspect): a PNG declared as
 image/jpeg is accepted as the PNG it is, and a text file declared as image/jpeg is 415.
 """
 
@@ -25,10 +27,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from producer.auth import authenticate
+from producer.auth import identify
 from producer.errors import ApiError, bad_request, error_response, from_rejection, unavailable
+from producer.limits import admit_request, admit_scans
 from producer.poll import wait_for_scan
 from producer.submit import Upload
+from producer.uploads import claim_key, grant, read_json, read_reference, resolve
 from workers import contract
 from workers.contract import Reason
 from workers.errors import RejectedScan, TenderscanError
@@ -41,10 +45,14 @@ MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and the two id fields
 
 
 def require_tenant(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    """Every tenant-scoped route: 401 without a valid key, 429 past the tenant's request rate.
+    Leaves the tenant's limits in request.state.policy (producer/limits.py)."""
     header = f"Bearer {creds.credentials}" if creds else None
-    tenant = authenticate(header, request.app.state.settings.api_keys)
-    request.state.tenant = tenant  # for the request log
-    return tenant
+    state = request.app.state
+    identity = identify(header, state.settings.api_keys, state.tenants)
+    request.state.tenant = identity.tenant  # for the request log
+    request.state.policy = admit_request(state, identity)
+    return identity.tenant
 
 
 # --- POST /v1/scans ------------------------------------------------------------------------------
@@ -76,9 +84,18 @@ async def submit_scan(
                                                  "submission gets an `expired` verdict, without inference"),
 ) -> dict:
     settings = request.app.state.settings
-    limit = settings.max_body_bytes
+    policy = request.state.policy
+    limit = policy.max_body_bytes
+    await admit_scans(request, tenant, 1)  # 429 before the body is read
     declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if declared == "multipart/form-data":
+    reference = None
+    if declared == "application/json":  # by reference: a direct upload already in S3 (producer/uploads.py)
+        body = await read_reference(request)
+        store_id, terminal_id = store_id or body.store_id, terminal_id or body.terminal_id
+        reference = await run_in_threadpool(resolve, request.app.state.deps.objects, tenant, body, limit,
+                                            settings.idempotency_ttl_s)
+        data, idempotency_key = b"", claim_key(body.upload_id)  # the upload id is the idempotency key
+    elif declared == "multipart/form-data":
         data, form_ids = await _read_multipart(request, limit)
         store_id = store_id or form_ids.get("store_id")
         terminal_id = terminal_id or form_ids.get("terminal_id")
@@ -87,10 +104,12 @@ async def submit_scan(
         data = b"".join([chunk async for chunk in _capped(request, limit)])
     else:
         raise ApiError(415, Reason.UNSUPPORTED_FORMAT,
-                       "send a raw image/jpeg or image/png body, or multipart/form-data with an `image` field")
+                       "send a raw image/jpeg or image/png body, multipart/form-data with an `image` field, "
+                       "or application/json naming an upload")
 
     upload = Upload(tenant=tenant, store_id=store_id or "", terminal_id=terminal_id or "", data=data,
-                    idempotency_key=idempotency_key, deadline_s=deadline_s)
+                    idempotency_key=idempotency_key, deadline_s=deadline_s,
+                    limits=policy.image_limits(settings), reference=reference)
     accepted = await run_in_threadpool(request.app.state.submitter.accept, upload)
     request.state.scan_id = accepted.scan_id
     poll_url = f"{settings.public_url}/v1/scans/{accepted.scan_id}"
@@ -98,6 +117,25 @@ async def submit_scan(
     if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return {"scan_id": accepted.scan_id, "status": accepted.status, "poll_url": poll_url}
+
+
+# --- POST /v1/uploads -----------------------------------------------------------------------------
+_GRANT_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["content_type"],
+    "properties": {"content_type": {"type": "string", "enum": ["image/jpeg", "image/png"]},
+                   "bytes": {"type": "integer", "minimum": 1,
+                             "description": "exact size, if known: the policy then allows only that"}}}}}}}
+
+
+@router.post("/v1/uploads", status_code=201, openapi_extra=_GRANT_DOC,
+             summary="A presigned POST for a direct upload (then submit the scan by reference)")
+async def create_upload(request: Request, tenant: str = Depends(require_tenant)) -> dict:
+    settings = request.app.state.settings
+    data = await read_json(request)
+    granted = await run_in_threadpool(grant, request.app.state.deps.objects, tenant, data.get("content_type"),
+                                      data.get("bytes"), request.state.policy.max_body_bytes,
+                                      settings.upload_expiry_s)
+    return granted.as_json()
 
 
 def _check_content_length(request: Request, limit: int) -> None:
@@ -173,11 +211,16 @@ async def submit_scans(
     declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if declared != "multipart/form-data":
         raise ApiError(415, Reason.UNSUPPORTED_FORMAT, "send multipart/form-data with one `image` part per scan")
-    images, form_ids = await _read_multipart_batch(request, settings.max_body_bytes)
+    policy = request.state.policy
+    await admit_scans(request, tenant, 1)  # 429 before the body is read
+    images, form_ids = await _read_multipart_batch(request, policy.max_body_bytes)
+    await admit_scans(request, tenant, len(images))  # a batch is admitted whole or not at all
     store_id = store_id or form_ids.get("store_id")
     terminal_id = terminal_id or form_ids.get("terminal_id")
+    image_limits = policy.image_limits(settings)
     uploads = [Upload(tenant=tenant, store_id=store_id or "", terminal_id=terminal_id or "", data=data,
-                      idempotency_key=f"{idempotency_key}:{i}" if idempotency_key else None, deadline_s=deadline_s)
+                      idempotency_key=f"{idempotency_key}:{i}" if idempotency_key else None, deadline_s=deadline_s,
+                      limits=image_limits)
                for i, data in enumerate(images)]
     outcomes = await run_in_threadpool(request.app.state.submitter.accept_many, uploads)
     items = []

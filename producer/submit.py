@@ -8,6 +8,8 @@
          JSON) at contract.intent_s3_key: the durable source of truth the reconciler works from
       5. VerdictStore.create_scan (status queued)
       6. Enqueuer.enqueue(ScanMessage)  -- a reference and a checksum, never the bytes
+    by reference (a direct upload, producer/uploads.py): 2 is skipped (the worker checks the bytes), the
+      claim in 3 is the upload id's, 4 writes the intent only (its image_key is the upload's key)
     accept_many(uploads)  (POST /v1/scans:batch): 1-5 per upload, each with its own outcome, then the
       accepted scans go out `scans_per_message` to one `process_scans` message (enqueue_many)
     If 4-6 fail (S3, Redis or broker down) the claim is released, so the client's retry is a fresh
@@ -26,6 +28,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from producer.errors import IDEMPOTENCY_KEY_REUSED, ApiError, bad_request, unavailable
+from producer.uploads import UPLOAD_ALREADY_SUBMITTED, Reference
 from workers import contract
 from workers.contract import ScanMessage, ScanStatus
 from workers.errors import ObjectNotFound, RejectedScan, StorageError, TransientError
@@ -116,6 +119,8 @@ class Upload:
     data: bytes
     idempotency_key: str | None = None
     deadline_s: float | None = None  # no verdict wanted after this many seconds: `expired` instead
+    limits: Limits | None = None  # the tenant's image caps (producer/limits.py); None = the Submitter's
+    reference: Reference | None = None  # a direct upload already in S3 (producer/uploads.py); data is b""
 
 
 @dataclass(frozen=True)
@@ -190,8 +195,12 @@ class Submitter:
     def _prepare(self, upload: Upload) -> tuple[ScanMessage, ImageInfo] | Accepted:
         """Checks, idempotency claim, and the scan's message; an Accepted when it is a replay."""
         _check_ids(upload)
-        info = inspect(upload.data, self.limits)  # RejectedScan -> 413/415/422
-        sha256 = hashlib.sha256(upload.data).hexdigest()
+        ref = upload.reference
+        if ref is None:
+            info = inspect(upload.data, upload.limits or self.limits)  # RejectedScan -> 413/415/422
+            sha256 = hashlib.sha256(upload.data).hexdigest()
+        else:  # by reference: the edge saw a HEAD only; the worker checks the bytes against sha256
+            info, sha256 = None, ref.sha256
         scan_id, submitted_at = contract.new_scan_id(), contract.utcnow()
         key = upload.idempotency_key
         if key is not None:
@@ -208,8 +217,9 @@ class Submitter:
                 raise unavailable("a request with this Idempotency-Key is still in progress", retry_after_s=1)
         msg = ScanMessage(scan_id=scan_id, tenant=upload.tenant, store_id=upload.store_id,
                           terminal_id=upload.terminal_id,
-                          image_key=contract.image_s3_key(upload.tenant, scan_id, submitted_at, info.format),
-                          sha256=sha256, bytes=len(upload.data), submitted_at=submitted_at,
+                          image_key=ref.key if ref else contract.image_s3_key(upload.tenant, scan_id, submitted_at,
+                                                                              info.format),
+                          sha256=sha256, bytes=ref.bytes if ref else len(upload.data), submitted_at=submitted_at,
                           deadline=_deadline(submitted_at, upload.deadline_s))
         return msg, info
 
@@ -221,7 +231,8 @@ class Submitter:
         """Image and intent to S3, then the scan state in Redis (withdrawing the intent on failure)."""
         metadata = {"sha256": msg.sha256, "tenant": msg.tenant, "store_id": msg.store_id,
                     "terminal_id": msg.terminal_id, "submitted_at": msg.submitted_at}
-        self.objects.put(msg.image_key, upload.data, contract.CONTENT_TYPES[info.format], metadata)
+        if upload.reference is None:  # a direct upload's image is in S3 already
+            self.objects.put(msg.image_key, upload.data, contract.CONTENT_TYPES[info.format], metadata)
         # The intent is the durable record of the acceptance: the reconciler re-enqueues from it
         # if Redis or the broker later lose the scan (workers/reconcile.py).
         intent_key = contract.intent_s3_key(msg.tenant, msg.scan_id, msg.submitted_at)
@@ -266,6 +277,8 @@ class Submitter:
         request may still be writing it: 503, retry in a second. No intent and the claim is old -> the
         first attempt failed before it was durable: drop its claim and state, and accept this one.
         """
+        if earlier_sha != sha256 and upload.reference is not None:
+            raise ApiError(409, UPLOAD_ALREADY_SUBMITTED, "this upload was submitted before with another sha256")
         if earlier_sha != sha256:
             raise ApiError(422, IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used for a different image")
         intent_key = contract.intent_s3_key(upload.tenant, earlier_id, earlier_submitted_at or contract.utcnow())
@@ -309,5 +322,5 @@ def _check_ids(upload: Upload) -> None:
         if not value or not contract.is_safe_id(value):
             raise bad_request(f"{name} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
     key = upload.idempotency_key
-    if key is not None and not contract.is_safe_id(key):
+    if key is not None and upload.reference is None and not contract.is_safe_id(key):
         raise bad_request("Idempotency-Key must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")

@@ -233,3 +233,38 @@ def test_process_scans_returns_a_transient_failure_in_its_own_slot(env):
     env.objects.down = False
     assert all(isinstance(o, StorageUnavailable) for o in out)
     assert env.verdicts.get_verdict(good.scan_id) is None  # nothing stored: the message is retried
+
+
+def direct_upload(deps, data: bytes, content_type: str = "image/jpeg", *, sha256: str | None = None,
+                  size: int | None = None) -> ScanMessage:
+    """What a scan by reference looks like: the device's bytes at an uploads/ key, the message from the
+    edge's HEAD and the device's declared checksum (producer/uploads.py)."""
+    upload_id = contract.new_scan_id()
+    key = contract.upload_s3_key("acme", upload_id)
+    deps.objects.put(key, data, content_type)
+    msg = ScanMessage(scan_id=contract.new_scan_id(), tenant="acme", store_id="s1", terminal_id="t1", image_key=key,
+                      sha256=sha256 or hashlib.sha256(data).hexdigest(), bytes=len(data) if size is None else size,
+                      submitted_at=contract.utcnow())
+    deps.verdicts.create_scan(msg)
+    return msg
+
+
+def test_the_worker_rechecks_what_a_direct_upload_left_in_s3(env):
+    good = jpeg(10)
+    png = io.BytesIO()
+    Image.new("RGB", (240, 108), (10, 120, 60)).save(png, "PNG")
+    cases = {
+        "good": direct_upload(env, good),
+        "good_png": direct_upload(env, png.getvalue(), "image/png"),
+        "size": direct_upload(env, good, size=len(good) - 1),  # the object changed after the HEAD
+        "checksum": direct_upload(env, good, sha256=hashlib.sha256(b"what the device said").hexdigest()),
+        "type": direct_upload(env, png.getvalue(), "image/jpeg"),  # PNG bytes stored as image/jpeg
+        "not_an_image": direct_upload(env, b"MZ\x90\x00 an executable" * 4, "image/jpeg"),
+    }
+    verdicts = dict(zip(cases, run_together(env, list(cases.values())), strict=True))
+    assert {name: (v.decision, v.reason) for name, v in verdicts.items()} == {
+        "good": ("genuine", None), "good_png": ("genuine", None),
+        "size": ("rejected", "size_mismatch"), "checksum": ("rejected", "checksum_mismatch"),
+        "type": ("rejected", "type_mismatch"), "not_an_image": ("rejected", "unsupported_format")}
+    for v in verdicts.values():
+        assert_published(env, v)

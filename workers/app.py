@@ -3,6 +3,7 @@
 Settings are read from the environment once, here. Importing this module registers the task and
 the hooks that build the model runner in the process that will use it:
 
+    worker_init           TLS endpoints (rediss://, https:// S3) verify against the configured CAs, or exit
     worker_process_init   prefork children and the solo pool: build after the fork
     worker_init           threads pool: build in the worker's main process before it consumes
     worker_ready          serve Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/metrics.py);
@@ -51,6 +52,19 @@ def _build_runner() -> None:
         inference.start(settings)
     except Exception as exc:
         log.critical("model_load_failed", model=settings.model, error=type(exc).__name__, detail=str(exc)[:300])
+        raise SystemExit(3) from exc
+
+
+@signals.worker_init.connect
+def _check_transport(**_) -> None:
+    """A TLS certificate the configured CA does not vouch for stops the worker at start, named
+    (workers/transport.py), instead of an endless broker reconnect loop."""
+    from workers.transport import TransportError, check_tls
+
+    try:
+        check_tls(settings)
+    except TransportError as exc:
+        log.critical("tls_verification_failed", detail=str(exc))
         raise SystemExit(3) from exc
 
 

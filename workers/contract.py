@@ -8,6 +8,10 @@ Redis keys (all prefixed `ts:`):
     ts:verdict:{scan_id}       string the verdict JSON; written once with SET NX (TTL verdict_ttl_s)
     ts:done:{scan_id}          pubsub channel; a message is published when the verdict lands
     ts:idem:{tenant}:{key}     string {scan_id, sha256} of an Idempotency-Key (TTL idempotency_ttl_s)
+    ts:rate:{tenant}           hash   token bucket of the tenant's request rate: tokens, ts (TTL one full refill)
+    ts:inflight:{tenant}       zset   scan ids accepted and not yet verdicted, score = acceptance time (unix s);
+                                      save_verdict removes, entries older than in_flight_ttl_s age out
+    ts:keyuse:{tenant}         hash   key_id -> last use (ISO time); lossy, at most every KEY_USE_EVERY_S per key
 
 S3 keys (bucket settings.s3_bucket):
     scans/dt=YYYY-MM-DD/tenant=T/{scan_id}.{jpg|png}       the uploaded image; metadata holds sha256
@@ -15,8 +19,13 @@ S3 keys (bucket settings.s3_bucket):
                                                            source of truth the reconciler re-enqueues from
     verdicts/dt=YYYY-MM-DD/tenant=T/{scan_id}.json         the audit record (Verdict.encode()); metadata holds
                                                            its Ed25519 signature (workers/signing.py)
+    uploads/tenant=T/{upload_id}                            a direct upload (POST /v1/uploads, a presigned POST):
+                                                           the POS device's bytes, Content-Type image/jpeg|png;
+                                                           a scan submitted by reference points its image_key here
     manifests/dt=YYYY-MM-DD/tenant=T/manifest.json         the sealed day: record digests, Merkle root, previous
                                                            day's manifest digest, signed (workers/audit.py)
+    tenants/{tenant}.json                                   the tenant record: API keys as HMAC digests, limit
+                                                           overrides (`tenderscan tenant`; producer/tenants.py)
 Dates are the UTC submission date, so a scan's image and verdict share a partition.
 """
 
@@ -70,6 +79,8 @@ class Reason(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"  # width * height above max_pixels (decompression bomb)
     DIMENSIONS_OUT_OF_RANGE = "dimensions_out_of_range"  # a side below min_side or above max_side
     CHECKSUM_MISMATCH = "checksum_mismatch"  # the stored bytes are not the bytes accepted
+    SIZE_MISMATCH = "size_mismatch"  # the stored object's length is not the length accepted
+    TYPE_MISMATCH = "type_mismatch"  # a direct upload whose magic bytes contradict its stored Content-Type
     BAD_MESSAGE = "bad_message"  # the queue message does not decode
     DEADLINE_EXCEEDED = "deadline_exceeded"  # dequeued after the scan's deadline
     INTERNAL_ERROR = "internal_error"  # a poison scan: it kept failing its worker
@@ -93,6 +104,21 @@ DONE_CHANNEL_PATTERN = "ts:done:*"  # the API's one listener subscribes to this 
 
 def idempotency_key(tenant: str, key: str) -> str:
     return f"ts:idem:{tenant}:{key}"
+
+
+def rate_key(tenant: str) -> str:
+    return f"ts:rate:{tenant}"
+
+
+def in_flight_key(tenant: str) -> str:
+    return f"ts:inflight:{tenant}"
+
+
+def key_use_key(tenant: str) -> str:
+    return f"ts:keyuse:{tenant}"
+
+
+KEY_USE_EVERY_S = 60  # an API process records a key's last use at most this often (seconds)
 
 
 # --- S3 keys ------------------------------------------------------------------------------------
@@ -121,8 +147,27 @@ def verdicts_day_prefix(date: str, tenant: str | None = None) -> str:
     return f"verdicts/dt={date}/" + (f"tenant={tenant}/" if tenant else "")
 
 
+UPLOADS_PREFIX = "uploads/"  # direct uploads; expire them with a bucket lifecycle rule (docs/OPERATIONS.md)
+
+
+def upload_s3_key(tenant: str, upload_id: str) -> str:
+    """The one key a presigned POST may write: the tenant's prefix and a server-chosen id."""
+    return f"{UPLOADS_PREFIX}tenant={tenant}/{upload_id}"
+
+
+def is_upload_key(key: str) -> bool:
+    return key.startswith(UPLOADS_PREFIX)
+
+
 def manifest_s3_key(date: str, tenant: str) -> str:
     return f"manifests/dt={date}/tenant={tenant}/manifest.json"
+
+
+TENANTS_PREFIX = "tenants/"  # the tenant registry: one JSON record per tenant
+
+
+def tenant_s3_key(tenant: str) -> str:
+    return f"{TENANTS_PREFIX}{tenant}.json"
 
 
 # --- ids and time -------------------------------------------------------------------------------

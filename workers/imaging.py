@@ -1,7 +1,8 @@
 """Image decoding with limits: the one place untrusted bytes meet Pillow.
 
 Used twice: `inspect` at the edge (header only: format, size; cheap) and `decode` in the worker
-(full decode of the first frame). Both raise RejectedScan with a contract.Reason, never a Pillow error.
+(full decode of the first frame). `sniff` names the format from the magic bytes alone (the worker
+compares it with a direct upload's stored Content-Type). Both raise RejectedScan with a contract.Reason, never a Pillow error.
 
 Limits: a format allow-list (JPEG, PNG) judged by content, not by the declared content type; a pixel
 cap (decompression bombs are refused before any pixel is decoded); side limits; truncated files
@@ -66,6 +67,14 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
         raise RejectedScan(Reason.DIMENSIONS_OUT_OF_RANGE,
                            f"{width}x{height} outside {limits.min_side}..{limits.max_side} px per side")
     return img
+
+
+def sniff(data: bytes) -> str | None:
+    """The format the magic bytes announce ("JPEG", "PNG"), or None. No decoder runs."""
+    for fmt, magic in zip(ALLOWED_FORMATS, _MAGIC, strict=True):
+        if data.startswith(magic):
+            return fmt
+    return None
 
 
 def inspect(data: bytes, limits: Limits) -> ImageInfo:

@@ -8,7 +8,9 @@
                                   verdict (internal_error), no further work
       past its deadline?       -> `expired` (deadline_exceeded), no inference
       S3 get (max_bytes)       -> image_missing / image_too_large
+      length == message's?     -> size_mismatch
       sha256 == message's?     -> checksum_mismatch
+      direct upload: magic     -> type_mismatch (bytes vs the stored Content-Type), unsupported_format
       imaging.decode           -> the RejectedScan's reason (empty, format, unreadable, bomb, size)
       preprocess, runner.infer -> waits for this scan's batch (other task threads fill it)
       decide, publish          -> Redis SET NX first, then the winner to S3
@@ -31,6 +33,7 @@ import structlog
 
 from workers import decide, imaging, metrics
 from workers.contract import (
+    CONTENT_TYPES,
     Decision,
     InputRef,
     ModelRef,
@@ -38,12 +41,13 @@ from workers.contract import (
     ScanMessage,
     Timestamps,
     Verdict,
+    is_upload_key,
     parse_time,
 )
 from workers.errors import ObjectNotFound, RejectedScan
 from workers.publish import publish, write_audit
 from workers.settings import Settings
-from workers.storage import ObjectStore, S3ObjectStore, TooLarge, s3_client
+from workers.storage import ObjectStore, S3ObjectStore, StoredObject, TooLarge, s3_client
 from workers.verdict_store import VerdictStore
 
 log = structlog.get_logger("workers.pipeline")
@@ -121,12 +125,26 @@ def _fetch_decode(msg: ScanMessage, deps: Deps, stages: _Stages):
     except ObjectNotFound:
         raise RejectedScan(Reason.IMAGE_MISSING, "no object at the scan's image key") from None
     stages.lap("fetch")
-    if hashlib.sha256(obj.data).hexdigest() != msg.sha256:
-        raise RejectedScan(Reason.CHECKSUM_MISMATCH, "stored bytes differ from the bytes accepted")
+    _check_arrived(msg, obj)
     image, info = imaging.decode(obj.data, deps.limits)
     x = deps.runner.preprocess(image)
     stages.lap("decode")
     return x, info
+
+
+def _check_arrived(msg: ScanMessage, obj: StoredObject) -> None:
+    """What is in S3 is what was accepted: length, checksum, and for a direct upload (which the edge
+    never saw) the magic bytes against the Content-Type the presigned POST pinned."""
+    if len(obj.data) != msg.bytes:
+        raise RejectedScan(Reason.SIZE_MISMATCH, f"stored {len(obj.data)} bytes, accepted {msg.bytes}")
+    if hashlib.sha256(obj.data).hexdigest() != msg.sha256:
+        raise RejectedScan(Reason.CHECKSUM_MISMATCH, "stored bytes differ from the bytes accepted")
+    if is_upload_key(msg.image_key):
+        fmt = imaging.sniff(obj.data)
+        if fmt is None:
+            raise RejectedScan(Reason.UNSUPPORTED_FORMAT, "the direct upload is not a JPEG or PNG image")
+        if CONTENT_TYPES[fmt] != obj.content_type:
+            raise RejectedScan(Reason.TYPE_MISMATCH, f"a {fmt} stored as {obj.content_type!r}")
 
 
 def process_scan(msg: ScanMessage, deps: Deps) -> Verdict:

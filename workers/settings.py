@@ -16,6 +16,9 @@ from pathlib import Path
 from workers.errors import SettingsError
 
 PREFIX = "TENDERSCAN_"
+# The built-in HMAC secret for API key digests: fine on a laptop, refused by `tenderscan api` on a
+# non-loopback interface (producer/commands/api.py). Set TENDERSCAN_KEY_HMAC_SECRET everywhere else.
+DEV_KEY_HMAC_SECRET = "dev-only-tenderscan-key-hmac-secret"
 DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parent.parent / "models" / "default" / "tenderscan-default.pt")
 
 
@@ -100,6 +103,17 @@ class Settings:
     s3_secret_key: str = field(default="tenderscan-secret", repr=False)
     s3_bucket: str = "tenderscan"  # scans/ and verdicts/ live here
     models_bucket: str = "tenderscan-models"  # the model registry
+    # --- transport security (workers/transport.py, docs/OPERATIONS.md "Transport security") -------
+    redis_tls_ca_file: str = ""  # rediss://: CA bundle that signed the Redis server's certificate
+    #                              (empty = the system trust store); used for the broker too
+    redis_tls_cert_file: str = ""  # rediss://: client certificate, when Redis asks for one (tls-auth-clients)
+    redis_tls_key_file: str = ""  # rediss://: its private key (a file mounted from a Secret)
+    redis_tls_insecure: bool = False  # development only: permits ssl_cert_reqs=none in a rediss:// URL
+    s3_ca_file: str = ""  # https:// S3 endpoint: CA bundle for boto3's verify= (empty = the system store)
+    # --- direct upload (producer/uploads.py) ------------------------------------------------------
+    s3_public_endpoint_url: str = ""  # the S3 endpoint POS devices reach, used in presigned POSTs;
+    #                                   empty = s3_endpoint_url (fine when both sides see the same host)
+    upload_expiry_s: int = 300  # a presigned POST (POST /v1/uploads) is good for this many seconds
     # --- edge -----------------------------------------------------------------------------------
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # sha256(key) -> tenant
     public_url: str = ""  # prefix for poll URLs in 202 answers; empty = relative URLs
@@ -107,6 +121,14 @@ class Settings:
     max_pixels: int = 24_000_000  # Pillow decompression-bomb cap (width * height)
     min_side: int = 32  # smaller images cannot hold a readable bill
     max_side: int = 8000  # longest accepted side in pixels
+    # --- tenants and limits (producer/tenants.py, producer/limits.py); a tenant record may override ---
+    key_hmac_secret: str = field(default=DEV_KEY_HMAC_SECRET, repr=False)  # API keys are stored as
+    #                                       HMAC-SHA256(this, key); changing it invalidates every registry key
+    tenant_refresh_s: int = 5  # the API re-reads the tenant registry (S3) this often: revocation bound
+    tenant_rate_per_s: float = 500.0  # requests per second per tenant, shared by all API replicas (0 = no limit)
+    tenant_burst: int = 1000  # token bucket size: requests a tenant may send at once
+    tenant_max_in_flight: int = 50_000  # scans accepted and not yet verdicted, per tenant (0 = no limit)
+    in_flight_ttl_s: int = 900  # an in-flight entry older than this ages out (a scan lost without a verdict)
     # --- verdicts -------------------------------------------------------------------------------
     verdict_ttl_s: int = 24 * 3600  # how long Redis keeps scan states and verdicts
     idempotency_ttl_s: int = 24 * 3600  # how long an Idempotency-Key is remembered
@@ -138,9 +160,23 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
 
+    def __post_init__(self) -> None:
+        # A rediss:// URL carries its TLS options as query parameters (redis-py and kombu read them
+        # there), so every Redis client built from it verifies the server: workers/transport.py.
+        from workers.transport import RedisTls, secure_redis_url
+
+        tls = RedisTls(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file,
+                       self.redis_tls_insecure)
+        object.__setattr__(self, "redis_url", secure_redis_url(self.redis_url, tls, PREFIX + "REDIS_URL"))
+        object.__setattr__(self, "broker_url", secure_redis_url(self.broker_url, tls, PREFIX + "BROKER_URL"))
+
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or self.redis_url
+
+    @property
+    def effective_s3_public_endpoint_url(self) -> str:
+        return self.s3_public_endpoint_url or self.s3_endpoint_url
 
     @property
     def effective_concurrency(self) -> int:
@@ -159,12 +195,25 @@ class Settings:
             s3_secret_key=_str(env, PREFIX + "S3_SECRET_KEY", d.s3_secret_key),
             s3_bucket=_str(env, PREFIX + "S3_BUCKET", d.s3_bucket),
             models_bucket=_str(env, PREFIX + "MODELS_BUCKET", d.models_bucket),
+            redis_tls_ca_file=_str(env, PREFIX + "REDIS_TLS_CA_FILE", d.redis_tls_ca_file),
+            redis_tls_cert_file=_str(env, PREFIX + "REDIS_TLS_CERT_FILE", d.redis_tls_cert_file),
+            redis_tls_key_file=_str(env, PREFIX + "REDIS_TLS_KEY_FILE", d.redis_tls_key_file),
+            redis_tls_insecure=_bool(env, PREFIX + "REDIS_TLS_INSECURE", d.redis_tls_insecure),
+            s3_ca_file=_str(env, PREFIX + "S3_CA_FILE", d.s3_ca_file),
+            s3_public_endpoint_url=_str(env, PREFIX + "S3_PUBLIC_ENDPOINT_URL", d.s3_public_endpoint_url).rstrip("/"),
+            upload_expiry_s=_int(env, PREFIX + "UPLOAD_EXPIRY_S", d.upload_expiry_s, 1),
             api_keys=parse_api_keys(env.get(PREFIX + "API_KEYS", "")),
             public_url=_str(env, PREFIX + "PUBLIC_URL", d.public_url).rstrip("/"),
             max_body_bytes=_int(env, PREFIX + "MAX_BODY_BYTES", d.max_body_bytes, 1),
             max_pixels=_int(env, PREFIX + "MAX_PIXELS", d.max_pixels, 1),
             min_side=_int(env, PREFIX + "MIN_SIDE", d.min_side, 1),
             max_side=_int(env, PREFIX + "MAX_SIDE", d.max_side, 1),
+            key_hmac_secret=_str(env, PREFIX + "KEY_HMAC_SECRET", d.key_hmac_secret),
+            tenant_refresh_s=_int(env, PREFIX + "TENANT_REFRESH_S", d.tenant_refresh_s, 1),
+            tenant_rate_per_s=_float(env, PREFIX + "TENANT_RATE_PER_S", d.tenant_rate_per_s, 0.0),
+            tenant_burst=_int(env, PREFIX + "TENANT_BURST", d.tenant_burst, 1),
+            tenant_max_in_flight=_int(env, PREFIX + "TENANT_MAX_IN_FLIGHT", d.tenant_max_in_flight, 0),
+            in_flight_ttl_s=_int(env, PREFIX + "IN_FLIGHT_TTL_S", d.in_flight_ttl_s, 1),
             verdict_ttl_s=_int(env, PREFIX + "VERDICT_TTL_S", d.verdict_ttl_s, 1),
             idempotency_ttl_s=_int(env, PREFIX + "IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, 1),
             model=_str(env, PREFIX + "MODEL", d.model),
@@ -209,6 +258,15 @@ class Settings:
             )
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        if len(self.key_hmac_secret) < 16:
+            raise SettingsError(f"{PREFIX}KEY_HMAC_SECRET must be at least 16 characters (32 random bytes, hex, advised)")
+        from workers.transport import RedisTls, validate_redis_tls, validate_s3_tls
+
+        validate_redis_tls(RedisTls(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file),
+                           {PREFIX + "REDIS_URL": self.redis_url, PREFIX + "BROKER_URL": self.effective_broker_url})
+        validate_s3_tls(self.s3_ca_file)
+        if self.upload_expiry_s > 3600:
+            raise SettingsError(f"{PREFIX}UPLOAD_EXPIRY_S must be at most 3600 (a presigned POST is a bearer grant)")
         for name in ("s3_bucket", "models_bucket"):
             value = getattr(self, name)
             if not (3 <= len(value) <= 63) or not value.replace("-", "").replace(".", "").isalnum():

@@ -1,7 +1,9 @@
 """`tenderscan submit IMAGE...` and `tenderscan status ID`: the Python client from a shell.
 
 The API URL and key come from --url / --key or TENDERSCAN_API_URL / TENDERSCAN_API_KEY.
-Output is a table, or JSON lines with --json (one object per scan).
+Output is a table, or JSON lines with --json (one object per scan). --direct-upload takes the POS
+path: a presigned POST per image (POST /v1/uploads), the bytes straight to S3, then the scan by
+reference (producer/uploads.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--terminal", required=True, help="terminal_id")
     p.add_argument("--wait", type=float, nargs="?", const=60.0, default=None, metavar="S",
                    help="wait up to S seconds (default 60) for each verdict")
+    p.add_argument("--direct-upload", action="store_true",
+                   help="upload each image to S3 with a presigned POST, then submit it by reference")
     _common(p)
     p.set_defaults(func=run_submit)
 
@@ -55,7 +59,8 @@ def run_submit(args: argparse.Namespace) -> int:
     with _client(args) as client:
         for path in args.images:
             try:
-                scan = client.submit(path, store_id=args.store, terminal_id=args.terminal)
+                submit = client.submit_direct if args.direct_upload else client.submit
+                scan = submit(path, store_id=args.store, terminal_id=args.terminal)
                 if args.wait is not None:
                     scan = _wait(client, scan["scan_id"], args.wait)
             except (ClientError, OSError) as exc:

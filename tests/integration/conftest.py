@@ -49,7 +49,7 @@ class Stack:
             svc.stop()
 
 
-def start_stack(tmp: Path, seaweedfs, redis_db: int, workers: int = 1) -> Stack:
+def start_stack(tmp: Path, seaweedfs, redis_db: int, workers: int = 1, extra_env: dict[str, str] | None = None) -> Stack:
     redis_url = f"redis://127.0.0.1:6379/{redis_db}"
     if not devstack.redis_answers(redis_url):
         pytest.fail(f"Redis does not answer at {redis_url}")
@@ -72,6 +72,7 @@ def start_stack(tmp: Path, seaweedfs, redis_db: int, workers: int = 1) -> Stack:
         TENDERSCAN_MODELS_BUCKET=settings.models_bucket,
         TENDERSCAN_API_KEYS=",".join(f"{t}:{hashlib.sha256(k.encode()).hexdigest()}" for t, k in TENANT_KEYS.items()),
         TENDERSCAN_LOG_JSON="true",
+        **(extra_env or {}),
     )
     logs = tmp / "logs"
     port = devstack.free_port()
