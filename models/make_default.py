@@ -93,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.make_default", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--train-count", type=int, default=12000)
-    ap.add_argument("--val-count", type=int, default=2500)
+    ap.add_argument("--train-count", type=int, default=20000)
+    ap.add_argument("--val-count", type=int, default=4000)
     ap.add_argument("--test-count", type=int, default=6000, help="default-capture test scans (1/3 per severity)")
     ap.add_argument("--harsh-count", type=int, default=3000)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0, help="weight init and batch order")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--version", default="default-1")
+    ap.add_argument("--version", default="default-2")
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--cache", type=Path, default=None,
                     help="reuse synthesized sets from this folder (keyed by seed, count, preset and generator source)")

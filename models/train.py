@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from models.data import ScanSet
-from models.decision import Thresholds, choose_thresholds
+from models.decision import Thresholds, choose_sign_thresholds, choose_thresholds
 from models.metrics import roc_auc
 from models.net import BillNet, NetConfig
 from models.synth import DENOMINATIONS, GENERATOR_VERSION, SIGN_NAMES
@@ -44,6 +44,8 @@ class TrainConfig:
     threads: int = 2  # torch CPU threads
     max_false_reject: float = 0.005  # limits for the three-way decision thresholds
     max_miss: float = 0.005
+    threshold_safety: float = 0.5  # aim the thresholds at safety x the limits on validation (see models.decision)
+    sign_max_false_alarm: float = 0.005  # per-sign thresholds: false alarms allowed on notes without the sign
     net: NetConfig = field(default_factory=NetConfig)
 
 
@@ -206,8 +208,9 @@ def train(train_set: ScanSet, val_set: ScanSet, cfg: TrainConfig, params: Prepro
         log.info("epoch_done", **{k: v for k, v in row.items() if not isinstance(v, dict)})
     wall = time.perf_counter() - t_start
     val_metrics, p = validate(model, val_set, params, device)
+    sign_thresholds = choose_sign_thresholds(p["signs"], val_set.signs.numpy(), SIGN_NAMES, cfg.sign_max_false_alarm)
     thresholds = choose_thresholds(p["p_counterfeit"], val_set.counterfeit.numpy() > 0.5, cfg.max_false_reject,
-                                   cfg.max_miss, sign_thresholds={n: 0.5 for n in SIGN_NAMES})
+                                   cfg.max_miss, sign_thresholds=sign_thresholds, safety=cfg.threshold_safety)
     metrics = {
         **val_metrics,
         "device": str(device),

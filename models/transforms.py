@@ -3,7 +3,8 @@
 Training, evaluation and serving all go through here, in two stages so that training can cache
 the cheap-to-store stage:
 
-    to_uint8(image, params)   PIL RGB [h, w]  -> uint8 tensor [3, H, W]   (resize to the model's size)
+    to_uint8(image, params)   PIL RGB [h, w]  -> uint8 tensor [3, H, W]   (canonical view at the model's size:
+                              note found, straightened, cropped, lighting flattened; `models.canonical`)
     normalize(x, params)      uint8 [..., 3, H, W] -> float32, (x / 255 - mean) / std
     preprocess_image = normalize(to_uint8(...))
 
@@ -18,17 +19,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.canonical import flatten, rectify
+
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
              "box": Image.Resampling.BOX}
 
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    height: int = 112  # model input rows
-    width: int = 256  # model input columns (scans are landscape, about 9:20)
+    height: int = 64  # model input rows
+    width: int = 144  # model input columns: the note's own aspect, 9:4 (576 x 256 source pixels)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per channel, on the 0..1 scale
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     resample: str = "bilinear"  # Pillow filter used to resize (antialiased when shrinking)
+    canonicalize: bool = True  # rectify + flatten (models.canonical) instead of resizing the whole scan
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -38,13 +42,17 @@ class PreprocessParams:
     @classmethod
     def from_dict(cls, d: dict) -> PreprocessParams:
         return cls(height=int(d["height"]), width=int(d["width"]), mean=tuple(float(v) for v in d["mean"]),
-                   std=tuple(float(v) for v in d["std"]), resample=str(d.get("resample", "bilinear")))
+                   std=tuple(float(v) for v in d["std"]), resample=str(d.get("resample", "bilinear")),
+                   canonicalize=bool(d.get("canonicalize", False)))
 
 
 def to_uint8(image: Image.Image, params: PreprocessParams) -> torch.Tensor:
     """Any-size image -> uint8 [3, H, W]. Aspect ratio is not kept: scans are all about 9:20."""
     if image.mode != "RGB":
         image = image.convert("RGB")
+    if params.canonicalize:
+        pixels = flatten(np.asarray(rectify(image, params.height, params.width), dtype=np.uint8))
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
     if image.size != (params.width, params.height):
         image = image.resize((params.width, params.height), _RESAMPLE[params.resample])
     return torch.from_numpy(np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)))

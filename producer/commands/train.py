@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     p.add_argument("--version", default="dev")
     p.add_argument("--max-false-reject", type=float, default=0.005, help="limit for the decision thresholds")
     p.add_argument("--max-miss", type=float, default=0.005, help="limit for the decision thresholds")
+    p.add_argument("--threshold-safety", type=float, default=0.5,
+                   help="aim the thresholds at this share of the limits on validation (1 = exactly at the limits)")
+    p.add_argument("--sign-max-false-alarm", type=float, default=0.005,
+                   help="per-sign thresholds: false alarms allowed among validation notes without the sign")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         val_set = load_folder(args.val_dir, params, args.workers, progress)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       device=args.device, threads=args.threads, max_false_reject=args.max_false_reject,
-                      max_miss=args.max_miss)
+                      max_miss=args.max_miss, threshold_safety=args.threshold_safety,
+                      sign_max_false_alarm=args.sign_max_false_alarm)
     result = train(train_set, val_set, cfg, params, progress)
     digest = save(result, args.out, name=args.name, version=args.version)
     m = result.metrics

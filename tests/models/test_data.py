@@ -11,7 +11,7 @@ def test_folder_and_memory_give_the_same_tensors(tmp_path):
     generate(folder_sink(tmp_path), 6, seed=8, workers=1, progress=False)
     a = load_folder(tmp_path, params, workers=1, progress=False)
     b = synthesize(6, 8, params, workers=1, progress=False)
-    assert a.images.shape == (6, 3, 112, 256) and a.images.dtype == torch.uint8
+    assert a.images.shape == (6, 3, params.height, params.width) and a.images.dtype == torch.uint8
     assert torch.equal(a.images, b.images)
     assert a.manifest_sha256 == b.manifest_sha256
     assert torch.equal(a.signs, b.signs) and torch.equal(a.counterfeit, b.counterfeit)

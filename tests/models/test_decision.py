@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from models.decision import Thresholds, choose_thresholds, decide, decide_many
+from models.decision import Thresholds, choose_sign_thresholds, choose_thresholds, decide, decide_many
 
 
 def test_three_way_decision():
@@ -30,10 +31,50 @@ def test_overlap_goes_to_review_and_limits_hold():
     rng = np.random.default_rng(0)
     p = np.r_[rng.beta(2, 8, 2000), rng.beta(8, 2, 2000)]
     y = np.r_[np.zeros(2000, bool), np.ones(2000, bool)]
-    th = choose_thresholds(p, y, max_false_reject=0.005, max_miss=0.005)
+    th = choose_thresholds(p, y, max_false_reject=0.005, max_miss=0.005, safety=1.0)
     d = decide_many(p, th)
     gen_auto = ~y & (d != "review")
     cf_auto = y & (d != "review")
     assert ((d == "counterfeit") & ~y).sum() / gen_auto.sum() <= 0.005
     assert ((d == "genuine") & y).sum() / cf_auto.sum() <= 0.005
     assert 0.0 < (d == "review").mean() < 0.5
+
+
+def _rates(p, y, th):
+    d = decide_many(p, th)
+    frr = ((d == "counterfeit") & ~y).sum() / (~y & (d != "review")).sum()
+    miss = ((d == "genuine") & y).sum() / (y & (d != "review")).sum()
+    return frr, miss, (d == "review").mean()
+
+
+def test_safety_margin_aims_below_the_limits_at_the_cost_of_review():
+    rng = np.random.default_rng(1)
+    p = np.r_[rng.beta(2, 8, 4000), rng.beta(8, 2, 4000)]
+    y = np.r_[np.zeros(4000, bool), np.ones(4000, bool)]
+    exact = choose_thresholds(p, y, safety=1.0)
+    half = choose_thresholds(p, y, safety=0.5)
+    frr_e, miss_e, review_e = _rates(p, y, exact)
+    frr_h, miss_h, review_h = _rates(p, y, half)
+    assert frr_h <= 0.0025 and miss_h <= 0.0025
+    assert frr_e > 0.0025 or miss_e > 0.0025  # the exact cut uses the room the margin gives up
+    assert review_h > review_e
+    with pytest.raises(ValueError):
+        choose_thresholds(p, y, safety=0.0)
+
+
+def test_sign_thresholds_bound_false_alarms_and_stay_in_range():
+    rng = np.random.default_rng(2)
+    n = 2000
+    truth = np.zeros((n, 2))
+    truth[:500, 0] = 1
+    truth[:1000, 1] = 1
+    probs = np.empty((n, 2))
+    probs[:, 0] = np.where(truth[:, 0] > 0, rng.uniform(0.2, 1.0, n), rng.uniform(0.0, 0.3, n))  # overlaps 0.2..0.3
+    probs[:, 1] = np.where(truth[:, 1] > 0, rng.uniform(0.8, 1.0, n), rng.uniform(0.0, 0.01, n))  # separable
+    th = choose_sign_thresholds(probs, truth, ["a", "b"], max_false_alarm=0.01, floor=0.05)
+    negatives_a = probs[truth[:, 0] == 0, 0]
+    assert (negatives_a > th["a"]).mean() <= 0.01
+    assert 0.25 < th["a"] < 0.3  # as low as the limit allows: the top 1 % of negatives lie above 0.297
+    assert th["b"] == 0.05  # separable: the floor
+    lifted = choose_sign_thresholds(probs * 0 + 0.9, truth, ["a", "b"], max_false_alarm=0.01)
+    assert lifted == {"a": 0.5, "b": 0.5}  # never above 0.5

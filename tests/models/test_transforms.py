@@ -19,8 +19,8 @@ def test_any_input_size_gives_the_model_size():
 
 def test_grey_and_rgba_inputs_are_converted():
     params = PreprocessParams()
-    assert preprocess_image(Image.new("L", (640, 288), 128), params).shape == (3, 112, 256)
-    assert preprocess_image(Image.new("RGBA", (640, 288)), params).shape == (3, 112, 256)
+    assert preprocess_image(Image.new("L", (640, 288), 128), params).shape == (3, params.height, params.width)
+    assert preprocess_image(Image.new("RGBA", (640, 288)), params).shape == (3, params.height, params.width)
 
 
 def test_normalize_maps_mean_to_zero():
