@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import random
 import subprocess
 import sys
 
@@ -66,17 +65,7 @@ def test_worker_app_registers_the_task_with_late_acks():
     task = worker_app.tasks[contract.TASK_NAME]
     assert task.name == tasks.process_scan.name
     assert task.acks_late is True and task.ignore_result is True and task.max_retries == tasks.MAX_RETRIES
-
-
-def test_backoff_grows_exponentially_with_jitter_and_a_cap():
-    from workers import tasks
-
-    rng = random.Random(7)
-    for retries in range(10):
-        base = min(tasks.BACKOFF_CAP_S, tasks.BACKOFF_BASE_S * 2 ** retries)
-        for _ in range(20):
-            assert 0.5 * base <= tasks.backoff_s(retries, rng) <= 1.5 * base
-    assert len({round(tasks.backoff_s(3, rng), 6) for _ in range(20)}) > 1  # jittered, not lockstep
+    assert tasks.MAX_RETRIES is None and tasks.POLICY.max_retries > 0  # retrying.py bounds retries, not Celery
 
 
 def test_producer_side_import_stays_torch_free():
@@ -147,6 +136,36 @@ def test_the_multi_scan_task_retries_the_message_when_a_scan_fails(multi_deps):
 
     msgs = [_tiny_scan(multi_deps) for _ in range(2)]
     multi_deps.objects.down = True
-    with pytest.raises(StorageUnavailable):  # called directly, Task.retry re-raises the cause
-        tasks.process_scans({"v": 1, "scans": [m.encode() for m in msgs]})
+    for _ in range(3 * multi_deps.max_attempts):  # an outage longer than the poison cap
+        with pytest.raises(StorageUnavailable):  # called directly, Task.retry re-raises the cause
+            tasks.process_scans({"v": 1, "scans": [m.encode() for m in msgs]})
     assert all(multi_deps.verdicts.get_verdict(m.scan_id) is None for m in msgs)  # nothing acked as done
+    assert all(multi_deps.verdicts.get_scan(m.scan_id)["attempts"] == "0" for m in msgs)  # outages refunded
+    multi_deps.objects.down = False
+    counts = tasks.process_scans({"v": 1, "scans": [m.encode() for m in msgs]})
+    assert sum(counts.values()) == 2 and "failed" not in counts and "error" not in counts
+    assert {multi_deps.verdicts.get_verdict(m.scan_id).attempt for m in msgs} == {1}
+
+
+def test_the_multi_scan_task_ends_scans_after_the_transient_window(multi_deps, monkeypatch):
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from workers import pipeline, tasks
+    from workers.errors import StorageUnavailable
+    from workers.publish import audit_key
+
+    msgs = [_tiny_scan(multi_deps) for _ in range(2)]
+    multi_deps.objects.down = True
+    with pytest.raises(StorageUnavailable):
+        tasks.process_scans({"v": 1, "scans": [m.encode() for m in msgs]})
+    later = replace(multi_deps, clock=lambda: pipeline._now() + timedelta(seconds=tasks.POLICY.window_s + 1))
+    monkeypatch.setattr(tasks, "deps", lambda: later)
+    with pytest.raises(StorageUnavailable):  # the error verdicts are in Redis, their audit records are not yet
+        tasks.process_scans({"v": 1, "scans": [m.encode() for m in msgs]})
+    multi_deps.objects.down = False
+    assert tasks.process_scans({"v": 1, "scans": [m.encode() for m in msgs]}) == {"error": 2}
+    for m in msgs:
+        v = later.verdicts.get_verdict(m.scan_id)
+        assert (v.decision, v.reason) == ("error", "infrastructure_unavailable") and "window" in v.detail
+        assert later.objects.get(audit_key(v)).data == v.encode().encode()

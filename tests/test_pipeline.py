@@ -21,7 +21,7 @@ from tests.concurrency import call_concurrently
 from tests.test_inference import twin_model
 from workers import contract, imaging, pipeline
 from workers.contract import ScanMessage, Verdict
-from workers.errors import StorageUnavailable
+from workers.errors import StorageUnavailable, StoreUnavailable
 from workers.inference import ModelRunner
 from workers.publish import audit_key
 from workers.storage import MemoryObjectStore
@@ -166,8 +166,81 @@ def test_store_outage_propagates_as_transient_and_writes_nothing(env):
         pipeline.process_scan(msg, env)
     env.objects.down = False
     assert env.verdicts.get_verdict(msg.scan_id) is None
-    retried = pipeline.process_scan(msg, env)  # the retry succeeds and counts its attempt
-    assert retried.decision == "counterfeit" and retried.attempt == 2
+    retried = pipeline.process_scan(msg, env)  # the retry succeeds; the outage's delivery was refunded
+    assert retried.decision == "counterfeit" and retried.attempt == 1
+
+
+def test_an_outage_longer_than_the_poison_cap_spends_none_of_it(env):
+    deps = replace(env, max_attempts=2)
+    msg = scan(deps, jpeg(240))
+    deps.objects.down = True
+    for _ in range(10):  # ten deliveries, each ending in the outage
+        with pytest.raises(StorageUnavailable):
+            pipeline.process_scan(msg, deps)
+    state = deps.verdicts.get_scan(msg.scan_id)
+    assert state["attempts"] == "0" and state["transient_failures"] == "10" and state["transient_since"]
+    deps.objects.down = False
+    v = pipeline.process_scan(msg, deps)
+    assert (v.decision, v.attempt) == ("counterfeit", 1)
+    assert_published(deps, v)
+
+
+def test_an_outage_at_publish_refunds_too_and_the_redelivery_writes_the_audit_record(env):
+    msg = scan(env, jpeg(240))
+
+    class AuditDown(MemoryObjectStore):
+        def put(self, *args, **kwargs):
+            raise StorageUnavailable("S3 503 on the audit PUT")
+
+    deps = replace(env, objects=AuditDown(bucket="scans", objects=env.objects.objects))  # same bucket, PUTs fail
+    with pytest.raises(StorageUnavailable):
+        pipeline.process_scan(msg, deps)
+    assert env.verdicts.get_scan(msg.scan_id)["attempts"] == "0"
+    v = pipeline.process_scan(msg, env)  # the verdict is in Redis already: only the audit record is written
+    assert v.attempt == 1
+    assert_published(env, v)
+
+
+def test_a_refund_that_fails_leaves_the_attempt_counted_and_the_outage_still_propagates(env):
+    msg = scan(env, jpeg(240))
+
+    class RefundFails(VerdictStore):
+        def refund_attempts(self, scan_ids, at):
+            raise StoreUnavailable("Redis unavailable (ConnectionError)")
+
+    deps = replace(env, verdicts=RefundFails(env.verdicts.r, ttl_s=600))
+    deps.objects.down = True
+    with pytest.raises(StorageUnavailable):  # the outage, not the refund's failure
+        pipeline.process_scan(msg, deps)
+    assert env.verdicts.get_scan(msg.scan_id)["attempts"] == "1"  # best effort: counted
+
+
+def test_a_scan_failing_for_its_own_reason_every_time_still_spends_its_attempts(env):
+    deps = replace(env, max_attempts=2)
+    msg = replace(scan(deps, jpeg(240)), deadline="not a time")  # every delivery raises ValueError
+    for n in (1, 2):
+        with pytest.raises(ValueError):
+            pipeline.process_scan(msg, deps)
+        assert deps.verdicts.get_scan(msg.scan_id)["attempts"] == str(n)
+    v = pipeline.process_scan(msg, deps)  # the third delivery is past the cap: poison
+    assert (v.decision, v.reason, v.attempt) == ("error", "internal_error", 3)
+
+
+def test_an_inference_timeout_is_a_hang_and_spends_its_attempt(env):
+    from workers.inference import InferenceTimeout
+
+    class Stuck:
+        model_ref, thresholds = env.runner.model_ref, env.runner.thresholds
+        preprocess = staticmethod(env.runner.preprocess)
+
+        def infer(self, x):
+            raise InferenceTimeout("no forward pass within 60s")
+
+    deps = replace(env, runner=Stuck())
+    msg = scan(deps, jpeg(240))
+    with pytest.raises(InferenceTimeout):
+        pipeline.process_scan(msg, deps)
+    assert deps.verdicts.get_scan(msg.scan_id)["attempts"] == "1"
 
 
 def test_a_scan_delivered_too_often_is_rejected_as_poison_without_inference(env):
@@ -233,6 +306,8 @@ def test_process_scans_returns_a_transient_failure_in_its_own_slot(env):
     env.objects.down = False
     assert all(isinstance(o, StorageUnavailable) for o in out)
     assert env.verdicts.get_verdict(good.scan_id) is None  # nothing stored: the message is retried
+    state = env.verdicts.get_scan(good.scan_id)
+    assert state["attempts"] == "0" and state["transient_failures"] == "1"  # the outage was refunded
 
 
 def direct_upload(deps, data: bytes, content_type: str = "image/jpeg", *, sha256: str | None = None,

@@ -52,6 +52,18 @@ def test_stale_scan_without_verdict_is_requeued_once_per_interval(world):
     assert again.fresh == 1 and len(sent) == 1  # requeued_at resets the clock
 
 
+def test_a_scan_retrying_through_an_outage_is_not_requeued_until_its_retries_stop(world):
+    objects, verdicts = world
+    msg = accepted(objects, verdicts)  # submitted 120 s ago: stale by submission time alone
+    verdicts.mark_processing(msg.scan_id)
+    verdicts.refund_attempt(msg.scan_id, contract.utcnow())  # a delivery just ended in an outage
+    sent = []
+    assert reconcile_once(objects, verdicts, sent.append, stale_after_s=60).fresh == 1 and not sent
+    long_ago = (contract.parse_time(contract.utcnow()) - timedelta(seconds=61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    verdicts.r.hset(contract.scan_key(msg.scan_id), "transient_at", long_ago)  # its retry message was lost
+    assert reconcile_once(objects, verdicts, sent.append, stale_after_s=60).requeued == [msg.scan_id]
+
+
 def test_fresh_and_finished_scans_are_left_alone(world):
     objects, verdicts = world
     accepted(objects, verdicts, age_s=5)

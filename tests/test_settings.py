@@ -32,10 +32,24 @@ def test_values_come_from_the_environment():
     ("TENDERSCAN_S3_BUCKET", "x"),
     ("TENDERSCAN_VISIBILITY_TIMEOUT_S", "60"),
     ("TENDERSCAN_API_KEYS", "acme:notahash"),
+    ("TENDERSCAN_TRANSIENT_RETRY_WINDOW_S", "0"),
+    ("TENDERSCAN_TRANSIENT_RETRY_WINDOW_S", "86400"),  # not below VERDICT_TTL_S: the scan state would expire
 ])
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name.removeprefix("TENDERSCAN_").split("_")[0]):
         Settings.from_env({name: value})
+
+
+def test_retry_pauses_stay_below_the_reconcilers_staleness_and_inside_the_visibility_timeout():
+    s = Settings.from_env({})
+    assert s.transient_retry_window_s == 900 and s.retry_backoff_cap_s == 30  # half of stale_after (60)
+    assert Settings.from_env({"TENDERSCAN_RECONCILE_STALE_AFTER_S": "600"}).retry_backoff_cap_s == 60
+    # a retry waits up to 1.5 x cap while its worker holds the message: the visibility timeout must cover it
+    with pytest.raises(SettingsError, match="VISIBILITY_TIMEOUT_S .* longest retry pause"):
+        Settings.from_env({"TENDERSCAN_RECONCILE_STALE_AFTER_S": "600", "TENDERSCAN_TASK_TIME_LIMIT_S": "60",
+                           "TENDERSCAN_TASK_SOFT_TIME_LIMIT_S": "60", "TENDERSCAN_VISIBILITY_TIMEOUT_S": "140"})
+    Settings.from_env({"TENDERSCAN_TASK_TIME_LIMIT_S": "60", "TENDERSCAN_TASK_SOFT_TIME_LIMIT_S": "60",
+                       "TENDERSCAN_VISIBILITY_TIMEOUT_S": "140"})  # cap 30: 60 + 45 < 140
 
 
 def test_settings_are_frozen():

@@ -39,6 +39,25 @@ def test_scan_lifecycle(vs):
     assert 0 < vs.r.ttl(contract.scan_key(msg.scan_id)) <= 60
 
 
+def test_an_outage_refunds_the_attempt_and_records_when_outages_began(vs):
+    msg = _msg()
+    vs.create_scan(msg)
+    assert vs.mark_processing(msg.scan_id) == 1
+    assert vs.refund_attempt(msg.scan_id, "2026-01-01T00:00:00.000000Z") is True
+    assert vs.mark_processing(msg.scan_id) == 1  # the outage's delivery did not count
+    assert vs.refund_attempts([msg.scan_id], "2026-01-01T00:05:00.000000Z") == [True]
+    state = vs.get_scan(msg.scan_id)
+    assert state["attempts"] == "0" and state["transient_failures"] == "2"
+    assert state["transient_since"] == "2026-01-01T00:00:00.000000Z"  # the first outage
+    assert state["transient_at"] == "2026-01-01T00:05:00.000000Z"  # the last one
+    vs.refund_attempt(msg.scan_id, "2026-01-01T00:06:00.000000Z")
+    assert vs.get_scan(msg.scan_id)["attempts"] == "0"  # never below zero
+    lost = _msg()  # Redis lost this scan's state: nothing is created (it would have no TTL)
+    assert vs.refund_attempts([lost.scan_id, msg.scan_id], contract.utcnow()) == [False, True]
+    assert vs.get_scan(lost.scan_id) is None
+    assert vs.get_scans([msg.scan_id, lost.scan_id])[1] is None
+
+
 def test_first_verdict_wins_even_under_a_race(vs):
     msg = _msg()
     vs.create_scan(msg)

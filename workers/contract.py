@@ -4,7 +4,9 @@ Every Redis key, S3 key layout, TTL-bearing record, queue and task name, status 
 lives here, with the message and verdict schemas. Change a schema → bump its version.
 
 Redis keys (all prefixed `ts:`):
-    ts:scan:{scan_id}          hash   scan state: tenant, status, store/terminal, image ref (TTL verdict_ttl_s)
+    ts:scan:{scan_id}          hash   scan state: tenant, status, store/terminal, image ref (TTL verdict_ttl_s);
+                                      attempts (deliveries that count toward the poison cap), and after an
+                                      outage transient_failures, transient_since, transient_at (ISO times)
     ts:verdict:{scan_id}       string the verdict JSON; written once with SET NX (TTL verdict_ttl_s)
     ts:done:{scan_id}          pubsub channel; a message is published when the verdict lands
     ts:idem:{tenant}:{key}     string {scan_id, sha256} of an Idempotency-Key (TTL idempotency_ttl_s)
@@ -65,7 +67,8 @@ class Decision(StrEnum):
     REVIEW = "review"  # the model is unsure: a person must look at the bill
     REJECTED = "rejected"  # the scan could not be judged (bad image); `reason` says why
     EXPIRED = "expired"  # dequeued after its deadline; no inference was run
-    ERROR = "error"  # a poison scan: it failed its worker max_attempts times; terminal
+    ERROR = "error"  # terminal: a poison scan (failed its worker max_attempts times, reason internal_error)
+    #                  or one S3/Redis kept failing for the transient retry window (infrastructure_unavailable)
 
 
 class Reason(StrEnum):
@@ -84,6 +87,8 @@ class Reason(StrEnum):
     BAD_MESSAGE = "bad_message"  # the queue message does not decode
     DEADLINE_EXCEEDED = "deadline_exceeded"  # dequeued after the scan's deadline
     INTERNAL_ERROR = "internal_error"  # a poison scan: it kept failing its worker
+    INFRASTRUCTURE_UNAVAILABLE = "infrastructure_unavailable"  # S3 or Redis kept failing for the whole
+    #                                                            transient retry window (TRANSIENT_RETRY_WINDOW_S)
 
 
 # --- Redis keys ---------------------------------------------------------------------------------

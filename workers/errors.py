@@ -3,8 +3,9 @@
     TenderscanError
     ├── SettingsError            bad configuration: fail at start, name the variable
     ├── TransientError           retry with backoff; at the edge, 503 + Retry-After
-    │   ├── StorageUnavailable   S3 unreachable, throttling, 5xx
-    │   └── StoreUnavailable     Redis unreachable or timing out
+    │   ├── StorageUnavailable   S3 unreachable, throttling, 5xx            } an outage: does not spend the
+    │   ├── StoreUnavailable     Redis unreachable or timing out            } scan's poison budget (workers/retrying.py)
+    │   └── InferenceTimeout     no forward pass in time (workers/inference.py): a hang, spends an attempt
     ├── RejectedScan             permanent bad input: a `rejected` verdict with a reason code, never retried
     │   └── ContractError        a message or record that does not decode
     └── StorageError             an S3 answer we did not expect (permissions, bad bucket): operator action
@@ -28,6 +29,11 @@ class SettingsError(TenderscanError):
 class TransientError(TenderscanError):
     """Worth retrying: the same call may succeed in a moment."""
 
+    # Does a delivery that ends in this error count toward the scan's poison cap (max_attempts)?
+    # No for outages of the services around the worker: they say nothing about the scan, and are
+    # bounded by the transient retry window instead (workers/retrying.py, docs/RELIABILITY.md).
+    spends_attempt = False
+
 
 class StorageUnavailable(TransientError):
     """The object store did not answer, or answered with a retryable status."""
@@ -35,6 +41,11 @@ class StorageUnavailable(TransientError):
 
 class StoreUnavailable(TransientError):
     """Redis did not answer in time."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A transient error that does not spend the scan's poison budget (TransientError.spends_attempt)."""
+    return isinstance(exc, TransientError) and not exc.spends_attempt
 
 
 class StorageError(TenderscanError):

@@ -41,6 +41,8 @@ MODEL_CACHE_DIR = Path(tempfile.gettempdir()) / "tenderscan-models"  # registry 
 class InferenceTimeout(TransientError):
     """A scan's batch did not run within the task's time budget (the runner is stuck or overloaded)."""
 
+    spends_attempt = True  # a hang, not an outage: a scan that hangs the runner every time is poison
+
 
 @dataclass(frozen=True)
 class LoadedModel:

@@ -16,7 +16,10 @@
       decide, publish          -> Redis SET NX first, then the winner to S3
 
 Every bad input ends in its own `rejected` verdict; TransientError (Redis, S3, a stuck runner)
-propagates so the task retries. Nothing here knows about Celery.
+propagates so the task retries. A delivery that ends in an outage (S3 or Redis: errors.is_outage)
+gives back the attempt mark_processing counted, best effort (`_refund`): the poison cap counts
+deliveries that crashed, hung or failed for a reason of the scan's own, never outages; the task
+bounds outages by time instead (workers/retrying.py). Nothing here knows about Celery.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from workers.contract import (
     is_upload_key,
     parse_time,
 )
-from workers.errors import ObjectNotFound, RejectedScan
+from workers.errors import ObjectNotFound, RejectedScan, TransientError, is_outage
 from workers.publish import publish, write_audit
 from workers.settings import Settings
 from workers.storage import ObjectStore, S3ObjectStore, StoredObject, TooLarge, s3_client
@@ -155,11 +158,28 @@ def process_scan(msg: ScanMessage, deps: Deps) -> Verdict:
         log.info("scan_redelivered", decision=existing.decision, attempt=existing.attempt)
         return existing
     attempt = deps.verdicts.mark_processing(msg.scan_id)
-    verdict, queue_wait_ms = _judge(msg, deps, attempt, stages)
-    winner = publish(verdict, deps.verdicts, deps.objects)
+    try:
+        verdict, queue_wait_ms = _judge(msg, deps, attempt, stages)
+        winner = publish(verdict, deps.verdicts, deps.objects)
+    except TransientError as exc:
+        if is_outage(exc):
+            _refund([msg.scan_id], deps, exc)
+        raise
     stages.lap("publish")
     _done(winner, attempt, queue_wait_ms, stages)
     return winner
+
+
+def _refund(scan_ids: list[str], deps: Deps, error: BaseException) -> None:
+    """Give back the attempts of deliveries that ended in an outage. Best effort: when Redis is what is
+    down the refund fails too, and that delivery stays counted (logged; docs/RELIABILITY.md)."""
+    if not scan_ids:
+        return
+    try:
+        deps.verdicts.refund_attempts(scan_ids, iso(deps.clock()))
+    except TransientError as exc:
+        log.warning("attempt_refund_failed", scans=len(scan_ids), outage=type(error).__name__,
+                    error=type(exc).__name__)
 
 
 def _done(winner: Verdict, attempt: int, queue_wait_ms: float, stages: _Stages) -> None:
@@ -253,7 +273,8 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     """The scans of one multi-scan message, each with its own outcome, with Redis round trips per message.
 
         MGET the verdicts              one round trip; a scan that has one is a redelivery (audit only)
-        mark_processing, pipelined     one round trip; attempt numbers
+        mark_processing, pipelined     one round trip; attempt numbers (refunded, pipelined, for the
+                                       scans whose outcome is an outage: is_outage)
         fetch + decode on executor     PREPARE_CHUNK scans per job; each scan then goes to the batcher
                                        without waiting, so a message's scans fill batches together
         SET NX the verdicts, pipelined one round trip (the same Lua script as publish)
@@ -316,6 +337,9 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
         except Exception as exc:  # noqa: BLE001 - the verdicts are stored; a redelivery writes the audits
             for i in idx if isinstance(idx, list) else [idx]:
                 out[i] = exc
+    outages = [i for i in todo if is_outage(out[i])]
+    if outages:  # those scans give back the attempt this delivery counted
+        _refund([msgs[i].scan_id for i in outages], deps, out[outages[0]])
     publish_ms = round((time.monotonic() - publish_started) * 1000, 2)  # the message's pipelined publish
     for (i, attempt, stages, _, queue_wait_ms), (winner, _) in zip(ready, saved, strict=True):
         if out[i] is None:
@@ -326,11 +350,14 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     return out  # type: ignore[return-value]
 
 
-def fail_scan(msg: ScanMessage, deps: Deps, detail: str) -> Verdict:
-    """Give up on a scan that kept failing (retries exhausted): a terminal `error` verdict (internal_error)."""
-    attempt = int((deps.verdicts.get_scan(msg.scan_id) or {}).get("attempts") or 1)
+def fail_scan(msg: ScanMessage, deps: Deps, detail: str, reason: Reason = Reason.INTERNAL_ERROR,
+              attempt: int | None = None) -> Verdict:
+    """Give up on a scan: a terminal `error` verdict. internal_error: it kept failing (poison);
+    infrastructure_unavailable: S3 or Redis kept failing for the whole transient retry window."""
+    if attempt is None:
+        attempt = int((deps.verdicts.get_scan(msg.scan_id) or {}).get("attempts") or 1)
     now = iso(deps.clock())
-    verdict = unjudged_verdict(msg, Decision.ERROR, Reason.INTERNAL_ERROR, detail, attempt, now, now)
+    verdict = unjudged_verdict(msg, Decision.ERROR, reason, detail, max(attempt, 1), now, now)
     winner = publish(verdict, deps.verdicts, deps.objects)
     log.warning("scan_failed", decision=winner.decision, reason=winner.reason, attempt=attempt)
     return winner

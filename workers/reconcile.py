@@ -13,6 +13,8 @@ worker died holding it. For each such scan:
 A re-enqueued scan that was only slow is processed twice; the verdict store's SET NX makes the
 second run return the first verdict, so a duplicate is harmless. The poison cap (max_attempts,
 counted at dequeue by the pipeline) ends a scan that keeps killing workers with an `error` verdict.
+A scan retrying through an outage is not stale: each delivery that ends in one stamps `transient_at`,
+and its retry fires within the backoff cap, which Settings keeps below stale_after (workers/retrying.py).
 
 `reconcile_once` is a plain function (`tenderscan reconcile` calls it); `Reconciler` runs it
 periodically inside a worker, holding a short Redis lock so one worker per interval does the work.
@@ -82,12 +84,18 @@ def reconcile_once(objects: ObjectStore, verdicts: VerdictStore, enqueue: Callab
     return report
 
 
+def last_activity(msg: ScanMessage, state: dict[str, str]) -> datetime:
+    """When someone last did something about this scan: submitted, re-enqueued here, or a delivery that
+    ended in an outage (its retry is scheduled within the backoff cap, which is below stale_after)."""
+    times = [msg.submitted_at, state.get("requeued_at"), state.get("transient_at")]
+    return max(contract.parse_time(t) for t in times if t)
+
+
 def _reconcile_scan(msg: ScanMessage, objects: ObjectStore, verdicts: VerdictStore,
                     enqueue: Callable[[ScanMessage], None], now: datetime, stale_after_s: float,
                     report: Report, dry_run: bool) -> None:
     state = verdicts.get_scan(msg.scan_id) or {}
-    last = state.get("requeued_at") or msg.submitted_at
-    if (now - contract.parse_time(last)).total_seconds() < stale_after_s:
+    if (now - last_activity(msg, state)).total_seconds() < stale_after_s:
         report.fresh += 1  # possibly a worker between its Redis verdict and its audit record: leave it
         return
     verdict = verdicts.get_verdict(msg.scan_id)

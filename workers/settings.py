@@ -141,7 +141,10 @@ class Settings:
     task_soft_time_limit_s: int = 60  # a scan taking longer than this is failed and redelivered
     task_time_limit_s: int = 90  # hard kill
     visibility_timeout_s: int = 300  # Redis redelivers an unacked message after this long
-    max_attempts: int = 5  # deliveries of one scan before it is judged poison (an `error` verdict)
+    max_attempts: int = 5  # deliveries of one scan before it is judged poison (an `error` verdict);
+    #                        a delivery that ends in an S3/Redis outage does not count (workers/retrying.py)
+    transient_retry_window_s: int = 900  # a scan retries through S3/Redis outages this long after its first
+    #                                      one, then gets an `error` verdict (infrastructure_unavailable)
     shutdown_grace_s: int = 25  # SIGTERM: finish the scans in hand for at most this long, then hand the
     #                             rest back to the queue and exit; keep below the pod's termination grace
     scans_per_message: int = 16  # bulk submissions: scans per `process_scans` message (1 = one message each)
@@ -181,6 +184,13 @@ class Settings:
     @property
     def effective_concurrency(self) -> int:
         return self.worker_concurrency or 2 * self.max_batch_size
+
+    @property
+    def retry_backoff_cap_s(self) -> float:
+        """The longest pause before a failed scan's next try, before jitter (x0.5..1.5): 60 s, or half the
+        reconciler's staleness if less, so a scheduled retry always fires before the reconciler would
+        take the scan for lost and enqueue a second copy (workers/retrying.py)."""
+        return min(60.0, self.reconcile_stale_after_s / 2)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -225,6 +235,7 @@ class Settings:
             task_time_limit_s=_int(env, PREFIX + "TASK_TIME_LIMIT_S", d.task_time_limit_s, 1),
             visibility_timeout_s=_int(env, PREFIX + "VISIBILITY_TIMEOUT_S", d.visibility_timeout_s, 1),
             max_attempts=_int(env, PREFIX + "MAX_ATTEMPTS", d.max_attempts, 1),
+            transient_retry_window_s=_int(env, PREFIX + "TRANSIENT_RETRY_WINDOW_S", d.transient_retry_window_s, 1),
             shutdown_grace_s=_int(env, PREFIX + "SHUTDOWN_GRACE_S", d.shutdown_grace_s, 1),
             scans_per_message=_int(env, PREFIX + "SCANS_PER_MESSAGE", d.scans_per_message, 1),
             compile=_bool(env, PREFIX + "COMPILE", d.compile),
@@ -248,14 +259,20 @@ class Settings:
             raise SettingsError(f"{PREFIX}DEVICE must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.task_time_limit_s < self.task_soft_time_limit_s:
             raise SettingsError(f"{PREFIX}TASK_TIME_LIMIT_S must be >= {PREFIX}TASK_SOFT_TIME_LIMIT_S")
-        # A prefetched message waits at most one batch window before its task starts; it must not
-        # be redelivered to a second worker while the first still holds it.
-        longest_hold = self.task_time_limit_s + self.max_wait_ms / 1000 + 30
+        # A prefetched message waits at most one batch window before its task starts, and a retry
+        # (a message with a countdown) is held unacked by its worker until it is due; neither may be
+        # redelivered to a second worker while the first still holds it legitimately.
+        longest_hold = self.task_time_limit_s + self.max_wait_ms / 1000 + max(30.0, 1.5 * self.retry_backoff_cap_s)
         if self.visibility_timeout_s <= longest_hold:
             raise SettingsError(
                 f"{PREFIX}VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
-                f"TASK_TIME_LIMIT_S + MAX_WAIT_MS + 30 s ({longest_hold:.0f})"
+                f"TASK_TIME_LIMIT_S + MAX_WAIT_MS + the longer of 30 s and the longest retry pause "
+                f"({longest_hold:.0f})"
             )
+        # The scan state holds when its outages began; it must outlive the window measured from it.
+        if self.transient_retry_window_s >= self.verdict_ttl_s:
+            raise SettingsError(f"{PREFIX}TRANSIENT_RETRY_WINDOW_S ({self.transient_retry_window_s}) must be "
+                                f"below {PREFIX}VERDICT_TTL_S ({self.verdict_ttl_s})")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         if len(self.key_hmac_secret) < 16:

@@ -1,11 +1,12 @@
-"""The one Celery task: a thin adapter from a queue message to `pipeline.process_scan`.
+"""The Celery tasks: thin adapters from a queue message to `pipeline.process_scan(s)`.
 
     decode ScanMessage      ContractError -> log, reject the scan if its id is known, ack (nothing to retry)
     bind log context        scan_id, tenant (the runner binds batch_id)
     pipeline.process_scan   all the logic; returns the published verdict
-    any other error         retry with exponential backoff and jitter; after settings.max_attempts
-                            deliveries the scan gets an `error` verdict (internal_error), so a client
-                            never polls forever
+    any other error         retrying.settle: out of budget -> an `error` verdict (internal_error after
+                            max_attempts counted deliveries; infrastructure_unavailable after the transient
+                            retry window of S3/Redis outages), so a client never polls forever; otherwise
+                            retry with capped exponential backoff and jitter (workers/retrying.py)
 
 The task is acked late (after its verdict is published). Logs carry ids and reason codes only:
 never image bytes, S3 credentials or API keys.
@@ -13,32 +14,25 @@ never image bytes, S3 credentials or API keys.
 
 from __future__ import annotations
 
-import random
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
-from workers import contract, metrics, pipeline
+from workers import contract, metrics, pipeline, retrying
 from workers.app import app, settings
 from workers.contract import ScanMessage
-from workers.errors import ContractError, TransientError
+from workers.errors import ContractError, TransientError, is_outage
 
 log = structlog.get_logger("workers.tasks")
 
-MAX_RETRIES = settings.max_attempts - 1  # retries after the first delivery
-BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 60.0
+POLICY = retrying.RetryPolicy.from_settings(settings)
+MAX_RETRIES = None  # Celery's own limit is off: POLICY decides when a scan ends (and has a backstop)
 
 _deps_lock = threading.Lock()
 _deps: pipeline.Deps | None = None
 _fanout: ThreadPoolExecutor | None = None  # runs the scans of multi-scan messages (process_scans)
-
-
-def backoff_s(retries: int, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full-range jitter: base * 2**retries, capped, times 0.5..1.5."""
-    jitter = (rng or random).random() + 0.5
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** retries) * jitter
 
 
 def deps() -> pipeline.Deps:
@@ -75,25 +69,18 @@ def process_scan(self, raw) -> str | None:
     with structlog.contextvars.bound_contextvars(scan_id=msg.scan_id, tenant=msg.tenant):
         try:
             return pipeline.process_scan(msg, deps()).decision
-        except Exception as exc:
-            retries = self.request.retries
-            transient = isinstance(exc, TransientError)
-            if retries >= self.max_retries:
-                log.error("scan_retries_exhausted", error=type(exc).__name__, retries=retries)
-                pipeline.fail_scan(msg, deps(), f"{type(exc).__name__} after {retries + 1} attempts")
+        except Exception as exc:  # noqa: BLE001 - every failure is settled: an `error` verdict, or a retry
+            if _settle(self, [(msg, exc)]):
                 return contract.Decision.ERROR.value
-            countdown = backoff_s(retries)
-            metrics.observe_error("retry:" + type(exc).__name__)
-            log.warning("scan_retry", error=type(exc).__name__, transient=transient, retries=retries,
-                        countdown_s=round(countdown, 2), exc_info=not transient)
-            raise self.retry(exc=exc, countdown=countdown) from None
+            raise _retry(self, exc, failed=1, of=1) from None
 
 
 @app.task(name=contract.MULTI_TASK_NAME, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
 def process_scans(self, raw) -> dict[str, int] | None:
     """Several scans in one message (bulk submissions). Each scan has its own outcome; the message is
-    acked (late) once every scan has a verdict. If any scan failed transiently the whole message is
-    retried: the scans that already have a verdict skip straight to it (SET NX made them final)."""
+    acked (late) once every scan has a verdict. A failed scan is settled on its own (retrying.settle:
+    its `error` verdict if it is out of budget); if any is left, the whole message is retried and the
+    scans that already have a verdict skip straight to it (SET NX made them final)."""
     try:
         msgs, bad = contract.MultiScanMessage.decode_parts(raw)
     except ContractError as exc:
@@ -116,16 +103,31 @@ def process_scans(self, raw) -> dict[str, int] | None:
         counts[key] = counts.get(key, 0) + 1
     if not failed:
         return counts
-    retries = self.request.retries
-    if retries >= self.max_retries:
-        for msg, exc in failed:
-            with structlog.contextvars.bound_contextvars(scan_id=msg.scan_id, tenant=msg.tenant):
-                log.error("scan_retries_exhausted", error=type(exc).__name__, retries=retries)
-                pipeline.fail_scan(msg, deps(), f"{type(exc).__name__} after {retries + 1} attempts")
+    ended = _settle(self, failed)
+    if ended:
+        counts["failed"] -= len(ended)
+        counts[contract.Decision.ERROR.value] = counts.get(contract.Decision.ERROR.value, 0) + len(ended)
+    if len(ended) == len(failed):
         return counts
-    countdown = backoff_s(retries)
-    first = failed[0][1]
-    metrics.observe_error("retry:" + type(first).__name__)
-    log.warning("scans_retry", failed=len(failed), of=len(msgs), error=type(first).__name__, retries=retries,
-                countdown_s=round(countdown, 2))
-    raise self.retry(exc=first, countdown=countdown) from None
+    raise _retry(self, failed[0][1], failed=len(failed) - len(ended), of=len(msgs)) from None
+
+
+def _settle(task, failed: Sequence[tuple[ScanMessage, BaseException]]) -> list[ScanMessage]:
+    """The failed scans that got their terminal `error` verdict now (out of budget); [] when Redis
+    cannot tell, so the message is retried."""
+    try:
+        return retrying.settle(failed, deps(), POLICY, task.request.retries)
+    except TransientError as exc:
+        log.warning("scan_settle_deferred", error=type(exc).__name__)
+        return []
+
+
+def _retry(task, exc: BaseException, failed: int, of: int):
+    """Celery's Retry for this message, after a capped exponential backoff with jitter."""
+    retries = task.request.retries
+    countdown = POLICY.backoff_s(retries)
+    metrics.observe_error("retry:" + type(exc).__name__)
+    transient = isinstance(exc, TransientError)
+    log.warning("scan_retry", error=type(exc).__name__, transient=transient, outage=is_outage(exc),
+                failed=failed, of=of, retries=retries, countdown_s=round(countdown, 2), exc_info=not transient)
+    return task.retry(exc=exc, countdown=countdown)

@@ -3,7 +3,9 @@
 A scan's life in Redis (keys in contract.py):
     create_scan       ts:scan:{id} = {status: queued, tenant, ...}          (edge, after the S3 write)
                       + ZADD ts:inflight:{tenant} id (the tenant's scans in flight, producer/limits.py)
-    mark_processing   status: queued -> processing                          (worker, on dequeue)
+    mark_processing   status: queued -> processing, attempts += 1           (worker, on dequeue)
+    refund_attempt    attempts -= 1, transient_failures += 1, transient_since  (worker, when the delivery
+                      (first), transient_at (last)                           ended in an outage)
     save_verdict      ts:verdict:{id} SET NX, status -> done, PUBLISH done,  (worker; one Lua script)
                       ZREM ts:inflight:{tenant} id
 
@@ -48,6 +50,22 @@ end
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
+# KEYS: scan key. ARGV: now (ISO time). A delivery that ended in an outage gives its attempt back
+# (workers/retrying.py) and records when the scan's outages began and when the last one ended.
+# A scan whose state is gone (Redis lost it) is left alone: no hash without a TTL is created.
+_REFUND_ATTEMPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if redis.call('HINCRBY', KEYS[1], 'attempts', -1) < 0 then
+  redis.call('HSET', KEYS[1], 'attempts', 0)
+end
+redis.call('HINCRBY', KEYS[1], 'transient_failures', 1)
+redis.call('HSETNX', KEYS[1], 'transient_since', ARGV[1])
+redis.call('HSET', KEYS[1], 'transient_at', ARGV[1])
+return 1
+"""
+
 
 # KEYS: idempotency key. ARGV: scan_id, or "" for any. Deletes the claim (if it is that scan's).
 _RELEASE_CLAIM = """
@@ -82,6 +100,7 @@ class VerdictStore:
         self.in_flight_ttl_s = in_flight_ttl_s  # the in-flight zset expires when idle this long
         self._save = client.register_script(_SAVE_VERDICT)
         self._mark = client.register_script(_MARK_PROCESSING)
+        self._refund = client.register_script(_REFUND_ATTEMPT)
         self._release = client.register_script(_RELEASE_CLAIM)
 
     @classmethod
@@ -154,6 +173,31 @@ class VerdictStore:
         """queued -> processing. Returns the delivery attempt number (1 on the first delivery)."""
         with _translate():
             return int(self._mark(keys=[contract.scan_key(scan_id)]))
+
+    def refund_attempt(self, scan_id: str, at: str) -> bool:
+        """Give back the attempt mark_processing counted: this delivery ended in an outage, not a crash.
+        Also records the outage (transient_since, transient_at = `at`). False if the scan state is gone."""
+        return self.refund_attempts([scan_id], at) == [True]
+
+    def refund_attempts(self, scan_ids: list[str], at: str) -> list[bool]:
+        """refund_attempt for each, pipelined (multi-scan messages)."""
+        if not scan_ids:
+            return []
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for sid in scan_ids:
+                self._refund(keys=[contract.scan_key(sid)], args=[at], client=pipe)
+            return [bool(n) for n in pipe.execute()]
+
+    def get_scans(self, scan_ids: list[str]) -> list[dict[str, str] | None]:
+        """get_scan for each, pipelined."""
+        if not scan_ids:
+            return []
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for sid in scan_ids:
+                pipe.hgetall(contract.scan_key(sid))
+            return [data or None for data in pipe.execute()]
 
     def save_verdict(self, verdict: Verdict) -> Verdict:
         """Store the verdict unless one exists; return the one that is stored. Publishes `done`."""
