@@ -31,7 +31,16 @@ VERIFIER = signing.Verifier([SIGNER.public_hex])
 
 
 def identities(bucket: str) -> dict:
-    """The roles of docs/AUDIT.md as SeaweedFS identity actions (Write includes DELETE there)."""
+    """The roles of docs/AUDIT.md as SeaweedFS identity actions (Write includes DELETE there).
+
+    api       bucket-wide Write: SeaweedFS authorises a presigned POST (direct upload, signed with the
+              api's key) against the bucket, not the key (measured: a prefix grant answers AccessDenied);
+              bucket-wide Read: HeadBucket (/readyz) needs it, and the api reads scans/ (intents),
+              verdicts/ (polls Redis forgot), tenants/ (the registry) and uploads/ (the HEAD re-check);
+              List on tenants/ only (the registry refresh)
+    worker    scans/ and uploads/ GET, scans/ LIST (reconciler), verdicts/ PUT + GET/HEAD + LIST (reconciler)
+    operator  tenants/ only: `tenderscan tenant` reads, lists and writes tenant records
+    """
     def who(name: str, actions: list[str]) -> dict:
         return {"name": name, "credentials": [{"accessKey": f"{name}-key", "secretKey": f"{name}-secret"}],
                 "actions": actions}
@@ -39,8 +48,10 @@ def identities(bucket: str) -> dict:
     b = bucket
     return {"identities": [
         who("admin", ["Admin", "Read", "Write", "List", "Tagging"]),
-        who("api", [f"Write:{b}/scans/*", f"Read:{b}/scans/*"]),
-        who("worker", [f"Read:{b}/scans/*", f"List:{b}/scans/*", f"Write:{b}/verdicts/*", f"Read:{b}/verdicts/*"]),
+        who("api", [f"Write:{b}", f"Read:{b}", f"List:{b}/tenants/*"]),
+        who("worker", [f"Read:{b}/scans/*", f"List:{b}/scans/*", f"Read:{b}/uploads/*", f"Write:{b}/verdicts/*",
+                       f"Read:{b}/verdicts/*", f"List:{b}/verdicts/*"]),
+        who("operator", [f"Read:{b}/tenants/*", f"List:{b}/tenants/*", f"Write:{b}/tenants/*"]),
         who("sealer", [f"Read:{b}/verdicts/*", f"List:{b}/verdicts/*", f"Read:{b}/manifests/*",
                        f"Write:{b}/manifests/*"]),
         who("auditor", [f"Read:{b}/verdicts/*", f"List:{b}/verdicts/*", f"Read:{b}/manifests/*",
@@ -88,13 +99,24 @@ def store(svc, role: str, bucket: str = BUCKET) -> S3ObjectStore:
     return S3ObjectStore.from_settings(as_role(svc, role, bucket))
 
 
+def device_post(objects: S3ObjectStore, key: str) -> None:
+    """What a POS device does with a grant this role signed (producer/uploads.py): POST the bytes."""
+    import httpx
+
+    grant = objects.presigned_post(key, "image/jpeg", 1, 1024, 60)
+    resp = httpx.post(grant.url, data=grant.fields, files={"file": ("scan", b"\xff\xd8\xff jpeg", "image/jpeg")})
+    if resp.status_code >= 300:
+        code = resp.text.split("<Code>", 1)[-1].split("</Code>", 1)[0] if "<Code>" in resp.text else resp.status_code
+        raise StorageError(f"S3 {code} on {key}")
+
+
 def allowed(fn) -> bool:
     try:
         result = fn()
         if hasattr(result, "__next__"):
             list(result)
     except StorageError as exc:
-        assert "AccessDenied" in str(exc), exc
+        assert "AccessDenied" in str(exc) or "S3 403 " in str(exc), exc  # a HEAD's 403 has no body
         return False
     return True
 
@@ -104,23 +126,33 @@ def test_each_role_can_do_exactly_its_job(weed):
     admin = store(weed, "admin")
     v = verdict("2026-04-01")
     scan_key, vkey, mkey = "scans/dt=2026-04-01/tenant=acme/x.jpg", audit_key(v), "manifests/dt=2026-04-01/tenant=acme/manifest.json"
-    for key in (scan_key, vkey, mkey):
+    tkey, ukey = "tenants/acme.json", "uploads/tenant=acme/u1"
+    for key in (scan_key, vkey, mkey, tkey, ukey):
         admin.put(key, b"{}")
     expect = {  # role -> {operation: allowed?}
-        "api": {"put scan": True, "get scan": True, "get verdict": False, "put verdict": False,
-                "list verdicts": False, "get manifest": False},
+        "api": {"put scan": True, "get scan": True, "delete new scan": True, "get verdict": True, "ping": True,
+                "list verdicts": False, "list scans": False, "list uploads": False, "get tenant": True,
+                "list tenants": True, "post upload": True, "head upload": True,
+                # not wanted, not expressible: the bucket-wide Write a presigned POST needs covers every key
+                "put tenant": True, "put verdict": True, "post upload to tenants": True},
         "worker": {"get scan": True, "put scan": False, "list scans": True, "put verdict": True,
-                   "delete new verdict": True, "get verdict": True, "put manifest": False},  # Write includes DELETE
+                   "delete new verdict": True, "get verdict": True, "list verdicts": True, "put manifest": False,
+                   "get upload": True, "head upload": True, "put upload": False, "post upload": False,
+                   "get tenant": False, "put tenant": False, "list tenants": False, "ping": False},  # Write includes DELETE
+        "operator": {"get tenant": True, "list tenants": True, "put tenant": True, "get scan": False,
+                     "get verdict": False, "put scan": False, "get upload": False},
         "sealer": {"list verdicts": True, "get verdict": True, "put verdict": False, "put manifest": True,
-                   "get scan": False},
+                   "get scan": False, "get tenant": False},
         "auditor": {"list verdicts": True, "get verdict": True, "get manifest": True, "list manifests": True,
                     "put verdict": False, "delete verdict": False, "put manifest": False,
-                    "delete manifest": False, "get scan": False, "list scans": False},
+                    "delete manifest": False, "get scan": False, "list scans": False, "get tenant": False,
+                    "list tenants": False, "put tenant": False, "get upload": False, "post upload": False},
     }
     for role, ops in expect.items():
         s = store(weed, role)
         calls = {
             "put scan": lambda s=s: s.put("scans/dt=2026-04-01/tenant=acme/y.jpg", b"y"),
+            "delete new scan": lambda s=s: s.delete("scans/dt=2026-04-01/tenant=acme/y.jpg"),
             "get scan": lambda s=s: s.get(scan_key),
             "list scans": lambda s=s: s.list("scans/"),
             "get verdict": lambda s=s: s.get(vkey),
@@ -132,9 +164,22 @@ def test_each_role_can_do_exactly_its_job(weed):
             "put manifest": lambda s=s: s.put(mkey.replace("acme", "other"), b"{}"),
             "delete manifest": lambda s=s: s.delete(mkey),
             "list manifests": lambda s=s: s.list("manifests/"),
+            "get tenant": lambda s=s: s.get(tkey),
+            "list tenants": lambda s=s: s.list("tenants/"),
+            "put tenant": lambda s=s: s.put("tenants/globex.json", b"{}"),
+            "delete tenant": lambda s=s: s.delete(tkey),
+            "get upload": lambda s=s: s.get(ukey),
+            "head upload": lambda s=s: s.stat(ukey),
+            "put upload": lambda s=s: s.put("uploads/tenant=acme/u2", b"x"),
+            "list uploads": lambda s=s: s.list("uploads/"),
+            "post upload": lambda s=s: device_post(s, "uploads/tenant=acme/u3"),
+            "post upload to tenants": lambda s=s: device_post(s, "tenants/evil.json"),
+            "ping": lambda s=s: s.ping(),  # HeadBucket: the api's /readyz
         }
         got = {op: allowed(calls[op]) for op in ops}
         assert got == ops, role
+    assert admin.get(tkey).data == b"{}" and admin.get(vkey).data == b"{}"  # the refused writes changed nothing
+    assert admin.exists("uploads/tenant=acme/u3") and admin.get("tenants/evil.json").data.startswith(b"\xff\xd8")
     assert admin.get(vkey).data == b"{}" and admin.exists(mkey)  # the refused deletes changed nothing
 
 
