@@ -1,10 +1,11 @@
 """Throughput on this machine, with the load it was measured under:
 
-    python -m models.benchmark [--scans 2000] [--workers 2] [--model models/default/tenderscan-default.pt]
+    python -m models.benchmark [--scans 2000] [--workers 2] [--model models/default/tenderscan-default.pt] [--json OUT]
 
     generation   scans/s of `tenderscan dataset generate` (render + capture + JPEG + write, N processes)
     training     images/s of training steps (forward + backward + AdamW) at batch 64
     inference    images/s of `predict` at batch 32 (eval mode, inference_mode), after warm-up
+    preprocess   ms per scan of the one preprocessing (rectify + flatten + normalise), one thread
 
 Prints one JSON object. The 1-minute load average is recorded because the CPU may be shared.
 """
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-batches", type=int, default=20)
     ap.add_argument("--model", default=None, help="checkpoint for the inference figure (default: a fresh network)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None, help="also write the result to this file")
     args = ap.parse_args(argv)
 
     import torch
@@ -35,14 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     from models.inference import predict
     from models.net import BillNet, NetConfig
     from models.synth.dataset import folder_sink, generate
-    from models.transforms import PreprocessParams
+    from models.transforms import PreprocessParams, preprocess_image
 
     torch.set_num_threads(args.threads)
-    out: dict = {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "loadavg_1min_start": os.getloadavg()[0]}
+    out: dict = {"command": "python -m models.benchmark " + " ".join(sys.argv[1:] if argv is None else argv),
+                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu_count": os.cpu_count(),
+                 "torch_threads": args.threads, "scans": args.scans, "loadavg_1min_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
+        cpu0 = _cpu_s()
         generate(folder_sink(tmp), args.scans, seed=99, workers=args.workers, progress=False)
-        out["generate_scans_per_s"] = round(args.scans / (time.perf_counter() - t0), 1)
+        out["generate_wall_s"] = round(time.perf_counter() - t0, 1)
+        out["generate_cpu_s"] = round(_cpu_s() - cpu0, 1)  # this process and its finished children
+        out["generate_scans_per_s"] = round(args.scans / out["generate_wall_s"], 1)
     params = PreprocessParams()
     model = BillNet(NetConfig()).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -73,9 +80,27 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(20):
         predict(ckpt, xb)
     out["infer_images_per_s_batch32"] = round(32 * 20 / (time.perf_counter() - t0), 1)
+    from models.synth import render_scan
+
+    images = [render_scan(i, capture="default")[0] for i in range(64)]
+    t0 = time.perf_counter()
+    for image in images:
+        preprocess_image(image, params)
+    out["preprocess_ms_per_scan"] = round((time.perf_counter() - t0) / len(images) * 1000, 2)
     out["loadavg_1min_end"] = os.getloadavg()[0]
     print(json.dumps(out))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+            f.write("\n")
     return 0
+
+
+def _cpu_s() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 if __name__ == "__main__":

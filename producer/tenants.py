@@ -172,7 +172,7 @@ class TenantStore:
             except ObjectNotFound:
                 continue  # deleted between list and get
             except ContractError as exc:
-                log.error("tenant_record_undecodable", key=key, detail=exc.detail)
+                log.error("tenant_record_undecodable", s3_object=key, detail=exc.detail)  # an object name, no secret
         return out
 
     def require(self, tenant: str) -> TenantRecord:
