@@ -73,7 +73,8 @@ def choose_thresholds(p: np.ndarray, is_counterfeit: np.ndarray, max_false_rejec
         raise ValueError(f"safety must be in (0, 1], got {safety}")
     p = np.asarray(p, dtype=np.float64)
     y = np.asarray(is_counterfeit, dtype=bool)
-    qs = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 1, candidates)), [0.0, 0.5, 1.0]]))
+    logit_grid = 1.0 / (1.0 + np.exp(-np.linspace(-12.0, 12.0, 97)))  # cut points inside gaps between scores
+    qs = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 1, candidates)), logit_grid, [0.0, 0.5, 1.0]]))
     cuts = np.unique(np.concatenate([qs, np.nextafter(qs, 2.0)]))  # just above each value too
     g, c = p[~y], p[y]
     g_sorted, c_sorted = np.sort(g), np.sort(c)
@@ -82,41 +83,51 @@ def choose_thresholds(p: np.ndarray, is_counterfeit: np.ndarray, max_false_rejec
     gen_below = np.searchsorted(g_sorted, cuts, side="left")
     cf_above = len(c) - np.searchsorted(c_sorted, cuts, side="right")
     cf_below = np.searchsorted(c_sorted, cuts, side="left")
-    best = None
-    for i, tg in enumerate(cuts):  # genuine_below = tg
-        j = np.arange(i, len(cuts))  # counterfeit_above = cuts[j] >= tg
+    feasible: list[tuple[int, np.ndarray, np.ndarray]] = []  # (i, ks, reviews) for genuine_below = cuts[i]
+    for i in range(len(cuts)):
+        j = np.arange(i, len(cuts))  # counterfeit_above = cuts[j] >= cuts[i]
         gen_auto = gen_below[i] + gen_above[j]
         cf_auto = cf_below[i] + cf_above[j]
         frr = np.where(gen_auto > 0, gen_above[j] / np.maximum(gen_auto, 1), 0.0)
         miss = np.where(cf_auto > 0, cf_below[i] / np.maximum(cf_auto, 1), 0.0)
         ok = (frr <= safety * max_false_reject) & (miss <= safety * max_miss)
-        if not ok.any():
-            continue
-        review = len(p) - (gen_auto + cf_auto)
-        k = j[ok][np.argmin(review[ok])]
-        r = review[k - i]
-        if best is None or r < best[0]:
-            best = (r, float(tg), float(cuts[k]))
-    if best is None:  # nothing meets the limits: review everything between the extremes
-        best = (len(p), 0.0, 1.0)
-    return Thresholds(genuine_below=best[1], counterfeit_above=best[2], signs=dict(sign_thresholds or {}),
-                      max_false_reject=max_false_reject, max_miss=max_miss)
+        if ok.any():
+            feasible.append((i, j[ok], len(p) - (gen_auto[ok] + cf_auto[ok])))
+    if not feasible:  # nothing meets the limits: review everything between the extremes
+        return Thresholds(genuine_below=0.0, counterfeit_above=1.0, signs=dict(sign_thresholds or {}),
+                          max_false_reject=max_false_reject, max_miss=max_miss)
+    least = min(int(r.min()) for _, _, r in feasible)
+    pairs = np.array([(i, k) for i, ks, r in feasible for k in ks[r == least]])
+    # every pair left reviews the fewest scans; take the one in the middle of them (in logit space), not
+    # one at the edge, where a score distribution that shifts a little on unseen scans would cross it
+    z = np.log(np.clip(cuts, 1e-9, 1 - 1e-9) / (1 - np.clip(cuts, 1e-9, 1 - 1e-9)))
+    zg, zc = z[pairs[:, 0]], z[pairs[:, 1]]
+    best = int(np.argmin(np.abs(zg - (zg.min() + zg.max()) / 2) + np.abs(zc - (zc.min() + zc.max()) / 2)))
+    return Thresholds(genuine_below=float(cuts[pairs[best, 0]]), counterfeit_above=float(cuts[pairs[best, 1]]),
+                      signs=dict(sign_thresholds or {}), max_false_reject=max_false_reject, max_miss=max_miss)
 
 
 def choose_sign_thresholds(sign_p: np.ndarray, sign_true: np.ndarray, sign_names: list[str],
                            max_false_alarm: float = 0.005, floor: float = 0.05) -> dict[str, float]:
-    """Per sign: the lowest threshold in [floor, 0.5] whose false-alarm rate among validation notes
-    without that sign is <= max_false_alarm. sign_p [N, S] probabilities, sign_true [N, S] 0/1."""
+    """Per sign, a threshold in [floor, 0.5] whose false-alarm rate among validation notes without that
+    sign is <= max_false_alarm: the lowest such threshold when the sign's scores overlap, and the middle
+    (in logit space) of the gap between notes without and with the sign when they do not.
+    sign_p [N, S] probabilities, sign_true [N, S] 0/1."""
     sign_p = np.asarray(sign_p, dtype=np.float64)
     sign_true = np.asarray(sign_true) > 0.5
     out = {}
     for i, name in enumerate(sign_names):
         negatives = np.sort(sign_p[~sign_true[:, i], i])
+        positives = np.sort(sign_p[sign_true[:, i], i])
         if len(negatives) == 0:
             out[name] = 0.5
             continue
         # the k-th largest negative score: at most k = floor(max_false_alarm * n) negatives may sit above it
         k = int(np.floor(max_false_alarm * len(negatives)))
         edge = float(negatives[len(negatives) - 1 - k])  # threshold t = edge lets exactly <= k negatives be > t
+        if len(positives) and positives[0] > edge:  # a clean gap: its middle
+            lo, hi = np.clip([edge, positives[0]], 1e-9, 1 - 1e-9)
+            zmid = (np.log(lo / (1 - lo)) + np.log(hi / (1 - hi))) / 2
+            edge = float(1.0 / (1.0 + np.exp(-zmid)))
         out[name] = float(min(0.5, max(floor, edge)))
     return out

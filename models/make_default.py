@@ -25,7 +25,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "default"
 
 
 def build(out: Path, train_count: int, val_count: int, test_count: int, harsh_count: int, epochs: int,
-          seed: int, workers: int, plots: bool, version: str, cache: Path | None = None) -> dict:
+          seed: int, workers: int, plots: bool, version: str, cache: Path | None = None,
+          rethreshold: bool = False) -> dict:
     import torch
 
     from models.checkpoint import load_checkpoint
@@ -33,20 +34,33 @@ def build(out: Path, train_count: int, val_count: int, test_count: int, harsh_co
     from models.evaluate import evaluate, to_json, write_plots
     from models.synth import SIGN_NAMES
     from models.targets import check
-    from models.train import TrainConfig, save, train
+    from models.train import TrainConfig, TrainResult, resolve_device, save, thresholds_on, train, validate
     from models.transforms import PreprocessParams
 
     torch.set_num_threads(2)
     params = PreprocessParams()
-    timings = {}
-    t = time.perf_counter()
-    train_set = cached_synthesize(cache, train_count, SEEDS["train"], params, "default", workers, desc="train set")
-    val_set = cached_synthesize(cache, val_count, SEEDS["val"], params, "default", workers, desc="val set")
-    timings["synthesize_train_val_s"] = round(time.perf_counter() - t, 1)
-    timings["synthesize_images_per_s"] = round((train_count + val_count) / timings["synthesize_train_val_s"], 1)
-    result = train(train_set, val_set, TrainConfig(epochs=epochs, seed=seed), params)
-    del train_set
+    timings, previous = {}, {}
     path = out / "tenderscan-default.pt"
+    cfg = TrainConfig(epochs=epochs, seed=seed)
+    if rethreshold:  # keep the trained weights, choose the thresholds again (after a change to the rule)
+        previous = json.loads((out / "evaluation.json").read_text())
+        timings = previous.get("timings", {})
+        ckpt = load_checkpoint(path)
+        val_set = cached_synthesize(cache, val_count, SEEDS["val"], params, "default", workers, desc="val set")
+        metrics = {k: v for k, v in ckpt.metrics.items() if k not in ("history", "test")}
+        result = TrainResult(ckpt.model, ckpt.thresholds, metrics, ckpt.metrics.get("history", []), ckpt.preprocess,
+                             ckpt.data)
+        result.thresholds = thresholds_on(validate(ckpt.model, val_set, ckpt.preprocess, resolve_device("cpu"))[1],
+                                          val_set, cfg)
+    else:
+        t = time.perf_counter()
+        train_set = cached_synthesize(cache, train_count, SEEDS["train"], params, "default", workers,
+                                      desc="train set")
+        val_set = cached_synthesize(cache, val_count, SEEDS["val"], params, "default", workers, desc="val set")
+        timings["synthesize_train_val_s"] = round(time.perf_counter() - t, 1)
+        timings["synthesize_images_per_s"] = round((train_count + val_count) / timings["synthesize_train_val_s"], 1)
+        result = train(train_set, val_set, cfg, params)
+        del train_set
     save(result, path, name="tenderscan-default", version=version)
     t = time.perf_counter()
     test_sets = {"default": cached_synthesize(cache, test_count, SEEDS["test_default"], params, "default", workers,
@@ -72,7 +86,8 @@ def build(out: Path, train_count: int, val_count: int, test_count: int, harsh_co
     # the same weights, saved again with the test summary in its metrics (weights sha256 unchanged)
     digest = save(result, path, name="tenderscan-default", version=version, extra_metrics={"test": summary})
     evaluation = {
-        "command": "python -m models.make_default " + " ".join(sys.argv[1:]),
+        "command": (previous["command"] + "  # then: " if rethreshold else "")
+        + "python -m models.make_default " + " ".join(sys.argv[1:]),
         "checkpoint": path.name,
         "weights_sha256": digest,
         "seeds": {**SEEDS, "train_init": seed},
@@ -102,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--version", default="default-2")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--rethreshold", action="store_true",
+                    help="keep the weights of OUT/tenderscan-default.pt and only choose its thresholds again")
     ap.add_argument("--cache", type=Path, default=None,
                     help="reuse synthesized sets from this folder (keyed by seed, count, preset and generator source)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     ev = build(args.out, args.train_count, args.val_count, args.test_count, args.harsh_count, args.epochs,
-               args.seed, args.workers, not args.no_plots, args.version, args.cache)
+               args.seed, args.workers, not args.no_plots, args.version, args.cache, args.rethreshold)
     for row in ev["targets"]:
         mark = {True: "met", False: "MISSED", None: "n/a"}[row["met"]]
         print(f"{mark:7s} {row['target']}: {row['measured']} ({row['op']} {row['threshold']})")

@@ -159,6 +159,13 @@ def validate(model: BillNet, val: ScanSet, params: PreprocessParams,
     }, p
 
 
+def thresholds_on(p: dict[str, np.ndarray], val: ScanSet, cfg: TrainConfig) -> Thresholds:
+    """The three-way decision thresholds and the per-sign thresholds, from validation predictions."""
+    signs = choose_sign_thresholds(p["signs"], val.signs.numpy(), SIGN_NAMES, cfg.sign_max_false_alarm)
+    return choose_thresholds(p["p_counterfeit"], val.counterfeit.numpy() > 0.5, cfg.max_false_reject, cfg.max_miss,
+                             sign_thresholds=signs, safety=cfg.threshold_safety)
+
+
 def train(train_set: ScanSet, val_set: ScanSet, cfg: TrainConfig, params: PreprocessParams | None = None,
           progress: bool | None = None) -> TrainResult:
     from tqdm import tqdm
@@ -208,9 +215,7 @@ def train(train_set: ScanSet, val_set: ScanSet, cfg: TrainConfig, params: Prepro
         log.info("epoch_done", **{k: v for k, v in row.items() if not isinstance(v, dict)})
     wall = time.perf_counter() - t_start
     val_metrics, p = validate(model, val_set, params, device)
-    sign_thresholds = choose_sign_thresholds(p["signs"], val_set.signs.numpy(), SIGN_NAMES, cfg.sign_max_false_alarm)
-    thresholds = choose_thresholds(p["p_counterfeit"], val_set.counterfeit.numpy() > 0.5, cfg.max_false_reject,
-                                   cfg.max_miss, sign_thresholds=sign_thresholds, safety=cfg.threshold_safety)
+    thresholds = thresholds_on(p, val_set, cfg)
     metrics = {
         **val_metrics,
         "device": str(device),

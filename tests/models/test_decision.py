@@ -75,6 +75,17 @@ def test_sign_thresholds_bound_false_alarms_and_stay_in_range():
     negatives_a = probs[truth[:, 0] == 0, 0]
     assert (negatives_a > th["a"]).mean() <= 0.01
     assert 0.25 < th["a"] < 0.3  # as low as the limit allows: the top 1 % of negatives lie above 0.297
-    assert th["b"] == 0.05  # separable: the floor
+    assert 0.1 < th["b"] < 0.25  # separable (0..0.01 vs 0.8..1): the logit middle of the gap, ~0.17
     lifted = choose_sign_thresholds(probs * 0 + 0.9, truth, ["a", "b"], max_false_alarm=0.01)
     assert lifted == {"a": 0.5, "b": 0.5}  # never above 0.5
+
+
+def test_separable_scores_put_the_cut_in_the_middle_of_the_gap():
+    """A cut at the edge of the validation scores would be crossed by the first unseen note."""
+    p = np.r_[np.linspace(0.0001, 0.001, 500), np.linspace(0.995, 0.9999, 500)]
+    y = np.r_[np.zeros(500, bool), np.ones(500, bool)]
+    th = choose_thresholds(p, y)
+    assert th.genuine_below == th.counterfeit_above  # nothing to review
+    assert 0.02 < th.genuine_below < 0.9  # well inside the gap (its logit midpoint is ~0.1), not at its edges
+    signs = choose_sign_thresholds(np.c_[p], np.c_[y.astype(float)], ["s"], max_false_alarm=0.005)
+    assert 0.02 < signs["s"] <= 0.5
