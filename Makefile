@@ -35,7 +35,7 @@ test-integration: venv
 chaos: venv  ## the documented fault-injection run (20,000 scans per fault; long) -> docs/RELIABILITY.md
 	$(PY) -m tests.chaos.run --scans-per-fault 20000 --json docs/reliability.json
 
-model: venv  ## rebuild models/default/ (checkpoint + evaluation.json + plots) from fixed seeds; ~30 min on 2 idle cores
+model: venv  ## rebuild models/default/ (checkpoint + evaluation.json + plots) from fixed seeds; ~25 min on 2 shared cores
 	$(PY) -m models.make_default
 
 lint: venv  ## ruff
