@@ -4,6 +4,7 @@ processes on the machine's Redis (a dedicated DB) and a SeaweedFS of the test se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -88,6 +89,20 @@ def start_stack(tmp: Path, seaweedfs, redis_db: int, workers: int = 1, extra_env
         stack.stop()
         pytest.fail(f"API did not start:\n{api.log_tail()}")
     return stack
+
+
+@contextlib.contextmanager
+def tenant_clients(stack: Stack, timeout: float = 30):
+    """One API client per test tenant, once the API is ready; closed on exit."""
+    from producer.client import TenderscanClient
+
+    made = {tenant: TenderscanClient(stack.api_url, key, timeout=timeout) for tenant, key in TENANT_KEYS.items()}
+    try:
+        assert wait_until(lambda: made["acme"].ready(), 60), "API never became ready"
+        yield made
+    finally:
+        for client in made.values():
+            client.close()
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:

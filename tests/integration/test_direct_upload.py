@@ -18,8 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from producer.client import ClientError, TenderscanClient
-from tests.integration.conftest import TENANT_KEYS, start_stack, wait_until
+from producer.client import ClientError
+from tests.integration.conftest import start_stack, tenant_clients
 from workers import contract
 from workers.errors import ObjectNotFound
 from workers.storage import S3ObjectStore
@@ -128,11 +128,8 @@ def stack(tmp_path_factory, seaweedfs):
 
 @pytest.fixture(scope="module")
 def clients(stack):
-    made = {tenant: TenderscanClient(stack.api_url, key, timeout=30) for tenant, key in TENANT_KEYS.items()}
-    assert wait_until(lambda: made["acme"].ready(), 60), "API never became ready"
-    yield made
-    for c in made.values():
-        c.close()
+    with tenant_clients(stack) as made:
+        yield made
 
 
 def test_scans_by_reference_are_judged_and_what_changed_is_rejected(stack, clients):

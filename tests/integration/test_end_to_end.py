@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from models.synth import make_scans
-from producer.client import ClientError, TenderscanClient
-from tests.integration.conftest import TENANT_KEYS, start_stack, wait_until
+from producer.client import ClientError
+from tests.integration.conftest import start_stack, tenant_clients
 from workers import contract
 from workers.contract import Verdict
 from workers.storage import S3ObjectStore
@@ -39,11 +39,8 @@ def stack(tmp_path_factory, seaweedfs):
 
 @pytest.fixture(scope="module")
 def clients(stack):
-    made = {tenant: TenderscanClient(stack.api_url, key, timeout=30) for tenant, key in TENANT_KEYS.items()}
-    assert wait_until(lambda: made["acme"].ready(), 60), "API never became ready"
-    yield made
-    for c in made.values():
-        c.close()
+    with tenant_clients(stack) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
