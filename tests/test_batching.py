@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.batching import Batcher, BatchLengthError, BatchPlan, plan
+from workers.batching import Batcher, BatchLengthError, BatchPlan, ScanSlots, plan
 
 
 # --- plan: the pure policy ----------------------------------------------------------------------
@@ -174,3 +174,47 @@ def test_concurrent_submitters_each_get_exactly_their_own_result(groups, max_siz
     expected = {1000 * g + k: 2 * (1000 * g + k) for g, (n, _) in enumerate(groups) for k in range(n)}
     assert results == expected
     assert sum(rec.sizes) == len(expected) and max(rec.sizes) <= max_size
+
+
+# --- ScanSlots: scans of multi-scan messages in flight --------------------------------------------
+def test_scan_slots_block_until_enough_are_given_back():
+    slots = ScanSlots(8)
+    assert slots.acquire(5) == 5
+    got = threading.Event()
+
+    def second():
+        slots.acquire(4)
+        got.set()
+
+    t = threading.Thread(target=second, daemon=True)
+    t.start()
+    assert not got.wait(0.1)  # 5 + 4 > 8: waits
+    slots.release(5)
+    assert got.wait(2) and slots.in_use() == 4
+    t.join(2)
+
+
+def test_a_message_larger_than_the_capacity_runs_alone_instead_of_waiting_forever():
+    slots = ScanSlots(4)
+    taken = slots.acquire(256)
+    assert taken == 4 and slots.in_use() == 4
+    slots.release(taken)
+    assert slots.in_use() == 0 and slots.acquire(0) == 1  # an empty message still counts as one
+
+
+def test_scan_slots_never_exceed_the_capacity_under_contention():
+    slots, peak, lock = ScanSlots(6), [0], threading.Lock()
+
+    def message(n):
+        taken = slots.acquire(n)
+        with lock:
+            peak[0] = max(peak[0], slots.in_use())
+        time.sleep(0.002)
+        slots.release(taken)
+
+    threads = [threading.Thread(target=message, args=(1 + i % 4,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert peak[0] <= 6 and slots.in_use() == 0

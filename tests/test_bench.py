@@ -7,12 +7,13 @@ finished every scan, on real SeaweedFS, a private redis-server and real celery w
 from __future__ import annotations
 
 import json
+import os
 import random
 
 import pytest
 
 from producer.bench import harness
-from producer.bench.contenders import poisson_arrivals
+from producer.bench.contenders import merged_stage_means, poisson_arrivals, process_env
 from producer.bench.watch import latency_summary, percentile, rate
 from producer.cli import build_parser
 
@@ -52,6 +53,44 @@ def test_the_cli_registers_bench():
     assert args.scans == 10 and args.loads == (0.5, 0.7) and args.func.__module__ == "producer.commands.bench"
 
 
+def test_stage_means_of_several_workers_are_weighted_by_their_counts():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    def scrape(values):
+        registry = CollectorRegistry()
+        h = Histogram("tenderscan_stage_seconds", "", ["stage"], registry=registry)
+        for v in values:
+            h.labels(stage="decode").observe(v)
+        return generate_latest(registry).decode()
+
+    merged = merged_stage_means([scrape([0.001] * 3), scrape([0.005])])  # 3 scans at 1 ms, 1 at 5 ms
+    assert merged == {"decode": {"mean_ms": 2.0, "count": 4}}
+    assert merged_stage_means([]) == {}
+
+
+def test_each_worker_process_gets_its_share_of_the_cores_for_torch():
+    assert process_env(2, 2) == {"OMP_NUM_THREADS": "1"} and process_env(1, 2) == {"OMP_NUM_THREADS": "2"}
+    assert process_env(4, 2) == {"OMP_NUM_THREADS": "1"}  # never 0
+    assert harness.worker_processes(harness.BenchConfig(), 2) == 2  # default: one per core
+    assert harness.worker_processes(harness.BenchConfig(worker_processes=1), 2) == 1
+
+
+def test_the_ceiling_stand_in_runs_the_preprocessing_it_is_given():
+    from PIL import Image
+
+    from producer.bench.standins import StandInRunner
+
+    image = Image.new("RGB", (32, 32))
+    seen = []
+    runner = StandInRunner(4, 0.0, preprocess=lambda im: seen.append(im.size) or "x")
+    try:
+        assert runner.preprocess(image) == "x" and seen == [(32, 32)]
+        assert StandInRunner(4, 0.0).preprocess(image) is None  # --ceiling-preprocess none
+        assert runner.infer(runner.preprocess(image)).batch_size == 1
+    finally:
+        runner.close()
+
+
 @pytest.mark.integration
 def test_smoke_run_every_contender(tmp_path):
     config = harness.BenchConfig(scans=12, solo_scans=6, work_scans=12, ceiling_scans=40, ceiling_per_message=8,
@@ -62,8 +101,11 @@ def test_smoke_run_every_contender(tmp_path):
     data = json.loads((tmp_path / "bench.json").read_text())
     assert set(data) >= {"config", "conditions", "results", "ratios", "open_loop_summary", "wall_s"}
     res = data["results"]
+    one_process = {"tenderscan_drain_one_process"} if data["worker_processes"] > 1 else set()
     assert set(res) == {"model_limit", "work_limit", "tenderscan_drain", "tenderscan_drain_bulk", "naive_prefork",
-                        "naive_solo", "queue_ceiling_single", "queue_ceiling_multi", "open_loop"}
+                        "naive_solo", "queue_ceiling_single", "queue_ceiling_multi", "open_loop"} | one_process
+    assert res["tenderscan_drain"]["processes"] == data["worker_processes"] == harness.worker_processes(config, os.cpu_count() or 1)
+    assert res["queue_ceiling_multi"]["processes"] == 1 and res["queue_ceiling_multi"]["preprocess"] == "checkpoint"
     for name, r in res.items():
         if name == "open_loop":
             assert r and all(s["completed"] == s["submitted"] > 0 and s["p99_ms"] is not None for s in r)
@@ -72,6 +114,6 @@ def test_smoke_run_every_contender(tmp_path):
         if "completed" in r:
             assert r["completed"] == r["scans"] and r["all_done"], name
     assert set(res["tenderscan_drain"]["stages_ms"]) >= {"queue_wait", "fetch", "decode", "forward", "publish"}
-    assert all(v is not None for v in data["ratios"].values())
+    assert all(v is not None for k, v in data["ratios"].items() if one_process or not k.startswith("one_process"))
     assert (tmp_path / "bench.png").stat().st_size > 1000
     assert "| tenderscan_drain |" in harness.markdown_table(data)

@@ -69,3 +69,21 @@ def test_multi_scan_message_round_trip_and_per_scan_errors():
                 {"v": 1, "scans": [good.encode()] * (contract.MAX_SCANS_PER_MESSAGE + 1)}, "not json"):
         with pytest.raises(ContractError):
             contract.MultiScanMessage.decode_parts(raw)
+
+
+def test_verdict_json_is_what_dataclasses_asdict_gives():
+    """encode() builds its dict by hand (hot path); the bytes must stay those of asdict + sorted keys."""
+    from dataclasses import asdict
+
+    full = Verdict(scan_id=contract.new_scan_id(), tenant="acme", store_id="s1", terminal_id="pos-1",
+                   decision="counterfeit", input=InputRef("k", "0" * 64, 10, 32, 48),
+                   timestamps=Timestamps("a", "b", "c", "d", "e"), confidence=0.91, p_counterfeit=0.91,
+                   signs={"watermark": 0.8, "microprint": 0.1}, signs_detected=["watermark"], denomination="20",
+                   denomination_confidence=0.99, model=ModelRef("m", "v1", "f" * 64), batch_id="b1", batch_size=32,
+                   attempt=2)
+    bare = Verdict(scan_id=contract.new_scan_id(), tenant="acme", store_id="s1", terminal_id="pos-1",
+                   decision="rejected", input=InputRef("k", "0" * 64, 10), timestamps=Timestamps("a"),
+                   reason="image_unreadable", detail="cut off")
+    for v in (full, bare):
+        assert v.encode() == json.dumps(asdict(v), sort_keys=True, separators=(",", ":"))
+        assert Verdict.decode(v.encode()) == v

@@ -131,7 +131,7 @@ def test_load_model_reads_a_real_checkpoint_and_runs_through_the_runner(checkpoi
     assert model.ref.name == "tiny" and model.ref.version == "t1" and len(model.ref.sha256) == 64
     assert model.input_shape == (3, 32, 64)
     x = model.preprocess(Image.new("RGB", (300, 140), (200, 180, 90)))
-    assert tuple(x.shape) == (3, 32, 64) and x.dtype == torch.float32
+    assert tuple(x.shape) == (3, 32, 64) and x.dtype == torch.uint8  # normalised later, once per batch
     runner = ModelRunner(model, max_batch_size=4, max_wait_s=0.01)
     runner.warm_up()
     pred = runner.infer(x)
@@ -166,3 +166,21 @@ def test_to_device_is_a_no_op_on_the_cpu_and_the_cuda_path_is_guarded():
         return
     y = to_device(x, torch.device("cuda"))
     assert y.is_cuda and y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_split_preprocessing_is_bit_identical_to_the_models_one(checkpoint_path):
+    """The worker runs models.transforms in two stages (uint8 per scan, normalize per batch): the
+    batch it feeds the model must equal what training and evaluation compute, bit for bit."""
+    from PIL import Image
+
+    from models.checkpoint import load_checkpoint
+    from models.transforms import preprocess_image
+    from workers.settings import Settings
+
+    model = inference.load_model(Settings().with_(model=str(checkpoint_path), device="cpu"))
+    params = load_checkpoint(checkpoint_path).preprocess
+    images = [Image.new("RGB", (32, 32), (40, 90, 140)),  # the ceiling's stand-in: no note found, resized
+              Image.radial_gradient("L").convert("RGB").resize((300, 140))]
+    batch = model.input_batch([model.preprocess(im) for im in images])
+    expected = torch.stack([preprocess_image(im, params) for im in images])
+    assert batch.dtype == torch.float32 and torch.equal(batch, expected)

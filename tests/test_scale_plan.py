@@ -41,6 +41,17 @@ def test_per_worker_rate_comes_from_a_bench_json(tmp_path):
         per_worker_from_bench(path)
 
 
+def test_per_worker_from_a_bench_run_is_per_worker_process(tmp_path):
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"results": {"tenderscan_drain": {"scans_per_s": 120.0, "processes": 2}}}))
+    assert per_worker_from_bench(path) == 60.0  # a node of two processes
+    path.write_text(json.dumps({"results": {"tenderscan_drain": {"scans_per_s": 120.0, "processes": 2},
+                                            "tenderscan_drain_one_process": {"scans_per_s": 70.0}}}))
+    assert per_worker_from_bench(path) == 70.0  # measured alone, preferred
+    path.write_text(json.dumps({"results": {"tenderscan_drain": {"scans_per_s": 46.9}}}))  # before processes
+    assert per_worker_from_bench(path) == 46.9
+
+
 def test_the_command_prints_a_plan():
     out = subprocess.run([sys.executable, "-m", "producer", "scale-plan", "--peak-rate", "50", "--per-worker", "45",
                           "--json"], capture_output=True, text=True, check=True, timeout=60).stdout

@@ -3,6 +3,9 @@
     task thread ──submit(x)──▶ pending deque ──plan()──▶ batcher thread: run_batch(items) ──▶ futures
        (blocks on its Future)                                 (one batch at a time)
 
+`ScanSlots` bounds the scans of multi-scan messages in flight in one process (the threads pool
+bounds single-scan messages by itself).
+
 `plan` is the whole policy, as a pure function of (pending count, age of the oldest, now, limits):
 take a full batch as soon as `max_size` items wait; take everything once the oldest has waited
 `max_wait_s`; otherwise sleep for the rest of that window. `Batcher` is the thread that applies it.
@@ -140,3 +143,39 @@ class Batcher:
         if len(outputs) != len(items):
             raise BatchLengthError(f"run_batch returned {len(outputs)} outputs for {len(items)} inputs")
         return outputs
+
+
+class ScanSlots:
+    """At most `capacity` scans of multi-scan messages in flight in one worker process.
+
+    A task thread holds one single-scan message, so the threads pool bounds those scans by itself
+    (settings.worker_concurrency). A multi-scan message brings up to 256 scans into its one thread, so
+    without this a prefetched backlog of them would put thousands of scans into fetch, decode and
+    the batcher at once, where their threads only fight over the GIL. `acquire(n)` blocks until `n`
+    slots are free; a message larger than the capacity runs alone (it takes them all), so none waits
+    forever. The message stays unacked while it waits, like any reserved message.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self._in_use = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> int:
+        """Wait for `n` slots (at most the capacity); returns how many were taken (give those back)."""
+        n = max(1, min(n, self.capacity))
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_use + n <= self.capacity)
+            self._in_use += n
+        return n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._in_use -= n
+            self._cond.notify_all()
+
+    def in_use(self) -> int:
+        with self._cond:
+            return self._in_use

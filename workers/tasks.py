@@ -2,6 +2,8 @@
 
     decode ScanMessage      ContractError -> log, reject the scan if its id is known, ack (nothing to retry)
     bind log context        scan_id, tenant (the runner binds batch_id)
+    multi-scan message      waits for slots first (SLOTS: at most 2 x effective_concurrency scans of such
+                            messages in flight per process), then pipeline.process_scans
     pipeline.process_scan   all the logic; returns the published verdict
     any other error         retrying.settle: out of budget -> an `error` verdict (internal_error after
                             max_attempts counted deliveries; infrastructure_unavailable after the transient
@@ -22,6 +24,7 @@ import structlog
 
 from workers import contract, metrics, pipeline, retrying
 from workers.app import app, settings
+from workers.batching import ScanSlots
 from workers.contract import ScanMessage
 from workers.errors import ContractError, TransientError, is_outage
 
@@ -33,6 +36,11 @@ MAX_RETRIES = None  # Celery's own limit is off: POLICY decides when a scan ends
 _deps_lock = threading.Lock()
 _deps: pipeline.Deps | None = None
 _fanout: ThreadPoolExecutor | None = None  # runs the scans of multi-scan messages (process_scans)
+# scans of multi-scan messages in flight in this process, however many scans each message carries: twice
+# what the task threads allow single scans (settings.effective_concurrency), so one message's publish
+# overlaps the next one's fetch and decode (measured: one message at a time starves the batcher, dozens
+# at a time fight over the GIL; docs/PERFORMANCE.md)
+SLOTS = ScanSlots(2 * settings.effective_concurrency)
 
 
 def deps() -> pipeline.Deps:
@@ -92,10 +100,13 @@ def process_scans(self, raw) -> dict[str, int] | None:
                     else None, detail=exc.detail[:200], multi=True)
         if isinstance(scan_id, str) and contract.is_scan_id(scan_id):
             pipeline.reject_bad_message(scan_id, exc.detail[:200], deps())
+    taken = SLOTS.acquire(len(msgs))
     try:
         outcomes = pipeline.process_scans(msgs, deps(), fanout())
     except Exception as exc:  # noqa: BLE001 - never let an unexpected error ack the message: retry it
         outcomes = [exc] * len(msgs)
+    finally:
+        SLOTS.release(taken)
     failed = [(m, o) for m, o in zip(msgs, outcomes, strict=True) if isinstance(o, BaseException)]
     counts: dict[str, int] = {}
     for o in outcomes:

@@ -201,9 +201,10 @@ class VerdictStore:
 
     def save_verdict(self, verdict: Verdict) -> Verdict:
         """Store the verdict unless one exists; return the one that is stored. Publishes `done`."""
+        encoded = verdict.encode()
         with _translate():
-            stored = self._save(keys=_save_keys(verdict), args=[verdict.encode(), self.ttl_s, verdict.scan_id])
-        return Verdict.decode(stored)
+            stored = self._save(keys=_save_keys(verdict), args=[encoded, self.ttl_s, verdict.scan_id])
+        return verdict if stored == encoded else Verdict.decode(stored)  # ours won: no need to parse it back
 
     # --- several scans in one round trip (multi-scan messages) --------------------------------------
     def get_verdicts(self, scan_ids: list[str]) -> list[Verdict | None]:

@@ -3,7 +3,7 @@
     model_limit      the raw model in this process on pre-decoded tensors, every batch size; the best
     work_limit       pipeline.process_scan in this process: S3 GET + checksum + decode + batched forward
                      + SET NX verdict + S3 audit, with the worker's concurrency and batching, no queue
-    tenderscan_drain the real worker (`celery -A workers.app -P threads`) on a pre-filled queue
+    tenderscan_drain the real worker (`celery -A workers.app -P threads`, N processes) on a pre-filled queue
     naive_drain      producer.bench.naive as -P prefork (one child per core) or -P solo
     queue_ceiling    producer.bench.ceiling: the real worker with zero-cost fetch and forward stand-ins
     open_loop        API + worker, Poisson arrivals at each offered load, submit -> verdict latency
@@ -33,14 +33,14 @@ def model_limit(settings, corpus, batch_sizes=(1, 8, 16, 32, 64), seconds: float
     import torch
 
     from workers import imaging
-    from workers.inference import load_model, to_device
+    from workers.inference import load_model
 
     model = load_model(settings)
     limits = imaging.Limits.from_settings(settings)
     tensors = [model.preprocess(imaging.decode(data, limits)[0]) for data in corpus.images]
     by_batch = {}
     for bs in batch_sizes:
-        x = to_device(torch.stack([tensors[i % len(tensors)] for i in range(bs)]), model.device)
+        x = model.input_batch([tensors[i % len(tensors)] for i in range(bs)])  # the ready model input
         model.forward(x)  # warm-up at this shape
         n, t0 = 0, time.monotonic()
         while time.monotonic() - t0 < seconds:
@@ -103,37 +103,54 @@ def _delta(before: dict, after: dict) -> dict:
     return out
 
 
+def process_env(processes: int, cores: int) -> dict[str, str]:
+    """Each of `processes` workers on one machine gets an equal share of its cores for torch's intra-op
+    threads (OMP_NUM_THREADS, read when torch is imported)."""
+    return {"OMP_NUM_THREADS": str(max(1, cores // processes))}
+
+
 def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: float) -> dict:
     """Fill the queue with the worker stopped, start it, time first -> last verdict, stop it."""
     stack.flush()
     fill(msgs)
-    worker = start_worker()
+    workers = start_worker()
     try:
         ok = watcher.wait_for([m.scan_id for m in msgs], timeout)
         times = watcher.times(m.scan_id for m in msgs)
-        scraped = _scrape_settled(stack, len(times))
+        stages = _scrape_settled(stack, len(times))
     finally:
-        worker.stop()
+        workers.stop()
     return {"scans": len(msgs), "completed": len(times), "all_done": ok, "scans_per_s": round(rate(times), 1),
-            **({"stages_ms": {k: v["mean_ms"] for k, v in metrics.parse_stage_means(scraped).items()}}
-               if scraped else {})}
+            **({"stages_ms": {k: v["mean_ms"] for k, v in stages.items()}} if stages else {})}
 
 
-def _scrape_settled(stack, completed: int, timeout: float = 5.0) -> str | None:
-    """The worker's /metrics once its histograms count every published scan (a verdict is published
-    before its scan_done event and metrics), or the last scrape after `timeout`."""
+def merged_stage_means(texts: list[str]) -> dict[str, dict[str, float]]:
+    """The stage breakdown over several workers' /metrics bodies: means weighted by their counts."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for text in texts:
+        for stage, m in metrics.parse_stage_means(text).items():
+            sums[stage] = sums.get(stage, 0.0) + m["mean_ms"] * m["count"]
+            counts[stage] = counts.get(stage, 0) + m["count"]
+    return {s: {"mean_ms": round(sums[s] / counts[s], 3), "count": counts[s]} for s in counts if counts[s]}
+
+
+def _scrape_settled(stack, completed: int, timeout: float = 5.0) -> dict | None:
+    """The workers' stage breakdown once their histograms count every published scan (a verdict is
+    published before its scan_done event and metrics), or the last scrape's after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        text = stack.scrape_worker_metrics()
-        if text is None:
+        texts = stack.scrape_worker_metrics()
+        if texts is None:
             return None
-        counted = metrics.parse_stage_means(text).get("publish", {}).get("count", 0)
-        if counted >= completed or time.monotonic() > deadline:
-            return text
+        stages = merged_stage_means(texts)
+        if stages.get("publish", {}).get("count", 0) >= completed or time.monotonic() > deadline:
+            return stages
         time.sleep(0.2)
 
 
-def tenderscan_drain(stack, watcher, corpus, n: int, per_message: int = 1, timeout: float = 300) -> dict:
+def tenderscan_drain(stack, watcher, corpus, n: int, per_message: int = 1, processes: int = 1,
+                     timeout: float = 300) -> dict:
     msgs = corpus_mod.messages(corpus, n)
     task = contract.TASK_NAME if per_message == 1 else contract.MULTI_TASK_NAME
 
@@ -142,8 +159,11 @@ def tenderscan_drain(stack, watcher, corpus, n: int, per_message: int = 1, timeo
             stack.verdicts.create_scan(m)
         corpus_mod.enqueue(stack.celery, ms, task, contract.QUEUE, per_message)
 
-    out = _drain(stack, watcher, msgs, lambda: stack.start_worker("workers.app", "threads"), fill, timeout)
-    return dict(out, scans_per_message=per_message, concurrency=stack.settings.effective_concurrency,
+    env = process_env(processes, stack.cores)
+    out = _drain(stack, watcher, msgs,
+                 lambda: stack.start_worker("workers.app", "threads", processes=processes, extra_env=env), fill, timeout)
+    return dict(out, scans_per_message=per_message, processes=processes,
+                torch_threads=int(env["OMP_NUM_THREADS"]), concurrency=stack.settings.effective_concurrency,
                 max_batch_size=stack.settings.max_batch_size, max_wait_ms=stack.settings.max_wait_ms)
 
 
@@ -164,7 +184,9 @@ def naive_drain(stack, watcher, corpus, n: int, pool: str, timeout: float = 300)
     return dict(out, pool=pool, concurrency=concurrency, batch_size=1)
 
 
-def queue_ceiling(stack, watcher, n: int, per_message: int, timeout: float = 300) -> dict:
+def queue_ceiling(stack, watcher, n: int, per_message: int, preprocess: bool = True, timeout: float = 300) -> dict:
+    """One worker process (the target is per process). `preprocess`: the stand-in image goes through the
+    checkpoint's per-scan preprocessing, as a real scan does; False leaves the queue and plumbing alone."""
     from producer.bench.standins import tiny_png, tiny_png_sha256
 
     sha, size = tiny_png_sha256(), len(tiny_png())
@@ -172,20 +194,23 @@ def queue_ceiling(stack, watcher, n: int, per_message: int, timeout: float = 300
                                  terminal_id="pos-0", image_key="stand-in.png", sha256=sha, bytes=size,
                                  submitted_at=contract.utcnow()) for _ in range(n)]
     task = contract.TASK_NAME if per_message == 1 else contract.MULTI_TASK_NAME
-    out = _drain(stack, watcher, msgs, lambda: stack.start_worker("producer.bench.ceiling", "threads"),
+    env = {"TENDERSCAN_BENCH_CEILING_PREPROCESS": "true" if preprocess else "false"}
+    out = _drain(stack, watcher, msgs, lambda: stack.start_worker("producer.bench.ceiling", "threads", extra_env=env),
                  lambda ms: corpus_mod.enqueue(stack.celery, ms, task, contract.QUEUE, per_message), timeout)
-    return dict(out, scans_per_message=per_message, messages=-(-n // per_message),
+    return dict(out, scans_per_message=per_message, messages=-(-n // per_message), processes=1,
+                preprocess="checkpoint" if preprocess else "none",
                 stand_ins="fetch: StandInObjectStore, forward: StandInRunner (producer/bench/standins.py)")
 
 
 def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, settle_s: float = 20.0,
-              seed: int = 7) -> list[dict]:
+              seed: int = 7, processes: int = 1) -> list[dict]:
     """Poisson arrivals per offered load; latency from the scheduled arrival (no coordinated omission)."""
     import httpx
 
     stack.flush()
     api = stack.start_api()
-    worker = stack.start_worker("workers.app", "threads")
+    worker = stack.start_worker("workers.app", "threads", processes=processes,
+                                extra_env=process_env(processes, stack.cores))
     rng = random.Random(seed)
     steps = []
     try:
@@ -199,7 +224,7 @@ def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, sett
         scraped = stack.scrape_worker_metrics()
         if scraped and steps:
             steps[-1]["worker_stages_ms_cumulative"] = {k: v["mean_ms"]
-                                                        for k, v in metrics.parse_stage_means(scraped).items()}
+                                                        for k, v in merged_stage_means(scraped).items()}
     finally:
         worker.stop()
         api.stop()

@@ -2,8 +2,9 @@
 
     services     SeaweedFS (`weed mini`) and a private redis-server from producer.devstack, on free
                  ports, so the run never touches the test Redis on 6379
-    contenders   model limit -> work limit -> tenderscan drain (single, bulk messages) -> naive
-                 prefork, naive solo -> queue ceiling (one scan per message, K per message) -> open loop
+    contenders   model limit -> work limit -> tenderscan drain (single, bulk messages; one worker
+                 process per core, and once with one) -> naive prefork, naive solo -> queue ceiling
+                 (one process; one scan per message, K per message) -> open loop
     report       JSON (BenchConfig + results + ratios + conditions) and a PNG; `markdown_table` for
                  docs/PERFORMANCE.md
 
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -53,6 +55,12 @@ class BenchConfig:
     step_seconds: float = 12.0  # per offered load
     only: tuple[str, ...] = CONTENDERS
     log_level: str = "INFO"  # workers' log level (INFO = as deployed: one scan_done event per scan)
+    # tenderscan worker processes in the drain and open-loop runs, as a CPU node runs them: one per core
+    # (each with its own batcher), torch threads = cores // processes each. 0 = the machine's cores.
+    # The queue ceiling is always one process (its target is per process); with more than one, the
+    # drain also runs once with one process (tenderscan_drain_one_process).
+    worker_processes: int = 0
+    ceiling_preprocess: bool = True  # the ceiling worker runs the checkpoint's per-scan preprocessing
 
 
 @dataclass
@@ -65,7 +73,7 @@ class Stack:
     services: list[devstack.Service] = field(default_factory=list)
     api_url: str = ""
     api_key: str = API_KEY
-    metrics_port: int = 0
+    metrics_ports: list[int] = field(default_factory=list)  # of the workers started last
     cores: int = os.cpu_count() or 1
 
     @classmethod
@@ -117,20 +125,26 @@ class Stack:
 
     # --- processes ---------------------------------------------------------------------------------
     def start_worker(self, app_module: str, pool: str, concurrency: int | None = None,
-                     queue: str = contract.QUEUE) -> devstack.Service:
-        self.metrics_port = devstack.free_port()
+                     queue: str = contract.QUEUE, processes: int = 1,
+                     extra_env: dict[str, str] | None = None) -> WorkerGroup:
+        """`processes` worker processes (each its own Celery worker, batcher and /metrics port), ready."""
         concurrency = concurrency or (1 if pool == "solo" else self.settings.effective_concurrency)
-        cmd = [str(BIN / "celery"), "-A", app_module, "worker", "-P", pool, "-c", str(concurrency), "-Q", queue,
-               "-n", f"bench-{pool}-{self.metrics_port}@%h", "--loglevel", self.settings.log_level,
-               "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        env = dict(self.env, TENDERSCAN_METRICS_PORT=str(self.metrics_port))
-        svc = devstack.spawn(f"worker-{app_module.rsplit('.', 1)[-1]}-{pool}", cmd, self.logs, env=env)
+        self.metrics_ports = [devstack.free_port() for _ in range(processes)]
+        group = WorkerGroup([])
         try:
-            contenders.wait_ready(svc)
+            for port in self.metrics_ports:
+                cmd = [str(BIN / "celery"), "-A", app_module, "worker", "-P", pool, "-c", str(concurrency),
+                       "-Q", queue, "-n", f"bench-{pool}-{port}@%h", "--loglevel", self.settings.log_level,
+                       "--without-gossip", "--without-mingle", "--without-heartbeat"]
+                env = dict(self.env, **(extra_env or {}), TENDERSCAN_METRICS_PORT=str(port))
+                group.services.append(devstack.spawn(f"worker-{app_module.rsplit('.', 1)[-1]}-{pool}-{port}", cmd,
+                                                     self.logs, env=env))
+            for svc in group.services:
+                contenders.wait_ready(svc)
         except Exception:
-            svc.stop()
+            group.stop()
             raise
-        return svc
+        return group
 
     def start_api(self) -> devstack.Service:
         import httpx
@@ -152,17 +166,35 @@ class Stack:
         svc.stop()
         raise RuntimeError(f"the API did not become ready:\n{svc.log_tail()}")
 
-    def scrape_worker_metrics(self) -> str | None:
+    def scrape_worker_metrics(self) -> list[str] | None:
+        """The /metrics bodies of the workers started last, or None if any does not answer."""
         import httpx
 
         try:
-            return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+            return [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text for port in self.metrics_ports]
         except httpx.HTTPError:
             return None
 
     def stop(self) -> None:
         for svc in reversed(self.services):
             svc.stop()
+
+
+@dataclass
+class WorkerGroup:
+    """The worker processes of one contender run."""
+
+    services: list[devstack.Service]
+
+    def stop(self) -> None:
+        for svc in self.services:  # SIGTERM all first: they drain side by side
+            svc.signal(signal.SIGTERM)
+        for svc in self.services:
+            svc.stop()
+
+
+def worker_processes(config: BenchConfig, cores: int) -> int:
+    return config.worker_processes or cores
 
 
 def conditions() -> dict:
@@ -215,12 +247,17 @@ def run(config: BenchConfig, workdir: Path | None = None) -> dict:
         if "work" in want:
             stack.flush()
             attempt("work_limit", "work limit", lambda: contenders.work_limit(stack, corpus, config.work_scans, best))
+        procs = worker_processes(config, stack.cores)
         if "drain" in want:
-            attempt("tenderscan_drain", "tenderscan drain",
-                    lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans))
+            attempt("tenderscan_drain", f"tenderscan drain, {procs} worker process(es)",
+                    lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, processes=procs))
+            if procs > 1:
+                attempt("tenderscan_drain_one_process", "tenderscan drain, one worker process",
+                        lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, processes=1))
         if "drain_bulk" in want:
-            attempt("tenderscan_drain_bulk", "tenderscan drain, bulk messages",
-                    lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, config.bulk_per_message))
+            attempt("tenderscan_drain_bulk", f"tenderscan drain, bulk messages, {procs} worker process(es)",
+                    lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, config.bulk_per_message,
+                                                        processes=procs))
         if "naive_prefork" in want:
             attempt("naive_prefork", "naive prefork",
                     lambda: contenders.naive_drain(stack, watcher, corpus, config.scans, "prefork"))
@@ -229,19 +266,22 @@ def run(config: BenchConfig, workdir: Path | None = None) -> dict:
                     lambda: contenders.naive_drain(stack, watcher, corpus, config.solo_scans, "solo"))
         if "ceiling" in want:
             attempt("queue_ceiling_single", "queue ceiling, one scan per message",
-                    lambda: contenders.queue_ceiling(stack, watcher, config.ceiling_scans, 1))
+                    lambda: contenders.queue_ceiling(stack, watcher, config.ceiling_scans, 1,
+                                                     preprocess=config.ceiling_preprocess))
             attempt("queue_ceiling_multi", "queue ceiling, several scans per message",
-                    lambda: contenders.queue_ceiling(stack, watcher, config.ceiling_scans, config.ceiling_per_message))
+                    lambda: contenders.queue_ceiling(stack, watcher, config.ceiling_scans, config.ceiling_per_message,
+                                                     preprocess=config.ceiling_preprocess))
         if "open_loop" in want:
             base = res.get("tenderscan_drain", {}).get("scans_per_s") or 50.0
             offered = [round(f * base, 1) for f in config.loads]
             attempt("open_loop", "open loop", lambda: contenders.open_loop(stack, watcher, corpus, offered,
-                                                                          config.step_seconds))
+                                                                          config.step_seconds, processes=procs))
     finally:
         if watcher is not None:
             watcher.close()
         stack.stop()
         shutil.rmtree(root / "s3", ignore_errors=True)
+    out["worker_processes"] = worker_processes(config, stack.cores)
     out["ratios"] = ratios(res)
     steps = res.get("open_loop")
     out["open_loop_summary"] = open_loop_summary(steps if isinstance(steps, list) else [])
@@ -263,6 +303,8 @@ def ratios(res: dict) -> dict:
             "tenderscan_over_model_limit": _r(ts, sps("model_limit")),
             "tenderscan_over_naive_prefork": _r(ts, sps("naive_prefork")),
             "tenderscan_over_naive_solo": _r(ts, sps("naive_solo")),
+            "one_process_over_work_limit": _r(sps("tenderscan_drain_one_process"), sps("work_limit")),
+            "one_process_over_naive_prefork": _r(sps("tenderscan_drain_one_process"), sps("naive_prefork")),
             "bulk_over_work_limit": _r(sps("tenderscan_drain_bulk"), sps("work_limit")),
             "ceiling_multi_over_single": _r(sps("queue_ceiling_multi"), sps("queue_ceiling_single"))}
 
@@ -291,7 +333,8 @@ def write(result: dict, json_path: Path | None, plot_path: Path | None) -> None:
 
 def markdown_table(result: dict) -> str:
     res, rows = result["results"], []
-    for name in ("model_limit", "work_limit", "tenderscan_drain", "tenderscan_drain_bulk", "naive_prefork",
+    for name in ("model_limit", "work_limit", "tenderscan_drain", "tenderscan_drain_one_process",
+                 "tenderscan_drain_bulk", "naive_prefork",
                  "naive_solo", "queue_ceiling_single", "queue_ceiling_multi"):
         if name in res:
             r = res[name]
@@ -299,7 +342,8 @@ def markdown_table(result: dict) -> str:
                 rows.append(f"| {name} | failed | {r['error'][:120]} |")
                 continue
             note = ", ".join(f"{k}={r[k]}" for k in ("best_batch", "max_batch_size", "scans_per_message", "pool",
-                                                      "concurrency", "scans", "completed") if k in r)
+                                                      "processes", "concurrency", "torch_threads", "preprocess",
+                                                      "scans", "completed") if k in r)
             rows.append(f"| {name} | {r['scans_per_s']} | {note} |")
     lines = ["| contender | scans/s | notes |", "|---|---:|---|", *rows, ""]
     if isinstance(res.get("open_loop"), list) and res["open_loop"]:

@@ -3,11 +3,14 @@
     StandInObjectStore   get() returns one tiny valid PNG for any key, put() drops the bytes:
                          a zero-cost S3 (the queue's own ceiling run)
     StandInRunner        the real Batcher in front of a zero-cost "forward pass" that returns fixed
-                         probabilities: batching, futures and decide still run
+                         probabilities: batching, futures and decide still run; `preprocess` is the
+                         worker's real one when given (the ceiling passes the checkpoint's)
     DirectRunner         a real model, one forward pass per image, no batcher: the naive worker
 
 The ceiling run keeps everything else real: Celery, Redis (the broker, mark_processing, the SET NX
-verdict Lua script), the checksum check, a full (tiny) decode, logs and metrics.
+verdict Lua script), the checksum check, a full (tiny) decode, the checkpoint's per-scan
+preprocessing (for a canonicalizing model: locate -> no note found -> plain resize, then the
+lighting flattening at the model's input size), logs and metrics.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hashlib
 import io
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from workers.batching import Batcher
@@ -75,16 +78,17 @@ class StandInRunner:
     model_ref = STAND_IN_MODEL
 
     def __init__(self, max_batch_size: int, max_wait_s: float, sign_names: Sequence[str] = ("microprint",),
-                 denominations: Sequence[str] = ("20",)) -> None:
+                 denominations: Sequence[str] = ("20",), preprocess: Callable[[Any], Any] | None = None) -> None:
         from models.decision import Thresholds
 
+        self._preprocess = preprocess
         self.thresholds = Thresholds()
         self.sign_names = list(sign_names)
         self.denominations = list(denominations)
         self.batcher = Batcher(self._run_batch, max_batch_size, max_wait_s, name="stand-in-batcher")
 
     def preprocess(self, image) -> Any:
-        return None  # no resize, no tensor
+        return None if self._preprocess is None else self._preprocess(image)
 
     def infer(self, x) -> Any:
         return self.result(self.submit(x))
@@ -126,7 +130,7 @@ class DirectRunner:
         from workers.inference import ScanPrediction
 
         t0, started = time.monotonic(), utcnow()
-        preds = self.model.forward(x.unsqueeze(0).to(self.model.device))
+        preds = self.model.forward(self.model.input_batch([x]))
         p_cf = float(preds.p_counterfeit[0])
         signs = {n: float(v) for n, v in zip(self.model.sign_names, preds.signs[0].tolist(), strict=True)}
         denom = {n: float(v) for n, v in zip(self.model.denominations, preds.denomination[0].tolist(), strict=True)}

@@ -38,6 +38,12 @@ def register(subparsers) -> None:
     p.add_argument("--step-seconds", type=float, default=12.0, help="open loop: seconds per offered load")
     p.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(
         ("model", "work", "drain", "drain_bulk", "naive_prefork", "naive_solo", "ceiling", "open_loop")))
+    p.add_argument("--worker-processes", type=int, default=0,
+                   help="tenderscan worker processes in the drain and open-loop runs (default: one per core; "
+                        "the drain also runs with one when this is more than one)")
+    p.add_argument("--ceiling-preprocess", choices=("checkpoint", "none"), default="checkpoint",
+                   help="queue ceiling: run the checkpoint's per-scan preprocessing on the stand-in image "
+                        "(default), or none (queue and plumbing alone)")
     p.add_argument("--log-level", default="INFO", help="workers' log level (INFO = as deployed)")
     p.add_argument("--json", type=Path, default=Path("docs/bench.json"), help="JSON output (default docs/bench.json)")
     p.add_argument("--plot", type=Path, default=Path("docs/bench.png"), help="PNG output (default docs/bench.png)")
@@ -56,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         ceiling_per_message=args.ceiling_per_message, bulk_per_message=args.bulk_per_message, unique=args.unique,
         copies=args.copies, seed=args.seed, batch_sizes=args.batch_sizes, model_seconds=args.model_seconds,
         loads=args.loads,
-        step_seconds=args.step_seconds, only=only, log_level=args.log_level.upper())
+        step_seconds=args.step_seconds, only=only, log_level=args.log_level.upper(),
+        worker_processes=args.worker_processes, ceiling_preprocess=args.ceiling_preprocess == "checkpoint")
     result = harness.run(config)
     harness.write(result, args.json, args.plot)
     print(harness.markdown_table(result))

@@ -56,8 +56,16 @@ def plan(peak_rate: float, per_worker_rate: float, latency_target_s: float, batc
 
 
 def per_worker_from_bench(path: Path) -> float:
-    """The drain throughput of one tenderscan worker from `tenderscan bench`'s JSON."""
+    """The drain throughput of one tenderscan worker process from `tenderscan bench`'s JSON: its
+    one-process drain, else its drain divided by the worker processes it ran (one per core)."""
     data = json.loads(path.read_text())
+    results = data.get("results") if isinstance(data.get("results"), dict) else {}
+    one = results.get("tenderscan_drain_one_process") or {}
+    if isinstance(one.get("scans_per_s"), int | float) and one["scans_per_s"] > 0:
+        return float(one["scans_per_s"])
+    drain = results.get("tenderscan_drain") or {}
+    if isinstance(drain.get("scans_per_s"), int | float) and drain["scans_per_s"] > 0:
+        return float(drain["scans_per_s"]) / max(1, int(drain.get("processes") or 1))
     for keys in (("tenderscan", "drain", "scans_per_s"), ("drain", "scans_per_s"), ("tenderscan_drain_scans_per_s",)):
         node = data
         for key in keys:
