@@ -19,6 +19,8 @@ as it is. Every step is deterministic and runs the same in training and serving.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
@@ -165,12 +167,14 @@ def flatten(pixels: np.ndarray, grid: tuple[int, int] = (6, 12)) -> np.ndarray:
     gh, gw = grid
     if h < 2 * gh or w < 2 * gw:
         return pixels
-    x = pixels.astype(np.float32)
     bh, bw = h // gh, w // gw
-    luma = x[:gh * bh, :gw * bw].mean(axis=2).reshape(gh, bh, gw, bw).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
-    top = np.partition(luma, int(0.9 * luma.shape[-1]), axis=-1)[..., int(0.9 * luma.shape[-1])]  # paper level
-    yy, xx = np.meshgrid((np.arange(gh) + 0.5) / gh * 2 - 1, (np.arange(gw) + 0.5) / gw * 2 - 1, indexing="ij")
-    design = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1).reshape(-1, 6)
+    p = pixels[:gh * bh, :gw * bw]
+    # luminance as the mean of the channels (integer sums, so exact in float32), one row of samples per block
+    luma = (p[:, :, 0].astype(np.float32) + p[:, :, 1] + p[:, :, 2]) / np.float32(3)
+    luma = luma.reshape(gh, bh, gw, bw).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
+    q = int(0.9 * luma.shape[-1])
+    top = np.partition(luma, q, axis=-1)[..., q]  # the paper's level in each block
+    design = _basis(gh, gw).reshape(-1, 6)
     logs = np.log(np.maximum(top, 1.0)).reshape(-1)
     keep = np.ones(len(design), dtype=bool)
     for _ in range(3):  # drop blocks far below the fit: ink-dense print, the watermark
@@ -178,7 +182,15 @@ def flatten(pixels: np.ndarray, grid: tuple[int, int] = (6, 12)) -> np.ndarray:
         keep = logs - design @ coef > -0.08
         if keep.sum() < 12:
             return pixels
+    surface = np.exp(_basis(h, w, np.float32) @ coef.astype(np.float32))  # [H, W]
+    return np.clip(pixels.astype(np.float32) * (PAPER_LEVEL / np.maximum(surface, 1.0))[:, :, None] + 0.5,
+                   0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _basis(h: int, w: int, dtype=np.float64) -> np.ndarray:
+    """[h, w, 6] quadratic basis (1, x, y, x^2, y^2, xy) at cell centres, x and y in [-1, 1]; read-only."""
     yy, xx = np.meshgrid((np.arange(h) + 0.5) / h * 2 - 1, (np.arange(w) + 0.5) / w * 2 - 1, indexing="ij")
-    full = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1).astype(np.float32)
-    surface = np.exp(full @ coef.astype(np.float32))  # [H, W]
-    return np.clip(x * (PAPER_LEVEL / np.maximum(surface, 1.0))[:, :, None] + 0.5, 0, 255).astype(np.uint8)
+    out = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1).astype(dtype)
+    out.flags.writeable = False
+    return out

@@ -102,10 +102,12 @@ def load_folder(root: str | Path, params: PreprocessParams, workers: int = 2,
 
 
 def _synth_source_hash() -> str:
+    """The generator's and the preprocessing's source: what shapes the cached pixels besides the params."""
     import hashlib
 
+    here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted((Path(__file__).resolve().parent / "synth").glob("*.py")):
+    for path in [*sorted((here / "synth").glob("*.py")), here / "transforms.py", here / "canonical.py"]:
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -113,7 +115,8 @@ def _synth_source_hash() -> str:
 def cached_synthesize(cache_dir: str | Path | None, count: int, seed: int, params: PreprocessParams,
                       capture: str = "default", workers: int = 2, progress: bool | None = None,
                       desc: str = "synthesize") -> ScanSet:
-    """`synthesize`, reusing a local cache keyed by everything that shapes the pixels (incl. generator source)."""
+    """`synthesize`, reusing a local cache keyed by everything that shapes the pixels (incl. generator and
+    preprocessing source)."""
     import json
 
     if cache_dir is None:
