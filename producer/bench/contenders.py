@@ -19,14 +19,11 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from producer import devstack
 from producer.bench import corpus as corpus_mod
 from producer.bench.watch import VerdictWatcher, latency_summary, rate
 from workers import contract, metrics
-
-BIN = Path(sys.executable).parent
 
 
 def model_limit(settings, corpus, batch_sizes=(1, 8, 16, 32, 64), seconds: float = 2.0) -> dict:
@@ -203,12 +200,12 @@ def queue_ceiling(stack, watcher, n: int, per_message: int, preprocess: bool = T
 
 
 def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, settle_s: float = 20.0,
-              seed: int = 7, processes: int = 1) -> list[dict]:
+              seed: int = 7, processes: int = 1, api_workers: int = 1) -> list[dict]:
     """Poisson arrivals per offered load; latency from the scheduled arrival (no coordinated omission)."""
     import httpx
 
     stack.flush()
-    api = stack.start_api()
+    api = stack.start_api(api_workers)
     worker = stack.start_worker("workers.app", "threads", processes=processes,
                                 extra_env=process_env(processes, stack.cores))
     rng = random.Random(seed)

@@ -33,7 +33,6 @@ from producer.bench.watch import VerdictWatcher
 from workers import contract
 from workers.settings import Settings
 
-BIN = Path(sys.executable).parent
 ACCESS, SECRET, API_KEY = "bench", "bench-secret-key", "bench-api-key"
 CONTENDERS = ("model", "work", "drain", "drain_bulk", "naive_prefork", "naive_solo", "ceiling", "open_loop")
 
@@ -61,6 +60,7 @@ class BenchConfig:
     # drain also runs once with one process (tenderscan_drain_one_process).
     worker_processes: int = 0
     ceiling_preprocess: bool = True  # the ceiling worker runs the checkpoint's per-scan preprocessing
+    api_workers: int = 0  # open loop: uvicorn processes of `tenderscan api`; 0 = one per 4 cores, at least 1
 
 
 @dataclass
@@ -133,7 +133,7 @@ class Stack:
         group = WorkerGroup([])
         try:
             for port in self.metrics_ports:
-                cmd = [str(BIN / "celery"), "-A", app_module, "worker", "-P", pool, "-c", str(concurrency),
+                cmd = [sys.executable, "-m", "celery", "-A", app_module, "worker", "-P", pool, "-c", str(concurrency),
                        "-Q", queue, "-n", f"bench-{pool}-{port}@%h", "--loglevel", self.settings.log_level,
                        "--without-gossip", "--without-mingle", "--without-heartbeat"]
                 env = dict(self.env, **(extra_env or {}), TENDERSCAN_METRICS_PORT=str(port))
@@ -146,13 +146,14 @@ class Stack:
             raise
         return group
 
-    def start_api(self) -> devstack.Service:
+    def start_api(self, workers: int = 1) -> devstack.Service:
         import httpx
 
         port = devstack.free_port()
         self.api_url = f"http://127.0.0.1:{port}"
-        svc = devstack.spawn("api", [str(BIN / "tenderscan"), "api", "--host", "127.0.0.1", "--port", str(port)],
-                             self.logs, env=self.env)
+        cmd = [sys.executable, "-m", "producer.cli", "api", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers)]
+        svc = devstack.spawn("api", cmd, self.logs, env=self.env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -197,6 +198,10 @@ def worker_processes(config: BenchConfig, cores: int) -> int:
     return config.worker_processes or cores
 
 
+def api_workers(config: BenchConfig, cores: int) -> int:
+    return config.api_workers or max(1, cores // 4)
+
+
 def conditions() -> dict:
     import torch
 
@@ -212,7 +217,9 @@ def _progress(t0: float, what: str) -> None:
     print(f"bench +{time.monotonic() - t0:6.1f}s  {what}", file=sys.stderr, flush=True)
 
 
-def run(config: BenchConfig, workdir: Path | None = None) -> dict:
+def run(config: BenchConfig, workdir: Path | None = None, partial_json: Path | None = None) -> dict:
+    """Every contender in `config.only`, in order. `partial_json`: rewritten after each contender, so a
+    run that is cut short (a time limit on a borrowed GPU machine) keeps what it measured."""
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -239,6 +246,8 @@ def run(config: BenchConfig, workdir: Path | None = None) -> dict:
             except Exception as exc:  # noqa: BLE001 - reported in the JSON, the other contenders still run
                 res[name] = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
                 _progress(t0, f"{label} FAILED: {res[name]['error'][:200]}")
+            if partial_json:
+                write(dict(out, ratios=ratios(res), partial=True), partial_json, None)
 
         if "model" in want:
             attempt("model_limit", "model limit",
@@ -274,14 +283,16 @@ def run(config: BenchConfig, workdir: Path | None = None) -> dict:
         if "open_loop" in want:
             base = res.get("tenderscan_drain", {}).get("scans_per_s") or 50.0
             offered = [round(f * base, 1) for f in config.loads]
-            attempt("open_loop", "open loop", lambda: contenders.open_loop(stack, watcher, corpus, offered,
-                                                                          config.step_seconds, processes=procs))
+            attempt("open_loop", "open loop", lambda: contenders.open_loop(
+                stack, watcher, corpus, offered, config.step_seconds, processes=procs,
+                api_workers=api_workers(config, stack.cores)))
     finally:
         if watcher is not None:
             watcher.close()
         stack.stop()
         shutil.rmtree(root / "s3", ignore_errors=True)
     out["worker_processes"] = worker_processes(config, stack.cores)
+    out["api_workers"] = api_workers(config, stack.cores)
     out["ratios"] = ratios(res)
     steps = res.get("open_loop")
     out["open_loop_summary"] = open_loop_summary(steps if isinstance(steps, list) else [])

@@ -41,11 +41,13 @@ def register(subparsers) -> None:
     p.add_argument("--worker-processes", type=int, default=0,
                    help="tenderscan worker processes in the drain and open-loop runs (default: one per core; "
                         "the drain also runs with one when this is more than one)")
+    p.add_argument("--api-workers", type=int, default=0,
+                   help="open loop: uvicorn processes of the API (default 0 = one per 4 cores, at least 1)")
     p.add_argument("--ceiling-preprocess", choices=("checkpoint", "none"), default="checkpoint",
                    help="queue ceiling: run the checkpoint's per-scan preprocessing on the stand-in image "
                         "(default), or none (queue and plumbing alone)")
     p.add_argument("--log-level", default="INFO", help="workers' log level (INFO = as deployed)")
-    p.add_argument("--json", type=Path, default=Path("docs/bench.json"), help="JSON output (default docs/bench.json)")
+    p.add_argument("--json", type=Path, default=Path("docs/bench.json"), help="JSON output, rewritten after each contender (default docs/bench.json)")
     p.add_argument("--plot", type=Path, default=Path("docs/bench.png"), help="PNG output (default docs/bench.png)")
     p.set_defaults(func=run)
 
@@ -63,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         copies=args.copies, seed=args.seed, batch_sizes=args.batch_sizes, model_seconds=args.model_seconds,
         loads=args.loads,
         step_seconds=args.step_seconds, only=only, log_level=args.log_level.upper(),
-        worker_processes=args.worker_processes, ceiling_preprocess=args.ceiling_preprocess == "checkpoint")
-    result = harness.run(config)
+        worker_processes=args.worker_processes, api_workers=args.api_workers, ceiling_preprocess=args.ceiling_preprocess == "checkpoint")
+    result = harness.run(config, partial_json=args.json)
     harness.write(result, args.json, args.plot)
     print(harness.markdown_table(result))
     return 0
