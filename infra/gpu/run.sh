@@ -12,30 +12,14 @@
 #   REHEARSAL=1      on a CPU machine: skip the Python bundle (use this interpreter's packages), small runs
 set -u
 OUT=${OUT:?set OUT to the results directory}
-T=${TMPDIR:-/tmp}/tenderscan-gpu
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
-mkdir -p "$T/bin" "$OUT"
-
-"$PY" - "$T" "${REHEARSAL:-0}" <<'EOF'
-import lzma, shutil, sys, tarfile
-t, rehearsal = sys.argv[1], sys.argv[2] == "1"
-for name in ("redis",) if rehearsal else ("site", "redis"):
-    with tarfile.open(f".gpu/{name}.tar.xz") as tf:
-        tf.extractall(t, filter="data")
-with lzma.open(".gpu/weed.xz") as src, open(f"{t}/bin/weed", "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
-EOF
-chmod +x "$T/bin/weed"
-printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/redis/lib exec %s/redis/redis-server "$@"\n' "$T" "$T" >"$T/bin/redis-server"
-chmod +x "$T/bin/redis-server"
-export PATH="$T/bin:$PATH"
+mkdir -p "$OUT"
+. infra/gpu/env.sh
 if [ "${REHEARSAL:-0}" = 1 ]; then
-    export PYTHONPATH="$PWD"
     sizes=(--scans 600 --solo-scans 200 --work-scans 400 --ceiling-scans 1500 --batch-sizes 1,32,64
            --model-seconds 1 --loads 0.3 --step-seconds 4)
 else
-    export PYTHONPATH="$T/site:$PWD"
     sizes=(--scans 6000 --solo-scans 1500 --work-scans 3000 --ceiling-scans 6000
            --batch-sizes 1,8,32,64,128,256,512 --loads 0.2,0.5,0.8 --step-seconds 8)
 fi

@@ -34,7 +34,8 @@ from workers import contract
 from workers.settings import Settings
 
 ACCESS, SECRET, API_KEY = "bench", "bench-secret-key", "bench-api-key"
-CONTENDERS = ("model", "work", "drain", "drain_bulk", "naive_prefork", "naive_solo", "ceiling", "open_loop")
+CONTENDERS = ("model", "work", "drain", "drain_one", "drain_bulk", "naive_prefork", "naive_solo", "ceiling",
+              "open_loop")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class BenchConfig:
     # tenderscan worker processes in the drain and open-loop runs, as a CPU node runs them: one per core
     # (each with its own batcher), torch threads = cores // processes each. 0 = the machine's cores.
     # The queue ceiling is always one process (its target is per process); with more than one, the
-    # drain also runs once with one process (tenderscan_drain_one_process).
+    # drain also runs once with one process (`drain_one`: tenderscan_drain_one_process).
     worker_processes: int = 0
     ceiling_preprocess: bool = True  # the ceiling worker runs the checkpoint's per-scan preprocessing
     api_workers: int = 0  # open loop: uvicorn processes of `tenderscan api`; 0 = one per 4 cores, at least 1
@@ -88,7 +89,8 @@ class Stack:
             raise
         services.append(redis_svc)
         key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
-        settings = Settings().with_(redis_url=redis_svc.extra["url"], s3_endpoint_url=s3.extra["endpoint"],
+        # the environment's TENDERSCAN_* settings (batch size, concurrency, ...) are what the workers run
+        settings = Settings.from_env().with_(redis_url=redis_svc.extra["url"], s3_endpoint_url=s3.extra["endpoint"],
                                     s3_access_key=ACCESS, s3_secret_key=SECRET, s3_bucket="bench-scans",
                                     models_bucket="bench-models", api_keys={key_hash: corpus_mod.TENANT},
                                     reconcile_interval_s=0, log_level=log_level)
@@ -260,9 +262,9 @@ def run(config: BenchConfig, workdir: Path | None = None, partial_json: Path | N
         if "drain" in want:
             attempt("tenderscan_drain", f"tenderscan drain, {procs} worker process(es)",
                     lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, processes=procs))
-            if procs > 1:
-                attempt("tenderscan_drain_one_process", "tenderscan drain, one worker process",
-                        lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, processes=1))
+        if "drain_one" in want and procs > 1:
+            attempt("tenderscan_drain_one_process", "tenderscan drain, one worker process",
+                    lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, processes=1))
         if "drain_bulk" in want:
             attempt("tenderscan_drain_bulk", f"tenderscan drain, bulk messages, {procs} worker process(es)",
                     lambda: contenders.tenderscan_drain(stack, watcher, corpus, config.scans, config.bulk_per_message,

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
                    help="open loop: offered loads as fractions of the tenderscan drain rate")
     p.add_argument("--step-seconds", type=float, default=12.0, help="open loop: seconds per offered load")
     p.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(
-        ("model", "work", "drain", "drain_bulk", "naive_prefork", "naive_solo", "ceiling", "open_loop")))
+        ("model", "work", "drain", "drain_one", "drain_bulk", "naive_prefork", "naive_solo", "ceiling", "open_loop")))
     p.add_argument("--worker-processes", type=int, default=0,
                    help="tenderscan worker processes in the drain and open-loop runs (default: one per core; "
                         "the drain also runs with one when this is more than one)")
@@ -48,7 +48,8 @@ def register(subparsers) -> None:
                         "(default), or none (queue and plumbing alone)")
     p.add_argument("--log-level", default="INFO", help="workers' log level (INFO = as deployed)")
     p.add_argument("--json", type=Path, default=Path("docs/bench.json"), help="JSON output, rewritten after each contender (default docs/bench.json)")
-    p.add_argument("--plot", type=Path, default=Path("docs/bench.png"), help="PNG output (default docs/bench.png)")
+    p.add_argument("--plot", type=lambda v: Path(v) if v else None, default=Path("docs/bench.png"),
+                   help="PNG output (default docs/bench.png; '' for none)")
     p.set_defaults(func=run)
 
 
