@@ -184,3 +184,10 @@ def test_split_preprocessing_is_bit_identical_to_the_models_one(checkpoint_path)
     batch = model.input_batch([model.preprocess(im) for im in images])
     expected = torch.stack([preprocess_image(im, params) for im in images])
     assert batch.dtype == torch.float32 and torch.equal(batch, expected)
+
+
+def test_warm_up_covers_every_batch_size_on_cuda_and_the_full_size_on_the_cpu():
+    from workers.inference import warm_up_sizes
+
+    assert warm_up_sizes(torch.device("cuda"), 4) == [1, 2, 3, 4]
+    assert warm_up_sizes(torch.device("cpu"), 32) == [32]

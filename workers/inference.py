@@ -140,6 +140,15 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def warm_up_sizes(device: torch.device, max_size: int) -> list[int]:
+    """On CUDA the first batch of each new size pays for loading and choosing its kernels. On the H200
+    (docs/PERFORMANCE.md) p99 was 779 ms in the first open-loop step, when batch sizes were new, and
+    105 ms at 2.5 x that load in the next step: a CUDA worker therefore runs every size once before
+    its first scan (milliseconds each there). Not re-measured on a GPU since. The CPU warms up at full
+    size only: worker start-up time matters more there than a first-batch cost."""
+    return list(range(1, max_size + 1)) if device.type == "cuda" else [max_size]
+
+
 class ModelRunner:
     """A model plus the batcher in front of it. Thread-safe: task threads call `infer` concurrently."""
 
@@ -182,10 +191,12 @@ class ModelRunner:
             raise InferenceTimeout(f"no forward pass within {self.result_timeout_s:.0f}s") from None
 
     def warm_up(self) -> float:
-        """One forward pass at full batch size before the first scan: allocations, kernels, autotune."""
+        """Forward passes before the first scan (allocations, kernels, autotune), at every batch size
+        the batcher can form on CUDA (see warm_up_sizes), at full size on the CPU."""
         t0 = time.monotonic()
         x = torch.zeros((self.batcher.max_size, *self.model.input_shape), dtype=self.model.input_dtype)
-        self.model.forward(self.model.input_batch(x))
+        for size in warm_up_sizes(self.model.device, self.batcher.max_size):
+            self.model.forward(self.model.input_batch(x[:size]))
         if self.model.device.type == "cuda":
             torch.cuda.synchronize(self.model.device)
         return time.monotonic() - t0
