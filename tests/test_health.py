@@ -26,3 +26,24 @@ def test_heartbeat_stops_when_the_batcher_is_dead(tmp_path):
         assert health.age_s(path) >= 0.2  # no refresh once the batcher is gone
     finally:
         stop.set()
+
+
+def test_children_beating_at_once_never_share_a_temporary_file(tmp_path):
+    import threading
+
+    files = [tmp_path / f"hb.{i}" for i in range(4)]  # what workers/supervisor.py names them
+    errors = []
+
+    def hammer(path):
+        try:
+            for _ in range(300):
+                health.beat(path)
+        except OSError as exc:  # one child's replace() taking another's temporary file
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(p,)) for p in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(health.age_s(p) is not None for p in files)

@@ -22,7 +22,7 @@ INTERVAL_S = 10.0
 
 
 def beat(path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")  # not with_suffix: `hb.0` and `hb.1` must not share `hb.tmp`
     tmp.write_text(f"{time.time():.3f}\n")
     tmp.replace(path)  # atomic: a probe never reads half a file
 
