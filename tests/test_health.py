@@ -28,6 +28,30 @@ def test_heartbeat_stops_when_the_batcher_is_dead(tmp_path):
         stop.set()
 
 
+def test_with_several_processes_every_childs_heartbeat_must_be_fresh(tmp_path):
+    base = tmp_path / "hb"
+    files = health.heartbeat_files(base, 3)
+    assert files == [tmp_path / "hb.0", tmp_path / "hb.1", tmp_path / "hb.2"]
+    assert health.heartbeat_files(base, 1) == [base]
+    for path in files:
+        health.beat(path)
+    assert health.main(["--file", str(base), "--processes", "3"]) == 0
+    assert health.main(["--file", str(base), "--processes", "1"]) == 1  # nobody writes hb itself then
+    files[1].write_text(f"{time.time() - 300}\n")
+    assert health.main(["--file", str(base), "--processes", "3", "--max-age", "60"]) == 1
+    files[1].unlink()
+    assert health.main(["--file", str(base), "--processes", "3"]) == 1
+
+
+def test_the_probe_takes_the_count_from_the_setting(tmp_path, monkeypatch):
+    base = tmp_path / "hb"
+    health.beat(tmp_path / "hb.0")
+    monkeypatch.setenv("TENDERSCAN_WORKER_PROCESSES", "2")
+    assert health.main(["--file", str(base)]) == 1  # hb.1 missing
+    health.beat(tmp_path / "hb.1")
+    assert health.main(["--file", str(base)]) == 0
+
+
 def test_children_beating_at_once_never_share_a_temporary_file(tmp_path):
     import threading
 

@@ -4,6 +4,11 @@
                                          INTERVAL_S, but only while `alive()` says the batcher runs
     probe:           python -m workers.health --max-age 120     exit 0 if the file is fresh, else 1
 
+With TENDERSCAN_WORKER_PROCESSES = N > 1 (`tenderscan worker` supervising N processes,
+workers/supervisor.py) child i writes `<TENDERSCAN_HEARTBEAT_FILE>.<i>`, and the probe checks all N
+files: one dead or hung child fails it. The probe learns N from the setting (or --processes), not
+from the worker's command line, so set the count in the environment where probes run.
+
 A worker whose batcher thread died (or whose process hangs) stops refreshing the file; Kubernetes'
 livenessProbe then restarts the pod. A broker outage does NOT fail the probe: the worker reconnects on
 its own, and restarting it would only add a model load to the outage.
@@ -19,6 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 INTERVAL_S = 10.0
+
+
+def heartbeat_files(path: Path, processes: int) -> list[Path]:
+    """The files a worker of `processes` processes keeps fresh: `path` itself for one, else `path.<i>`."""
+    return [path] if processes == 1 else [path.with_name(f"{path.name}.{i}") for i in range(processes)]
 
 
 def beat(path: Path) -> None:
@@ -50,24 +60,38 @@ def start_heartbeat(alive: Callable[[], bool], path: Path, interval_s: float = I
     return stop
 
 
+def stale(path: Path, max_age: float) -> str | None:
+    """Why `path` fails the probe, or None when it is fresh."""
+    age = age_s(path)
+    if age is None:
+        return f"no heartbeat at {path}"
+    if age > max_age:
+        return f"heartbeat {path} is {age:.0f}s old (> {max_age:.0f}s)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.health",
-                                     description="Exit 0 if the worker's heartbeat file is fresh (a liveness probe).")
+                                     description="Exit 0 if every worker process's heartbeat file is fresh "
+                                                 "(a liveness probe).")
     parser.add_argument("--max-age", type=float, default=120.0, help="seconds (default 120)")
     parser.add_argument("--file", type=Path, default=None, help="default: TENDERSCAN_HEARTBEAT_FILE")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="worker processes to check (default: TENDERSCAN_WORKER_PROCESSES; 0 = one per CPU)")
     args = parser.parse_args(argv)
-    if args.file is None:
+    if args.file is None or args.processes is None:
         from workers.settings import Settings
 
-        args.file = Path(Settings.from_env().heartbeat_file)
-    age = age_s(args.file)
-    if age is None:
-        print(f"no heartbeat at {args.file}", file=sys.stderr)
-        return 1
-    if age > args.max_age:
-        print(f"heartbeat is {age:.0f}s old (> {args.max_age:.0f}s)", file=sys.stderr)
-        return 1
-    return 0
+        settings = Settings.from_env()
+        args.file = args.file or Path(settings.heartbeat_file)
+        args.processes = settings.worker_processes if args.processes is None else args.processes
+    from workers.supervisor import resolve_processes
+
+    problems = [p for p in (stale(f, args.max_age) for f in heartbeat_files(args.file, resolve_processes(args.processes)))
+                if p]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -138,6 +138,8 @@ class Settings:
     max_batch_size: int = 32  # most scans in one forward pass
     max_wait_ms: int = 10  # longest a scan waits for its batch to fill
     worker_concurrency: int = 0  # scans in flight per worker process; 0 = 2 * max_batch_size
+    worker_processes: int = 1  # `tenderscan worker` runs this many Celery worker processes under one
+    #                            supervisor (workers/supervisor.py); 0 = one per CPU this process may use
     task_soft_time_limit_s: int = 60  # a scan taking longer than this is failed and redelivered
     task_time_limit_s: int = 90  # hard kill
     visibility_timeout_s: int = 300  # Redis redelivers an unacked message after this long
@@ -231,6 +233,7 @@ class Settings:
             max_batch_size=_int(env, PREFIX + "MAX_BATCH_SIZE", d.max_batch_size, 1),
             max_wait_ms=_int(env, PREFIX + "MAX_WAIT_MS", d.max_wait_ms, 0),
             worker_concurrency=_int(env, PREFIX + "WORKER_CONCURRENCY", d.worker_concurrency, 0),
+            worker_processes=_int(env, PREFIX + "WORKER_PROCESSES", d.worker_processes, 0),
             task_soft_time_limit_s=_int(env, PREFIX + "TASK_SOFT_TIME_LIMIT_S", d.task_soft_time_limit_s, 1),
             task_time_limit_s=_int(env, PREFIX + "TASK_TIME_LIMIT_S", d.task_time_limit_s, 1),
             visibility_timeout_s=_int(env, PREFIX + "VISIBILITY_TIMEOUT_S", d.visibility_timeout_s, 1),
