@@ -76,3 +76,10 @@ def test_worker_grace_period_exceeds_the_hard_time_limit(compose):
     env = compose["services"]["worker"]["environment"]
     grace = int(compose["services"]["worker"]["stop_grace_period"].rstrip("s"))
     assert grace > int(env["TENDERSCAN_TASK_TIME_LIMIT_S"])
+
+
+def test_gpu_worker_runs_several_processes_and_probes_them_all(compose):
+    service = compose["services"]["worker-gpu"]
+    assert service["environment"]["TENDERSCAN_WORKER_PROCESSES"] == "${GPU_WORKER_PROCESSES:-8}"
+    assert "workers.health" in service["healthcheck"]["test"]
+    assert compose["services"]["worker"]["environment"]["TENDERSCAN_WORKER_PROCESSES"] == "1"

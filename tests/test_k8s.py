@@ -131,3 +131,29 @@ def test_kustomization_lists_every_manifest_but_the_secret_template():
     listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
     present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
     assert listed == present
+
+
+def test_gpu_workers_run_one_process_per_requested_core_and_declare_every_metrics_port():
+    [dep] = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "tenderscan-worker-gpu"]
+    pod = dep["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    processes = int(env["TENDERSCAN_WORKER_PROCESSES"])  # in the env: the probes read it too
+    assert processes == int(container["resources"]["requests"]["cpu"]) > 1
+    assert "--processes" not in container["args"]
+    config = next(d for d in by_kind("ConfigMap"))["data"]
+    base = int(config["TENDERSCAN_METRICS_PORT"])
+    assert sorted(p["containerPort"] for p in container["ports"]) == list(range(base, base + processes))
+    assert "prometheus.io/port" not in pod["metadata"]["annotations"]  # it would scrape one process only
+    assert "workers.health" in " ".join(container["livenessProbe"]["exec"]["command"])
+    assert env["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_gpu_prometheus_trigger_counts_a_whole_pods_in_flight_window():
+    [so] = by_kind("ScaledObject")
+    [dep] = [d for d in by_kind("Deployment") if d["metadata"]["name"] == so["spec"]["scaleTargetRef"]["name"]]
+    env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    in_flight = int(env["TENDERSCAN_WORKER_PROCESSES"]) * int(env["TENDERSCAN_WORKER_CONCURRENCY"])
+    redis_trigger = next(t for t in so["spec"]["triggers"] if t["type"] == "redis")
+    prometheus = next(t for t in so["spec"]["triggers"] if t["type"] == "prometheus")
+    assert int(prometheus["metadata"]["threshold"]) == int(redis_trigger["metadata"]["listLength"]) + in_flight
