@@ -254,3 +254,12 @@ def test_a_spawned_child_has_its_own_process_group_and_dies_with_the_supervisor(
         middle.kill()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_supervisor_imports_neither_torch_nor_celery():
+    """It must stay small, and never touch CUDA: each child loads its own model (STYLE.md)."""
+    code = ("import sys; from producer.commands import worker; from workers import supervisor\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'celery', 'kombu'))\n"
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
