@@ -263,3 +263,16 @@ def test_the_supervisor_imports_neither_torch_nor_celery():
             "assert not heavy, heavy")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_child_that_cannot_be_started_stops_the_ones_already_running():
+    procs = [FakeProc()]
+
+    def spawn(child):
+        if child.index == 1:
+            raise OSError("no such interpreter")
+        return procs[child.index]
+
+    sup = supervisor.Supervisor(plan(processes=3), 35, spawn=spawn, poll_s=0)
+    assert sup.run() == 1
+    assert list(sup.procs) == [0] and procs[0].signals == [signal.SIGTERM]

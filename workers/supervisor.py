@@ -18,9 +18,9 @@ What the supervisor does:
                        the prefetched messages back; acks-late loses nothing); then it waits for all of
                        them and exits 0, or non-zero if any child did. A second signal is forwarded too
                        (a second SIGINT is Celery's cold shutdown)
-    a child exits      unasked (a crash, an OOM kill, even exit 0): the others get SIGTERM, and the
-                       supervisor waits for them and exits non-zero, so the orchestrator restarts the
-                       whole pod instead of keeping a half-dead one that looks alive
+    a child exits      unasked (a crash, an OOM kill, even exit 0), or cannot be started: the others
+                       get SIGTERM, and the supervisor waits for them and exits non-zero, so the
+                       orchestrator restarts the whole pod instead of keeping a half-dead one alive
     children too slow  a child still running shutdown_grace_s + KILL_MARGIN_S after the first stop
                        signal is SIGKILLed (its unacked messages return by the visibility timeout and
                        the reconciler, docs/RELIABILITY.md); each child's own watchdog normally ends it first
@@ -122,6 +122,7 @@ class Supervisor:
         self.procs: dict[int, subprocess.Popen] = {}
         self.codes: dict[int, int] = {}  # index -> return code, once exited
         self.died: int | None = None  # the child whose unasked exit stopped the rest
+        self.spawn_failed = False
         self._received: list[int] = []  # signals, appended by the handler (which must not log)
         self._stopping_since: float | None = None
         self._killed = False
@@ -130,8 +131,8 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             for child in self.children:
-                if self._received:
-                    break  # told to stop while starting: start no more
+                if self._received or self._stopping_since is not None:
+                    break  # told to stop while starting, or a start failed: start no more
                 self._start(child)
             while len(self.codes) < len(self.procs):
                 self.step()
@@ -173,11 +174,20 @@ class Supervisor:
         """0 when every child exited 0 after being asked to; else the first failure's code (at least 1)."""
         if self.died is not None:
             return exit_status(self.codes[self.died]) or 1
+        if self.spawn_failed:
+            return 1
         failed = [exit_status(code) for _, code in sorted(self.codes.items()) if code != 0]
         return failed[0] if failed else 0
 
     def _start(self, child: Child) -> None:
-        proc = self._spawn(child)
+        try:
+            proc = self._spawn(child)
+        except OSError as exc:
+            log.error("worker_process_spawn_failed", index=child.index, error=type(exc).__name__,
+                      detail=str(exc)[:200], action="stopping the others")
+            self.spawn_failed = True
+            self._signal_all(signal.SIGTERM)
+            return
         self.procs[child.index] = proc
         log.info("worker_process_started", index=child.index, pid=proc.pid, node=child.node,
                  metrics_port=int(child.env.get("TENDERSCAN_METRICS_PORT", 0)),
