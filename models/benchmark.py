@@ -47,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         cpu0 = _cpu_s()
         generate(folder_sink(tmp), args.scans, seed=99, workers=args.workers, progress=False)
-        out["generate_wall_s"] = round(time.perf_counter() - t0, 1)
-        out["generate_cpu_s"] = round(_cpu_s() - cpu0, 1)  # this process and its finished children
-        out["generate_scans_per_s"] = round(args.scans / out["generate_wall_s"], 1)
+        wall_s = time.perf_counter() - t0
+        out["generate_wall_s"] = round(wall_s, 3)
+        out["generate_cpu_s"] = round(_cpu_s() - cpu0, 3)  # this process and its finished children
+        out["generate_scans_per_s"] = round(args.scans / wall_s, 1)  # unrounded: a tiny run is not 0 s
     params = PreprocessParams()
     model = BillNet(NetConfig()).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
