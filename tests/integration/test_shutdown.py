@@ -126,5 +126,7 @@ def test_when_the_grace_runs_out_the_scans_in_hand_go_back_to_the_queue(short_gr
     stack.s3.signal(signal.SIGCONT)
     successor = stack.start_worker(wait=True)
     assert wait_until(lambda: all(r.exists(contract.verdict_key(s)) for s in ids), 120)
+    # scan_done is logged just after the verdict is stored: wait for the log to catch up first
+    wait_until(lambda: len(_scan_done(successor)) >= len(ids), 10)
     done = _scan_done(successor)
     assert sorted(e["scan_id"] for e in done) == sorted(ids)  # every scan, exactly once
