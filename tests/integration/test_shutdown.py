@@ -102,6 +102,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_within_the_grace(grace_sta
 
     successor = stack.start_worker(wait=True)
     assert wait_until(lambda: all(r.exists(contract.verdict_key(s)) for s in ids), 90)
+    wait_until(lambda: len(_scan_done(successor)) >= N_SCANS - CONCURRENCY, 10)  # logged after the verdict
     assert {e["scan_id"] for e in _scan_done(successor)}.isdisjoint(e["scan_id"] for e in done)
     assert len(_scan_done(successor)) == N_SCANS - CONCURRENCY  # each scan judged once
 
