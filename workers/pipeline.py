@@ -182,10 +182,11 @@ def _refund(scan_ids: list[str], deps: Deps, error: BaseException) -> None:
                     error=type(exc).__name__)
 
 
-def _done(winner: Verdict, attempt: int, queue_wait_ms: float, stages: _Stages) -> None:
-    """The scan_done event and the metrics: the same numbers (the bench reads the metrics)."""
+def _done(winner: Verdict, attempt: int, queue_wait_ms: float, stages: _Stages, **ids: str) -> None:
+    """The scan_done event and the metrics: the same numbers (the bench reads the metrics). `ids`:
+    scan_id and tenant where the caller has not bound them to the log context."""
     log.info("scan_done", decision=winner.decision, reason=winner.reason, attempt=attempt,
-             batch_id=winner.batch_id, batch_size=winner.batch_size, queue_wait_ms=queue_wait_ms, **stages.ms)
+             batch_id=winner.batch_id, batch_size=winner.batch_size, queue_wait_ms=queue_wait_ms, **stages.ms, **ids)
     metrics.observe_scan(winner.decision, winner.reason, dict(stages.ms, queue_wait_ms=queue_wait_ms))
 
 
@@ -344,8 +345,7 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     for (i, attempt, stages, _, queue_wait_ms), (winner, _) in zip(ready, saved, strict=True):
         if out[i] is None:
             stages.ms["publish_ms"] = publish_ms
-            with structlog.contextvars.bound_contextvars(scan_id=winner.scan_id, tenant=winner.tenant):
-                _done(winner, attempt, queue_wait_ms, stages)
+            _done(winner, attempt, queue_wait_ms, stages, scan_id=winner.scan_id, tenant=winner.tenant)
             out[i] = winner
     return out  # type: ignore[return-value]
 
