@@ -218,3 +218,28 @@ def test_scan_slots_never_exceed_the_capacity_under_contention():
     for t in threads:
         t.join(5)
     assert peak[0] <= 6 and slots.in_use() == 0
+
+
+def test_scan_slots_serve_waiters_in_arrival_order():
+    """A large message first in line is not overtaken by smaller ones (it would starve)."""
+    slots, order = ScanSlots(8), []
+    assert slots.acquire(8) == 8
+
+    def message(name, n):
+        taken = slots.acquire(n)
+        order.append(name)
+        time.sleep(0.01)
+        slots.release(taken)
+
+    big = threading.Thread(target=message, args=("big", 8))
+    big.start()
+    while not slots._waiting:
+        time.sleep(0.001)
+    small = threading.Thread(target=message, args=("small", 1))
+    small.start()
+    time.sleep(0.05)
+    assert order == []  # both wait: the small one queues behind the big one although 1 would fit later
+    slots.release(8)
+    big.join(2)
+    small.join(2)
+    assert order == ["big", "small"] and slots.in_use() == 0
