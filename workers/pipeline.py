@@ -28,6 +28,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -65,6 +66,7 @@ class Runner(Protocol):
     def infer(self, x) -> Any: ...  # -> inference.ScanPrediction
     def submit(self, x) -> Future: ...  # infer, in two halves (process_scans)
     def result(self, future: Future) -> Any: ...
+    def expecting(self, n: int = 1) -> AbstractContextManager: ...  # n scans will be submitted in this block
 
 
 def _now() -> datetime:
@@ -243,9 +245,11 @@ def _after_infer(j: _Judging, deps: Deps, pred) -> Verdict:
 
 def _judge(msg: ScanMessage, deps: Deps, attempt: int, stages: _Stages) -> tuple[Verdict, float]:
     """Everything between mark_processing and publish: the verdict to store, and the queue wait (ms)."""
-    j = _before_infer(msg, deps, attempt, stages)
-    if j.verdict is None:
-        j.verdict = _after_infer(j, deps, deps.runner.infer(j.x))
+    with deps.runner.expecting(1):  # the batcher may wait for this scan while it is fetched and decoded
+        j = _before_infer(msg, deps, attempt, stages)
+        future = deps.runner.submit(j.x) if j.verdict is None else None
+    if future is not None:
+        j.verdict = _after_infer(j, deps, deps.runner.result(future))
     return j.verdict, j.queue_wait_ms
 
 
@@ -300,21 +304,22 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
             log.info("scan_redelivered", scan_id=v.scan_id, decision=v.decision, attempt=v.attempt)
     # fetch + decode a few scans per executor job; as each job finishes, its scans go to the batcher
     jobs = [(i, msgs[i], attempt) for i, attempt in zip(todo, attempts, strict=True)]
-    prepared = [executor.submit(_prepare_chunk, jobs[k:k + PREPARE_CHUNK], deps)
-                for k in range(0, len(jobs), PREPARE_CHUNK)]
     ready: list[tuple[int, int, _Stages, Verdict, float]] = []
     inferring: list[tuple[int, _Judging, Future]] = []
-    for chunk_future in prepared:
-        for i, j in chunk_future.result():
-            if isinstance(j, Exception):
-                out[i] = j
-            elif j.verdict is not None:
-                ready.append((i, j.attempt, j.stages, j.verdict, j.queue_wait_ms))
-            else:
-                try:
-                    inferring.append((i, j, deps.runner.submit(j.x)))
-                except Exception as exc:  # noqa: BLE001 - e.g. the batcher is closing: retry this scan
-                    out[i] = exc
+    with deps.runner.expecting(len(jobs)):  # the batcher may wait for these while they are decoded
+        prepared = [executor.submit(_prepare_chunk, jobs[k:k + PREPARE_CHUNK], deps)
+                    for k in range(0, len(jobs), PREPARE_CHUNK)]
+        for chunk_future in prepared:
+            for i, j in chunk_future.result():
+                if isinstance(j, Exception):
+                    out[i] = j
+                elif j.verdict is not None:
+                    ready.append((i, j.attempt, j.stages, j.verdict, j.queue_wait_ms))
+                else:
+                    try:
+                        inferring.append((i, j, deps.runner.submit(j.x)))
+                    except Exception as exc:  # noqa: BLE001 - e.g. the batcher is closing: retry this scan
+                        out[i] = exc
     for i, j, future in inferring:
         try:
             ready.append((i, j.attempt, j.stages, _after_infer(j, deps, deps.runner.result(future)), j.queue_wait_ms))
