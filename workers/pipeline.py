@@ -154,12 +154,12 @@ def _check_arrived(msg: ScanMessage, obj: StoredObject) -> None:
 
 def process_scan(msg: ScanMessage, deps: Deps) -> Verdict:
     stages = _Stages()
-    existing = deps.verdicts.get_verdict(msg.scan_id)
-    if existing is not None:
-        write_audit(existing, deps.objects, only_if_missing=True)
-        log.info("scan_redelivered", decision=existing.decision, attempt=existing.attempt)
-        return existing
-    attempt = deps.verdicts.mark_processing(msg.scan_id)
+    started = deps.verdicts.start_scans([msg.scan_id])[0]  # its verdict, or mark_processing's attempt
+    if isinstance(started, Verdict):
+        write_audit(started, deps.objects, only_if_missing=True)
+        log.info("scan_redelivered", decision=started.decision, attempt=started.attempt)
+        return started
+    attempt = started
     try:
         verdict, queue_wait_ms = _judge(msg, deps, attempt, stages)
         winner = publish(verdict, deps.verdicts, deps.objects)
@@ -277,12 +277,13 @@ def _put_audits(chunk: list[tuple[int, Verdict, str]], objects: ObjectStore) -> 
 def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -> list[Verdict | BaseException]:
     """The scans of one multi-scan message, each with its own outcome, with Redis round trips per message.
 
-        MGET the verdicts              one round trip; a scan that has one is a redelivery (audit only)
-        mark_processing, pipelined     one round trip; attempt numbers (refunded, pipelined, for the
-                                       scans whose outcome is an outage: is_outage)
+        start_scans                    one round trip: a scan with a stored verdict is a redelivery
+                                       (audit only), the others are marked processing and get their
+                                       attempt numbers (refunded, pipelined, for the scans whose
+                                       outcome is an outage: is_outage)
         fetch + decode on executor     PREPARE_CHUNK scans per job; each scan then goes to the batcher
                                        without waiting, so a message's scans fill batches together
-        SET NX the verdicts, pipelined one round trip (the same Lua script as publish)
+        SET NX the verdicts            one round trip (the same Lua script as publish, for all of them)
         audit records on executor      S3 PUTs in parallel
 
     Returns when every scan has finished, so the message's late ack comes after its last verdict.
@@ -291,19 +292,20 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     """
     out: list[Verdict | BaseException | None] = [None] * len(msgs)
     try:
-        existing = deps.verdicts.get_verdicts([m.scan_id for m in msgs])
-        todo = [i for i, v in enumerate(existing) if v is None]
-        attempts = deps.verdicts.mark_processing_many([msgs[i].scan_id for i in todo])
+        started = deps.verdicts.start_scans([m.scan_id for m in msgs])
     except Exception as exc:  # noqa: BLE001 - Redis is down: every scan fails, the message is retried
         return [exc] * len(msgs)
     audits = []
-    for i, v in enumerate(existing):
-        if v is not None:
+    jobs: list[tuple[int, ScanMessage, int]] = []  # (index, scan, attempt) of the scans to judge
+    for i, v in enumerate(started):
+        if isinstance(v, Verdict):
             out[i] = v
             audits.append((i, executor.submit(write_audit, v, deps.objects, True)))
             log.info("scan_redelivered", scan_id=v.scan_id, decision=v.decision, attempt=v.attempt)
+        else:
+            jobs.append((i, msgs[i], v))
+    todo = [i for i, _, _ in jobs]
     # fetch + decode a few scans per executor job; as each job finishes, its scans go to the batcher
-    jobs = [(i, msgs[i], attempt) for i, attempt in zip(todo, attempts, strict=True)]
     ready: list[tuple[int, int, _Stages, Verdict, float]] = []
     inferring: list[tuple[int, _Judging, Future]] = []
     with deps.runner.expecting(len(jobs)):  # the batcher may wait for these while they are decoded
