@@ -179,9 +179,11 @@ def flatten(pixels: np.ndarray, grid: tuple[int, int] = (6, 12)) -> np.ndarray:
     keep = np.ones(len(design), dtype=bool)
     for _ in range(3):  # drop blocks far below the fit: ink-dense print, the watermark
         coef, *_ = np.linalg.lstsq(design[keep], logs[keep], rcond=None)
-        keep = logs - design @ coef > -0.08
+        kept, keep = keep, logs - design @ coef > -0.08
         if keep.sum() < 12:
             return pixels
+        if np.array_equal(keep, kept):
+            break  # the same blocks again: a further fit would return this very `coef`
     surface = np.exp(_basis(h, w, np.float32) @ coef.astype(np.float32))  # [H, W]
     return np.clip(pixels.astype(np.float32) * (PAPER_LEVEL / np.maximum(surface, 1.0))[:, :, None] + 0.5,
                    0, 255).astype(np.uint8)

@@ -118,24 +118,44 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     app.include_router(router)
     for exc_type, handler in errors.HANDLERS:
         app.add_exception_handler(exc_type, handler)
-    app.middleware("http")(log_requests)
+    app.add_middleware(RequestLog)
     return app
 
 
-async def log_requests(request: Request, call_next):
-    """One `request` event per request: no bodies, keys or query strings."""
-    start = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        emit = log.debug if request.url.path in QUIET_PATHS else log.info
-        emit("request", method=request.method, path=request.url.path, status=status,
-             ms=round((time.perf_counter() - start) * 1000, 1),
-             tenant=getattr(request.state, "tenant", None), scan_id=getattr(request.state, "scan_id", None),
-             reason=getattr(request.state, "reason", None))
+class RequestLog:
+    """One `request` event per request: no bodies, keys or query strings.
+
+    A plain ASGI middleware: Starlette's `app.middleware("http")` (BaseHTTPMiddleware) runs every
+    request's app in a task of its own and streams the response through memory channels, which the
+    API paid for on each submit and poll. The routes leave tenant, scan_id and reason in
+    request.state, which lives in the scope, where this reads them once the response is sent.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            request = Request(scope)
+            emit = log.debug if request.url.path in QUIET_PATHS else log.info
+            emit("request", method=request.method, path=request.url.path, status=status,
+                 ms=round((time.perf_counter() - start) * 1000, 1),
+                 tenant=getattr(request.state, "tenant", None), scan_id=getattr(request.state, "scan_id", None),
+                 reason=getattr(request.state, "reason", None))
 
 
 def create_app_from_env() -> FastAPI:

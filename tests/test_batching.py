@@ -33,6 +33,12 @@ def test_partial_batch_flushes_when_the_oldest_has_waited_max_wait():
     assert plan(1, oldest_enqueued_at=5.0, now=5.0, max_size=4, max_wait_s=0.0) == BatchPlan(1, 0.0)
 
 
+def test_a_partial_batch_leaves_at_once_when_nothing_else_is_on_its_way():
+    assert plan(2, oldest_enqueued_at=5.0, now=5.0, max_size=4, max_wait_s=1.0, more_coming=False) == BatchPlan(2, 0.0)
+    assert plan(0, None, now=5.0, max_size=4, max_wait_s=1.0, more_coming=False) == BatchPlan(0, math.inf)
+    assert plan(9, 5.0, now=5.0, max_size=4, max_wait_s=1.0, more_coming=False) == BatchPlan(4, 0.0)
+
+
 def simulate(arrivals: list[float], max_size: int, max_wait: float) -> list[tuple[float, list[int]]]:
     """Drive `plan` like the batcher thread does, on a virtual clock. Returns (time, item ids) per batch."""
     pending: list[tuple[int, float]] = []
@@ -106,6 +112,35 @@ def test_flushes_a_partial_batch_at_max_wait():
     b.close()
     assert rec.sizes == [3]
     assert 0.04 <= waited < 1.0
+
+
+def test_flush_when_idle_runs_a_lone_item_at_once_and_waits_only_for_announced_ones():
+    rec = Recorder()
+    b = Batcher(rec, max_size=64, max_wait_s=5.0, flush_when_idle=True)
+    t0 = time.monotonic()
+    assert b.submit(1).result(timeout=2) == 2  # nothing announced: the 5 s window does not apply
+    assert time.monotonic() - t0 < 1.0
+    with b.expecting(2):  # two items on their way: the first waits for the second
+        first = b.submit(10)
+        time.sleep(0.1)
+        assert not first.done()
+        second = b.submit(20)
+    assert (first.result(timeout=2), second.result(timeout=2)) == (20, 40)
+    with b.expecting(2):  # one of the two never comes (rejected before the batcher): no wait past the block
+        third = b.submit(30)
+    assert third.result(timeout=2) == 60 and time.monotonic() - t0 < 2.0
+    b.close()
+    assert rec.sizes == [1, 2, 1]
+
+
+def test_without_flush_when_idle_the_window_alone_decides():
+    rec = Recorder()
+    b = Batcher(rec, max_size=64, max_wait_s=0.2)
+    t0 = time.monotonic()
+    with b.expecting(1):
+        future = b.submit(1)
+    assert future.result(timeout=2) == 2 and time.monotonic() - t0 >= 0.15
+    b.close()
 
 
 def test_an_exception_output_fails_only_its_own_future():
@@ -218,3 +253,28 @@ def test_scan_slots_never_exceed_the_capacity_under_contention():
     for t in threads:
         t.join(5)
     assert peak[0] <= 6 and slots.in_use() == 0
+
+
+def test_scan_slots_serve_waiters_in_arrival_order():
+    """A large message first in line is not overtaken by smaller ones (it would starve)."""
+    slots, order = ScanSlots(8), []
+    assert slots.acquire(8) == 8
+
+    def message(name, n):
+        taken = slots.acquire(n)
+        order.append(name)
+        time.sleep(0.01)
+        slots.release(taken)
+
+    big = threading.Thread(target=message, args=("big", 8))
+    big.start()
+    while not slots._waiting:
+        time.sleep(0.001)
+    small = threading.Thread(target=message, args=("small", 1))
+    small.start()
+    time.sleep(0.05)
+    assert order == []  # both wait: the small one queues behind the big one although 1 would fit later
+    slots.release(8)
+    big.join(2)
+    small.join(2)
+    assert order == ["big", "small"] and slots.in_use() == 0

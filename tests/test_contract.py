@@ -87,3 +87,17 @@ def test_verdict_json_is_what_dataclasses_asdict_gives():
     for v in (full, bare):
         assert v.encode() == json.dumps(asdict(v), sort_keys=True, separators=(",", ":"))
         assert Verdict.decode(v.encode()) == v
+
+
+def test_parse_time_reads_utcnow_as_strptime_does():
+    """parse_time's fast path (fromisoformat) gives exactly strptime's result; other shapes still go to strptime."""
+    from datetime import UTC, datetime
+
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    for value in (contract.utcnow(), "2026-01-01T00:00:00.000000Z", "1999-12-31T23:59:59.999999Z"):
+        assert contract.parse_time(value) == datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        assert contract.parse_time(value).utcoffset() == UTC.utcoffset(None)
+    assert contract.parse_time("2026-01-01T00:00:00.5Z") == datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)
+    for bad in ("2026-13-01T00:00:00.000000Z", "2026-02-30T00:00:00.000000Z", "2026-01-01T00:00:00Z", "x"):
+        with pytest.raises(ValueError):
+            contract.parse_time(bad)

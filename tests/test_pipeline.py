@@ -11,6 +11,7 @@ import hashlib
 import io
 import struct
 import zlib
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -232,8 +233,12 @@ def test_an_inference_timeout_is_a_hang_and_spends_its_attempt(env):
     class Stuck:
         model_ref, thresholds = env.runner.model_ref, env.runner.thresholds
         preprocess = staticmethod(env.runner.preprocess)
+        expecting = staticmethod(env.runner.expecting)
 
-        def infer(self, x):
+        def submit(self, x):
+            return Future()  # its batch never runs
+
+        def result(self, future):
             raise InferenceTimeout("no forward pass within 60s")
 
     deps = replace(env, runner=Stuck())

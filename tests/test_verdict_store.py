@@ -39,6 +39,31 @@ def test_scan_lifecycle(vs):
     assert 0 < vs.r.ttl(contract.scan_key(msg.scan_id)) <= 60
 
 
+def test_start_scans_marks_new_deliveries_and_returns_stored_verdicts_untouched(vs):
+    fresh, again, done = _msg(), _msg(), _msg()
+    for m in (fresh, again, done):
+        vs.create_scan(m)
+    vs.mark_processing(again.scan_id)  # an earlier delivery died
+    verdict = vs.save_verdict(_verdict(done, "genuine"))
+    assert vs.start_scans([fresh.scan_id, again.scan_id, done.scan_id]) == [1, 2, verdict]
+    assert vs.get_scan(fresh.scan_id)["status"] == vs.get_scan(again.scan_id)["status"] == "processing"
+    assert vs.get_scan(done.scan_id)["status"] == "done" and vs.get_scan(done.scan_id)["attempts"] == "0"
+    assert vs.start_scans([]) == []
+
+
+def test_save_verdicts_keeps_the_first_verdict_of_each_scan_and_cleans_in_flight(vs):
+    a, b = _msg(), _msg()
+    for m in (a, b):
+        vs.create_scan(m)
+    first_b = vs.save_verdict(_verdict(b, "counterfeit"))
+    saved = vs.save_verdicts([_verdict(a, "genuine"), _verdict(b, "genuine")])
+    assert [w.decision for w, _ in saved] == ["genuine", "counterfeit"]  # b's first verdict stands
+    assert saved[1] == (first_b, first_b.encode()) and saved[0][1] == _verdict(a, "genuine").encode()
+    assert vs.get_verdict(a.scan_id) == saved[0][0]
+    assert {vs.get_scan(m.scan_id)["status"] for m in (a, b)} == {"done"}
+    assert vs.r.zcard(contract.in_flight_key("acme")) == 0
+
+
 def test_an_outage_refunds_the_attempt_and_records_when_outages_began(vs):
     msg = _msg()
     vs.create_scan(msg)

@@ -193,13 +193,24 @@ def is_safe_id(value: str) -> bool:
     return bool(_SAFE.match(value))
 
 
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def utcnow() -> str:
     """ISO-8601 UTC with microseconds and a Z: sortable, and the first 10 chars are the date."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(_TIME_FORMAT)
+
+
+_UTCNOW_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 
 
 def parse_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """The inverse of utcnow(). A worker reads a time or two per scan: the exact shape utcnow() writes
+    goes through fromisoformat (about 0.5 µs instead of 7 µs, same result); anything else is accepted or
+    refused by strptime, as before."""
+    if _UTCNOW_SHAPE.fullmatch(value):
+        return datetime.fromisoformat(value)
+    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
 # --- the queue message --------------------------------------------------------------------------
@@ -282,16 +293,29 @@ class MultiScanMessage:
 
 
 # --- the verdict (also the S3 audit record) -----------------------------------------------------
+_SCALARS = (str, int, float, bool, type(None))  # JSON leaves, returned as they are
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names (dataclasses.fields is slow)
+
+
 def _plain(value: Any) -> Any:
     """dataclasses.asdict for what a verdict holds (dataclasses, dicts, lists of plain values), without
-    its deep copies: the same JSON at a third of the cost, once per scan (tests compare the two)."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    its deep copies or its per-call field lookups: the same JSON, once per scan (tests compare the two)."""
+    if type(value) in _SCALARS:
+        return value
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES.setdefault(type(value), tuple(f.name for f in fields(value)))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+# one encoder for every verdict: json.dumps builds a new JSONEncoder per call when given options
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -346,7 +370,7 @@ class Verdict:
 
     def encode(self) -> str:
         """Canonical JSON (sorted keys, no spaces): the same bytes in Redis and in the S3 audit record."""
-        return json.dumps(_plain(self), sort_keys=True, separators=(",", ":"))
+        return _CANONICAL_JSON.encode(_plain(self))
 
     @classmethod
     def decode(cls, raw: str | bytes | dict) -> Verdict:

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,15 +154,18 @@ class ModelRunner:
     """A model plus the batcher in front of it. Thread-safe: task threads call `infer` concurrently."""
 
     def __init__(self, model: LoadedModel, max_batch_size: int, max_wait_s: float,
-                 result_timeout_s: float = 60.0) -> None:
+                 result_timeout_s: float = 60.0, flush_when_idle: bool = False) -> None:
         self.model = model
         self.result_timeout_s = result_timeout_s
-        self.batcher = Batcher(self._run_batch, max_batch_size, max_wait_s, name="tenderscan-batcher")
+        self.batcher = Batcher(self._run_batch, max_batch_size, max_wait_s, name="tenderscan-batcher",
+                               flush_when_idle=flush_when_idle)
 
     @classmethod
     def from_settings(cls, settings: Settings, model: LoadedModel | None = None) -> ModelRunner:
+        """The worker's runner: a partial batch waits (up to max_wait_ms) only for scans its task threads
+        are fetching and decoding (batching.Batcher.flush_when_idle), never for scans not yet dequeued."""
         return cls(model or load_model(settings), settings.max_batch_size, settings.max_wait_ms / 1000,
-                   result_timeout_s=settings.task_soft_time_limit_s)
+                   result_timeout_s=settings.task_soft_time_limit_s, flush_when_idle=True)
 
     @property
     def model_ref(self) -> ModelRef:
@@ -181,6 +185,10 @@ class ModelRunner:
     def submit(self, x: torch.Tensor) -> Future:
         """Queue one preprocessed scan without waiting (multi-scan messages queue all theirs first)."""
         return self.batcher.submit((x, time.monotonic()))
+
+    def expecting(self, n: int = 1) -> AbstractContextManager:
+        """`n` scans will be submitted inside this block (they are being fetched and decoded)."""
+        return self.batcher.expecting(n)
 
     def result(self, future: Future) -> ScanPrediction:
         """Wait for a submitted scan's batch, at most the task's time budget."""

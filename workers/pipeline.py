@@ -28,6 +28,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -65,6 +66,7 @@ class Runner(Protocol):
     def infer(self, x) -> Any: ...  # -> inference.ScanPrediction
     def submit(self, x) -> Future: ...  # infer, in two halves (process_scans)
     def result(self, future: Future) -> Any: ...
+    def expecting(self, n: int = 1) -> AbstractContextManager: ...  # n scans will be submitted in this block
 
 
 def _now() -> datetime:
@@ -152,12 +154,12 @@ def _check_arrived(msg: ScanMessage, obj: StoredObject) -> None:
 
 def process_scan(msg: ScanMessage, deps: Deps) -> Verdict:
     stages = _Stages()
-    existing = deps.verdicts.get_verdict(msg.scan_id)
-    if existing is not None:
-        write_audit(existing, deps.objects, only_if_missing=True)
-        log.info("scan_redelivered", decision=existing.decision, attempt=existing.attempt)
-        return existing
-    attempt = deps.verdicts.mark_processing(msg.scan_id)
+    started = deps.verdicts.start_scans([msg.scan_id])[0]  # its verdict, or mark_processing's attempt
+    if isinstance(started, Verdict):
+        write_audit(started, deps.objects, only_if_missing=True)
+        log.info("scan_redelivered", decision=started.decision, attempt=started.attempt)
+        return started
+    attempt = started
     try:
         verdict, queue_wait_ms = _judge(msg, deps, attempt, stages)
         winner = publish(verdict, deps.verdicts, deps.objects)
@@ -182,10 +184,11 @@ def _refund(scan_ids: list[str], deps: Deps, error: BaseException) -> None:
                     error=type(exc).__name__)
 
 
-def _done(winner: Verdict, attempt: int, queue_wait_ms: float, stages: _Stages) -> None:
-    """The scan_done event and the metrics: the same numbers (the bench reads the metrics)."""
+def _done(winner: Verdict, attempt: int, queue_wait_ms: float, stages: _Stages, **ids: str) -> None:
+    """The scan_done event and the metrics: the same numbers (the bench reads the metrics). `ids`:
+    scan_id and tenant where the caller has not bound them to the log context."""
     log.info("scan_done", decision=winner.decision, reason=winner.reason, attempt=attempt,
-             batch_id=winner.batch_id, batch_size=winner.batch_size, queue_wait_ms=queue_wait_ms, **stages.ms)
+             batch_id=winner.batch_id, batch_size=winner.batch_size, queue_wait_ms=queue_wait_ms, **stages.ms, **ids)
     metrics.observe_scan(winner.decision, winner.reason, dict(stages.ms, queue_wait_ms=queue_wait_ms))
 
 
@@ -242,9 +245,11 @@ def _after_infer(j: _Judging, deps: Deps, pred) -> Verdict:
 
 def _judge(msg: ScanMessage, deps: Deps, attempt: int, stages: _Stages) -> tuple[Verdict, float]:
     """Everything between mark_processing and publish: the verdict to store, and the queue wait (ms)."""
-    j = _before_infer(msg, deps, attempt, stages)
-    if j.verdict is None:
-        j.verdict = _after_infer(j, deps, deps.runner.infer(j.x))
+    with deps.runner.expecting(1):  # the batcher may wait for this scan while it is fetched and decoded
+        j = _before_infer(msg, deps, attempt, stages)
+        future = deps.runner.submit(j.x) if j.verdict is None else None
+    if future is not None:
+        j.verdict = _after_infer(j, deps, deps.runner.result(future))
     return j.verdict, j.queue_wait_ms
 
 
@@ -272,12 +277,13 @@ def _put_audits(chunk: list[tuple[int, Verdict, str]], objects: ObjectStore) -> 
 def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -> list[Verdict | BaseException]:
     """The scans of one multi-scan message, each with its own outcome, with Redis round trips per message.
 
-        MGET the verdicts              one round trip; a scan that has one is a redelivery (audit only)
-        mark_processing, pipelined     one round trip; attempt numbers (refunded, pipelined, for the
-                                       scans whose outcome is an outage: is_outage)
+        start_scans                    one round trip: a scan with a stored verdict is a redelivery
+                                       (audit only), the others are marked processing and get their
+                                       attempt numbers (refunded, pipelined, for the scans whose
+                                       outcome is an outage: is_outage)
         fetch + decode on executor     PREPARE_CHUNK scans per job; each scan then goes to the batcher
                                        without waiting, so a message's scans fill batches together
-        SET NX the verdicts, pipelined one round trip (the same Lua script as publish)
+        SET NX the verdicts            one round trip (the same Lua script as publish, for all of them)
         audit records on executor      S3 PUTs in parallel
 
     Returns when every scan has finished, so the message's late ack comes after its last verdict.
@@ -286,34 +292,36 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     """
     out: list[Verdict | BaseException | None] = [None] * len(msgs)
     try:
-        existing = deps.verdicts.get_verdicts([m.scan_id for m in msgs])
-        todo = [i for i, v in enumerate(existing) if v is None]
-        attempts = deps.verdicts.mark_processing_many([msgs[i].scan_id for i in todo])
+        started = deps.verdicts.start_scans([m.scan_id for m in msgs])
     except Exception as exc:  # noqa: BLE001 - Redis is down: every scan fails, the message is retried
         return [exc] * len(msgs)
     audits = []
-    for i, v in enumerate(existing):
-        if v is not None:
+    jobs: list[tuple[int, ScanMessage, int]] = []  # (index, scan, attempt) of the scans to judge
+    for i, v in enumerate(started):
+        if isinstance(v, Verdict):
             out[i] = v
             audits.append((i, executor.submit(write_audit, v, deps.objects, True)))
             log.info("scan_redelivered", scan_id=v.scan_id, decision=v.decision, attempt=v.attempt)
+        else:
+            jobs.append((i, msgs[i], v))
+    todo = [i for i, _, _ in jobs]
     # fetch + decode a few scans per executor job; as each job finishes, its scans go to the batcher
-    jobs = [(i, msgs[i], attempt) for i, attempt in zip(todo, attempts, strict=True)]
-    prepared = [executor.submit(_prepare_chunk, jobs[k:k + PREPARE_CHUNK], deps)
-                for k in range(0, len(jobs), PREPARE_CHUNK)]
     ready: list[tuple[int, int, _Stages, Verdict, float]] = []
     inferring: list[tuple[int, _Judging, Future]] = []
-    for chunk_future in prepared:
-        for i, j in chunk_future.result():
-            if isinstance(j, Exception):
-                out[i] = j
-            elif j.verdict is not None:
-                ready.append((i, j.attempt, j.stages, j.verdict, j.queue_wait_ms))
-            else:
-                try:
-                    inferring.append((i, j, deps.runner.submit(j.x)))
-                except Exception as exc:  # noqa: BLE001 - e.g. the batcher is closing: retry this scan
-                    out[i] = exc
+    with deps.runner.expecting(len(jobs)):  # the batcher may wait for these while they are decoded
+        prepared = [executor.submit(_prepare_chunk, jobs[k:k + PREPARE_CHUNK], deps)
+                    for k in range(0, len(jobs), PREPARE_CHUNK)]
+        for chunk_future in prepared:
+            for i, j in chunk_future.result():
+                if isinstance(j, Exception):
+                    out[i] = j
+                elif j.verdict is not None:
+                    ready.append((i, j.attempt, j.stages, j.verdict, j.queue_wait_ms))
+                else:
+                    try:
+                        inferring.append((i, j, deps.runner.submit(j.x)))
+                    except Exception as exc:  # noqa: BLE001 - e.g. the batcher is closing: retry this scan
+                        out[i] = exc
     for i, j, future in inferring:
         try:
             ready.append((i, j.attempt, j.stages, _after_infer(j, deps, deps.runner.result(future)), j.queue_wait_ms))
@@ -344,8 +352,7 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     for (i, attempt, stages, _, queue_wait_ms), (winner, _) in zip(ready, saved, strict=True):
         if out[i] is None:
             stages.ms["publish_ms"] = publish_ms
-            with structlog.contextvars.bound_contextvars(scan_id=winner.scan_id, tenant=winner.tenant):
-                _done(winner, attempt, queue_wait_ms, stages)
+            _done(winner, attempt, queue_wait_ms, stages, scan_id=winner.scan_id, tenant=winner.tenant)
             out[i] = winner
     return out  # type: ignore[return-value]
 

@@ -3,7 +3,9 @@
 A scan's life in Redis (keys in contract.py):
     create_scan       ts:scan:{id} = {status: queued, tenant, ...}          (edge, after the S3 write)
                       + ZADD ts:inflight:{tenant} id (the tenant's scans in flight, producer/limits.py)
-    mark_processing   status: queued -> processing, attempts += 1           (worker, on dequeue)
+    start_scans       per scan: its verdict if one is stored (a redelivery),  (worker, on dequeue; one
+                      else mark_processing: status queued -> processing,     round trip per message)
+                      attempts += 1
     refund_attempt    attempts -= 1, transient_failures += 1, transient_since  (worker, when the delivery
                       (first), transient_at (last)                           ended in an outage)
     save_verdict      ts:verdict:{id} SET NX, status -> done, PUBLISH done,  (worker; one Lua script)
@@ -27,19 +29,27 @@ from workers.contract import ScanMessage, ScanStatus, Verdict
 from workers.errors import StoreUnavailable
 from workers.settings import Settings
 
-# KEYS: verdict key, scan key, done channel, the tenant's in-flight zset. ARGV: verdict JSON, ttl
-# seconds, scan id. Returns the verdict that is stored after the call (ours, or the one there first).
-# Every call removes the scan from in-flight, so a redelivered scan's verdict cleans up after a crash.
-_SAVE_VERDICT = """
-local stored = ARGV[1]
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  stored = redis.call('GET', KEYS[1])
+# KEYS: per scan, four: its verdict key, scan key, done channel, the tenant's in-flight zset. ARGV: ttl
+# seconds, then per scan two: its verdict JSON, its scan id. Returns per scan the verdict that is stored
+# after the call (ours, or the one there first). Every call removes the scan from in-flight, so a
+# redelivered scan's verdict cleans up after a crash. One scan (save_verdict) or a multi-scan message's
+# scans (save_verdicts) per call: the same statements per scan, one round trip.
+_SAVE_VERDICTS = """
+local ttl = ARGV[1]
+local out = {}
+for i = 0, #KEYS / 4 - 1 do
+  local k, a = 4 * i, 2 + 2 * i
+  local stored = ARGV[a]
+  if not redis.call('SET', KEYS[k + 1], ARGV[a], 'NX', 'EX', ttl) then
+    stored = redis.call('GET', KEYS[k + 1])
+  end
+  redis.call('HSET', KEYS[k + 2], 'status', 'done')
+  redis.call('EXPIRE', KEYS[k + 2], ttl)
+  redis.call('ZREM', KEYS[k + 4], ARGV[a + 1])
+  redis.call('PUBLISH', KEYS[k + 3], 'done')
+  out[i + 1] = stored
 end
-redis.call('HSET', KEYS[2], 'status', 'done')
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[4], ARGV[3])
-redis.call('PUBLISH', KEYS[3], 'done')
-return stored
+return out
 """
 
 # KEYS: scan key. Moves queued -> processing and counts attempts; never moves a done scan back.
@@ -48,6 +58,25 @@ if redis.call('HGET', KEYS[1], 'status') == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'processing')
 end
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# KEYS: per scan, two: its verdict key, scan key. A delivery's first step, one round trip for all its
+# scans: per scan, the verdict already stored (a redelivery: nothing is changed), or else
+# _MARK_PROCESSING's effect and its attempt number.
+_START_SCANS = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local stored = redis.call('GET', KEYS[i])
+  if stored then
+    out[#out + 1] = stored
+  else
+    if redis.call('HGET', KEYS[i + 1], 'status') == 'queued' then
+      redis.call('HSET', KEYS[i + 1], 'status', 'processing')
+    end
+    out[#out + 1] = redis.call('HINCRBY', KEYS[i + 1], 'attempts', 1)
+  end
+end
+return out
 """
 
 # KEYS: scan key. ARGV: now (ISO time). A delivery that ended in an outage gives its attempt back
@@ -98,8 +127,9 @@ class VerdictStore:
         self.r = client
         self.ttl_s = ttl_s
         self.in_flight_ttl_s = in_flight_ttl_s  # the in-flight zset expires when idle this long
-        self._save = client.register_script(_SAVE_VERDICT)
+        self._save = client.register_script(_SAVE_VERDICTS)
         self._mark = client.register_script(_MARK_PROCESSING)
+        self._start = client.register_script(_START_SCANS)
         self._refund = client.register_script(_REFUND_ATTEMPT)
         self._release = client.register_script(_RELEASE_CLAIM)
 
@@ -169,6 +199,16 @@ class VerdictStore:
         return data or None
 
     # --- worker side ----------------------------------------------------------------------------
+    def start_scans(self, scan_ids: list[str]) -> list[Verdict | int]:
+        """A delivery's first step, one round trip for all its scans: per scan, its stored verdict (a
+        redelivery; nothing changes) or else mark_processing's attempt number."""
+        if not scan_ids:
+            return []
+        keys = [key for sid in scan_ids for key in (contract.verdict_key(sid), contract.scan_key(sid))]
+        with _translate():
+            replies = self._start(keys=keys)
+        return [Verdict.decode(r) if isinstance(r, str | bytes) else int(r) for r in replies]
+
     def mark_processing(self, scan_id: str) -> int:
         """queued -> processing. Returns the delivery attempt number (1 on the first delivery)."""
         with _translate():
@@ -201,41 +241,23 @@ class VerdictStore:
 
     def save_verdict(self, verdict: Verdict) -> Verdict:
         """Store the verdict unless one exists; return the one that is stored. Publishes `done`."""
-        encoded = verdict.encode()
-        with _translate():
-            stored = self._save(keys=_save_keys(verdict), args=[encoded, self.ttl_s, verdict.scan_id])
-        return verdict if stored == encoded else Verdict.decode(stored)  # ours won: no need to parse it back
+        return self.save_verdicts([verdict])[0][0]
 
     # --- several scans in one round trip (multi-scan messages) --------------------------------------
-    def get_verdicts(self, scan_ids: list[str]) -> list[Verdict | None]:
-        if not scan_ids:
-            return []
-        with _translate():
-            raws = self.r.mget([contract.verdict_key(s) for s in scan_ids])
-        return [None if raw is None else Verdict.decode(raw) for raw in raws]
-
-    def mark_processing_many(self, scan_ids: list[str]) -> list[int]:
-        if not scan_ids:
-            return []
-        with _translate():
-            pipe = self.r.pipeline(transaction=False)
-            for sid in scan_ids:
-                self._mark(keys=[contract.scan_key(sid)], client=pipe)
-            return [int(n) for n in pipe.execute()]
-
     def save_verdicts(self, verdicts: list[Verdict]) -> list[tuple[Verdict, str]]:
-        """save_verdict for each, pipelined: the same Lua script, so the same SET NX guarantee per scan.
+        """save_verdict for each, in one script call: the same SET NX guarantee per scan.
 
         Returns (winner, its stored JSON) per verdict, so the audit record can be those exact bytes."""
         if not verdicts:
             return []
         encoded = [v.encode() for v in verdicts]
+        keys = [key for v in verdicts for key in _save_keys(v)]
+        args: list = [self.ttl_s]
+        for v, enc in zip(verdicts, encoded, strict=True):
+            args += [enc, v.scan_id]
         with _translate():
-            pipe = self.r.pipeline(transaction=False)
-            for v, enc in zip(verdicts, encoded, strict=True):
-                self._save(keys=_save_keys(v), args=[enc, self.ttl_s, v.scan_id], client=pipe)
-            stored = pipe.execute()
-        return [(v, enc) if raw == enc else (Verdict.decode(raw), raw)
+            stored = self._save(keys=keys, args=args)
+        return [(v, enc) if raw == enc else (Verdict.decode(raw), raw)  # ours won: no need to parse it back
                 for v, enc, raw in zip(verdicts, encoded, stored, strict=True)]
 
     def get_verdict(self, scan_id: str) -> Verdict | None:

@@ -15,12 +15,14 @@ lighting flattening at the model's input size), logs and metrics.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from workers.batching import Batcher
@@ -78,14 +80,16 @@ class StandInRunner:
     model_ref = STAND_IN_MODEL
 
     def __init__(self, max_batch_size: int, max_wait_s: float, sign_names: Sequence[str] = ("microprint",),
-                 denominations: Sequence[str] = ("20",), preprocess: Callable[[Any], Any] | None = None) -> None:
+                 denominations: Sequence[str] = ("20",), preprocess: Callable[[Any], Any] | None = None,
+                 flush_when_idle: bool = False) -> None:
         from models.decision import Thresholds
 
         self._preprocess = preprocess
         self.thresholds = Thresholds()
         self.sign_names = list(sign_names)
         self.denominations = list(denominations)
-        self.batcher = Batcher(self._run_batch, max_batch_size, max_wait_s, name="stand-in-batcher")
+        self.batcher = Batcher(self._run_batch, max_batch_size, max_wait_s, name="stand-in-batcher",
+                               flush_when_idle=flush_when_idle)
 
     def preprocess(self, image) -> Any:
         return None if self._preprocess is None else self._preprocess(image)
@@ -98,6 +102,9 @@ class StandInRunner:
 
     def result(self, future) -> Any:
         return future.result(timeout=60)
+
+    def expecting(self, n: int = 1):
+        return self.batcher.expecting(n)
 
     def close(self) -> None:
         self.batcher.close()
@@ -125,6 +132,17 @@ class DirectRunner:
 
     def preprocess(self, image):
         return self.model.preprocess(image)
+
+    def expecting(self, n: int = 1):
+        return contextlib.nullcontext()  # no batcher: nothing waits for anything
+
+    def submit(self, x):
+        future: Future = Future()
+        future.set_result(self.infer(x))
+        return future
+
+    def result(self, future):
+        return future.result()
 
     def infer(self, x):
         from workers.inference import ScanPrediction
