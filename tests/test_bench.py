@@ -93,7 +93,7 @@ def test_the_ceiling_stand_in_runs_the_preprocessing_it_is_given():
 
 @pytest.mark.integration
 def test_smoke_run_every_contender(tmp_path):
-    config = harness.BenchConfig(scans=12, solo_scans=6, work_scans=12, ceiling_scans=40, ceiling_per_message=8,
+    config = harness.BenchConfig(scans=12, solo_scans=6, work_scans=12, ceiling_scans=40, ceiling_multi_scans=40, ceiling_per_message=8,
                                  bulk_per_message=4, unique=2, copies=1, batch_sizes=(1, 4), model_seconds=0.3,
                                  loads=(0.2,), step_seconds=2.0)
     result = harness.run(config, workdir=tmp_path)

@@ -25,7 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("--scans", type=int, default=1000, help="scans per drain run (default 1000)")
     p.add_argument("--solo-scans", type=int, default=400, help="scans for the naive -P solo drain")
     p.add_argument("--work-scans", type=int, default=800, help="scans for the in-process work limit")
-    p.add_argument("--ceiling-scans", type=int, default=6000, help="scans per queue-ceiling run")
+    p.add_argument("--ceiling-scans", type=int, default=6000, help="scans, queue ceiling with one scan per message")
+    p.add_argument("--ceiling-multi-scans", type=int, default=24000,
+                   help="scans, queue ceiling with --ceiling-per-message scans per message")
     p.add_argument("--ceiling-per-message", type=int, default=64, help="scans per message, raised ceiling run")
     p.add_argument("--bulk-per-message", type=int, default=16, help="scans per message, bulk drain run")
     p.add_argument("--unique", type=int, default=32, help="distinct rendered scans")
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"tenderscan bench: unknown contenders {sorted(unknown)}")
     config = harness.BenchConfig(
         scans=args.scans, solo_scans=args.solo_scans, work_scans=args.work_scans, ceiling_scans=args.ceiling_scans,
+        ceiling_multi_scans=args.ceiling_multi_scans,
         ceiling_per_message=args.ceiling_per_message, bulk_per_message=args.bulk_per_message, unique=args.unique,
         copies=args.copies, seed=args.seed, batch_sizes=args.batch_sizes, model_seconds=args.model_seconds,
         loads=args.loads,
