@@ -213,7 +213,11 @@ def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, sett
     try:
         http = httpx.Client(base_url=stack.api_url, timeout=30, headers={"Authorization": f"Bearer {stack.api_key}"},
                             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
-        _open_loop_step(http, watcher, corpus, 2.0, 2.0, settle_s, rng)  # warm-up: connections, first batch
+        # warm-up, not reported: every worker task thread and API thread takes its first requests (their
+        # one-time costs: connections, per-thread clients) here, not in the first measured step. It was
+        # 2 s at 2/s (~4 scans for 2 x 64 task threads); the first step's p99 then read 219-365 ms at
+        # 33.8/s here, and 129.8 ms when that load came second (docs/PERFORMANCE.md, run D).
+        _open_loop_step(http, watcher, corpus, offered[0] if offered else 2.0, WARM_UP_S, settle_s, rng)
         for load in offered:
             steps.append(_open_loop_step(http, watcher, corpus, load, seconds, settle_s, rng))
             time.sleep(1.0)
@@ -226,6 +230,9 @@ def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, sett
         worker.stop()
         api.stop()
     return steps
+
+
+WARM_UP_S = 5.0  # open loop: seconds of traffic at the first offered load before the measured steps
 
 
 def poisson_arrivals(rate_per_s: float, seconds: float, rng: random.Random) -> list[float]:
