@@ -142,11 +142,11 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def warm_up_sizes(device: torch.device, max_size: int) -> list[int]:
-    """On CUDA the first batch of each new size pays for loading and choosing its kernels. On the H200
-    (docs/PERFORMANCE.md) p99 was 779 ms in the first open-loop step, when batch sizes were new, and
-    105 ms at 2.5 x that load in the next step: a CUDA worker therefore runs every size once before
-    its first scan (milliseconds each there). Not re-measured on a GPU since. The CPU warms up at full
-    size only: worker start-up time matters more there than a first-batch cost."""
+    """On CUDA the first batch of each new size pays for loading and choosing its kernels, so a CUDA
+    worker runs every size once before its first scan (milliseconds each on the H200). Its effect on
+    latency is unmeasured: the first-step tail on the H200 that prompted it stayed with it in place
+    and most likely came from the benchmark's short warm-up (docs/PERFORMANCE.md, "On a GPU"). The
+    CPU warms up at full size only: worker start-up time matters more there than a first-batch cost."""
     return list(range(1, max_size + 1)) if device.type == "cuda" else [max_size]
 
 
