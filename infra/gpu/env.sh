@@ -1,9 +1,12 @@
 # Sourced by infra/gpu/run.sh and variants.sh: unpack .gpu/ (infra/gpu/bundle.sh) on the GPU machine and
 # put weed, redis-server and the Python bundle on PATH / PYTHONPATH. REHEARSAL=1 (a CPU machine):
 # keep this interpreter's packages, unpack only the services.
+# Sets OUT (required: the results directory), PY (PYTHON or python3), T (where things unpack).
+OUT=${OUT:?set OUT to the results directory}
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
 T=${TMPDIR:-/tmp}/tenderscan-gpu
-PY=${PY:-python3}
-mkdir -p "$T/bin"
+mkdir -p "$T/bin" "$OUT"
 
 "$PY" - "$T" "${REHEARSAL:-0}" <<'EOF'
 import lzma, shutil, sys, tarfile

@@ -11,11 +11,7 @@
 #   BENCH_TIMEOUT_S  stop the benchmark after this many seconds (default 330); what it measured stays
 #   REHEARSAL=1      on a CPU machine: skip the Python bundle (use this interpreter's packages), small runs
 set -u
-OUT=${OUT:?set OUT to the results directory}
-PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1
-mkdir -p "$OUT"
-. infra/gpu/env.sh
+. infra/gpu/env.sh  # OUT, PY, PATH, PYTHONPATH
 if [ "${REHEARSAL:-0}" = 1 ]; then
     sizes=(--scans 600 --solo-scans 200 --work-scans 400 --ceiling-scans 1500 --batch-sizes 1,32,64
            --model-seconds 1 --loads 0.3 --step-seconds 4)

@@ -1,14 +1,10 @@
 #!/usr/bin/env bash
 # The second GPU call: what the first (run.sh) cut short, and the drain under other worker settings.
 #   bench_gpu2.json    drain + naive prefork + open loop, default settings, one run (same-run ratio)
-#   variant_*.json     the 16-process drain again with one setting changed (see VARIANTS below)
+#   variant_*.json     the 16-process drain again with one setting changed (the `bench variant_*` lines at the end)
 # Usage, from the repository root:  OUT=/some/dir infra/gpu/variants.sh    (REHEARSAL=1 as in run.sh)
 set -u
-OUT=${OUT:?set OUT to the results directory}
-PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1
-mkdir -p "$OUT"
-. infra/gpu/env.sh
+. infra/gpu/env.sh  # OUT, PY, PATH, PYTHONPATH
 if [ "${REHEARSAL:-0}" = 1 ]; then n=600; loads=0.3; step=4; else n=6000; loads=0.2,0.5,0.8; step=8; fi
 
 bench() {  # bench NAME [ENV=VALUE ...] -- BENCH ARGS
