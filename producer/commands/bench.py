@@ -63,13 +63,13 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"tenderscan bench: unknown contenders {sorted(unknown)}")
     config = harness.BenchConfig(
-        scans=args.scans, solo_scans=args.solo_scans, work_scans=args.work_scans, ceiling_scans=args.ceiling_scans,
-        ceiling_multi_scans=args.ceiling_multi_scans,
-        ceiling_per_message=args.ceiling_per_message, bulk_per_message=args.bulk_per_message, unique=args.unique,
-        copies=args.copies, seed=args.seed, batch_sizes=args.batch_sizes, model_seconds=args.model_seconds,
-        loads=args.loads,
-        step_seconds=args.step_seconds, only=only, log_level=args.log_level.upper(),
-        worker_processes=args.worker_processes, api_workers=args.api_workers, ceiling_preprocess=args.ceiling_preprocess == "checkpoint")
+        scans=args.scans, solo_scans=args.solo_scans, work_scans=args.work_scans,
+        ceiling_scans=args.ceiling_scans, ceiling_multi_scans=args.ceiling_multi_scans,
+        ceiling_per_message=args.ceiling_per_message, bulk_per_message=args.bulk_per_message,
+        unique=args.unique, copies=args.copies, seed=args.seed, batch_sizes=args.batch_sizes,
+        model_seconds=args.model_seconds, loads=args.loads, step_seconds=args.step_seconds, only=only,
+        log_level=args.log_level.upper(), worker_processes=args.worker_processes, api_workers=args.api_workers,
+        ceiling_preprocess=args.ceiling_preprocess == "checkpoint")
     result = harness.run(config, partial_json=args.json)
     harness.write(result, args.json, args.plot)
     print(harness.markdown_table(result))
