@@ -98,9 +98,9 @@ def test_a_crashed_worker_leaks_nothing_the_redelivery_removes_it(r):
     vs, lim = VerdictStore(r, ttl_s=600), Limiter(r, 900)
     msg = _msg()
     vs.create_scan(msg)
-    vs.mark_processing(msg.scan_id)  # first worker dies here, holding the message
+    vs.start_scans([msg.scan_id])  # first worker dies here, holding the message
     assert lim.in_flight("acme") == 1
-    vs.mark_processing(msg.scan_id)  # redelivered to a second worker
+    vs.start_scans([msg.scan_id])  # redelivered to a second worker
     vs.save_verdict(_verdict(msg))
     assert lim.in_flight("acme") == 0
 

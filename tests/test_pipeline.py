@@ -251,8 +251,8 @@ def test_an_inference_timeout_is_a_hang_and_spends_its_attempt(env):
 def test_a_scan_delivered_too_often_is_rejected_as_poison_without_inference(env):
     deps = replace(env, max_attempts=2)
     msg = scan(deps, jpeg(240))
-    deps.verdicts.mark_processing(msg.scan_id)
-    deps.verdicts.mark_processing(msg.scan_id)  # two deliveries died before publishing
+    deps.verdicts.start_scans([msg.scan_id])
+    deps.verdicts.start_scans([msg.scan_id])  # two deliveries died before publishing
     v = pipeline.process_scan(msg, deps)
     assert (v.decision, v.reason, v.attempt) == ("error", "internal_error", 3)
     assert_published(deps, v)
@@ -261,7 +261,7 @@ def test_a_scan_delivered_too_often_is_rejected_as_poison_without_inference(env)
 def test_fail_scan_and_bad_message_write_terminal_verdicts(env):
     msg = scan(env, jpeg(240))
     for _ in range(5):
-        env.verdicts.mark_processing(msg.scan_id)
+        env.verdicts.start_scans([msg.scan_id])
     v = pipeline.fail_scan(msg, env, "RuntimeError after 5 attempts")
     assert (v.decision, v.reason, v.attempt) == ("error", "internal_error", 5)
     assert_published(env, v)

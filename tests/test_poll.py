@@ -70,7 +70,7 @@ def test_a_done_scan_carries_its_verdict(api, deps):
 
 def test_processing_shows_as_processing(api, deps):
     scan_id = submit(api)
-    deps.verdicts.mark_processing(scan_id)
+    deps.verdicts.start_scans([scan_id])
     assert api.get(f"/v1/scans/{scan_id}", headers=AUTH).json()["status"] == "processing"
 
 

@@ -55,7 +55,7 @@ def test_stale_scan_without_verdict_is_requeued_once_per_interval(world):
 def test_a_scan_retrying_through_an_outage_is_not_requeued_until_its_retries_stop(world):
     objects, verdicts = world
     msg = accepted(objects, verdicts)  # submitted 120 s ago: stale by submission time alone
-    verdicts.mark_processing(msg.scan_id)
+    verdicts.start_scans([msg.scan_id])
     verdicts.refund_attempt(msg.scan_id, contract.utcnow())  # a delivery just ended in an outage
     sent = []
     assert reconcile_once(objects, verdicts, sent.append, stale_after_s=60).fresh == 1 and not sent

@@ -96,7 +96,7 @@ def test_settle_ends_a_poison_scan_at_max_attempts_and_leaves_its_neighbours_alo
     policy = RetryPolicy(max_attempts=2, window_s=900, cap_s=30)
     poison = replace(scan(deps, jpeg(240)), deadline="not a time")
     healthy = scan(deps, jpeg(10))
-    deps.verdicts.mark_processing(healthy.scan_id)
+    deps.verdicts.start_scans([healthy.scan_id])
     deps.verdicts.refund_attempt(healthy.scan_id, pipeline.iso(deps.clock()))
     outcomes = []
     for retries in range(2):

@@ -29,12 +29,12 @@ def test_scan_lifecycle(vs):
     msg = _msg()
     vs.create_scan(msg)
     assert vs.get_scan(msg.scan_id)["status"] == "queued"
-    assert vs.mark_processing(msg.scan_id) == 1
+    assert vs.start_scans([msg.scan_id]) == [1]
     assert vs.get_scan(msg.scan_id)["status"] == "processing"
-    assert vs.mark_processing(msg.scan_id) == 2  # a redelivery counts as a second attempt
+    assert vs.start_scans([msg.scan_id]) == [2]  # a redelivery counts as a second attempt
     vs.save_verdict(_verdict(msg, "genuine"))
     assert vs.get_scan(msg.scan_id)["status"] == "done"
-    vs.mark_processing(msg.scan_id)
+    vs.start_scans([msg.scan_id])
     assert vs.get_scan(msg.scan_id)["status"] == "done"  # never moves back
     assert 0 < vs.r.ttl(contract.scan_key(msg.scan_id)) <= 60
 
@@ -43,7 +43,7 @@ def test_start_scans_marks_new_deliveries_and_returns_stored_verdicts_untouched(
     fresh, again, done = _msg(), _msg(), _msg()
     for m in (fresh, again, done):
         vs.create_scan(m)
-    vs.mark_processing(again.scan_id)  # an earlier delivery died
+    vs.start_scans([again.scan_id])  # an earlier delivery died
     verdict = vs.save_verdict(_verdict(done, "genuine"))
     assert vs.start_scans([fresh.scan_id, again.scan_id, done.scan_id]) == [1, 2, verdict]
     assert vs.get_scan(fresh.scan_id)["status"] == vs.get_scan(again.scan_id)["status"] == "processing"
@@ -67,9 +67,9 @@ def test_save_verdicts_keeps_the_first_verdict_of_each_scan_and_cleans_in_flight
 def test_an_outage_refunds_the_attempt_and_records_when_outages_began(vs):
     msg = _msg()
     vs.create_scan(msg)
-    assert vs.mark_processing(msg.scan_id) == 1
+    assert vs.start_scans([msg.scan_id]) == [1]
     assert vs.refund_attempt(msg.scan_id, "2026-01-01T00:00:00.000000Z") is True
-    assert vs.mark_processing(msg.scan_id) == 1  # the outage's delivery did not count
+    assert vs.start_scans([msg.scan_id]) == [1]  # the outage's delivery did not count
     assert vs.refund_attempts([msg.scan_id], "2026-01-01T00:05:00.000000Z") == [True]
     state = vs.get_scan(msg.scan_id)
     assert state["attempts"] == "0" and state["transient_failures"] == "2"

@@ -4,7 +4,7 @@
                                           one outcome per scan; returns when all have finished
     process_scan(msg, deps)
       verdict already stored?  -> redelivery: make sure the S3 audit record exists, return it
-      mark_processing          -> attempt number; past max_attempts the scan is poison: an `error`
+      start_scans              -> attempt number; past max_attempts the scan is poison: an `error`
                                   verdict (internal_error), no further work
       past its deadline?       -> `expired` (deadline_exceeded), no inference
       S3 get (max_bytes)       -> image_missing / image_too_large
@@ -17,7 +17,7 @@
 
 Every bad input ends in its own `rejected` verdict; TransientError (Redis, S3, a stuck runner)
 propagates so the task retries. A delivery that ends in an outage (S3 or Redis: errors.is_outage)
-gives back the attempt mark_processing counted, best effort (`_refund`): the poison cap counts
+gives back the attempt start_scans counted, best effort (`_refund`): the poison cap counts
 deliveries that crashed, hung or failed for a reason of the scan's own, never outages; the task
 bounds outages by time instead (workers/retrying.py). Nothing here knows about Celery.
 """
@@ -154,7 +154,7 @@ def _check_arrived(msg: ScanMessage, obj: StoredObject) -> None:
 
 def process_scan(msg: ScanMessage, deps: Deps) -> Verdict:
     stages = _Stages()
-    started = deps.verdicts.start_scans([msg.scan_id])[0]  # its verdict, or mark_processing's attempt
+    started = deps.verdicts.start_scans([msg.scan_id])[0]  # its verdict, or its attempt number
     if isinstance(started, Verdict):
         write_audit(started, deps.objects, only_if_missing=True)
         log.info("scan_redelivered", decision=started.decision, attempt=started.attempt)
@@ -194,7 +194,7 @@ def _done(winner: Verdict, attempt: int, queue_wait_ms: float, stages: _Stages, 
 
 @dataclass
 class _Judging:
-    """One scan between mark_processing and publish: either its verdict, or its model input."""
+    """One scan between start_scans and publish: either its verdict, or its model input."""
 
     msg: ScanMessage
     attempt: int
@@ -244,7 +244,7 @@ def _after_infer(j: _Judging, deps: Deps, pred) -> Verdict:
 
 
 def _judge(msg: ScanMessage, deps: Deps, attempt: int, stages: _Stages) -> tuple[Verdict, float]:
-    """Everything between mark_processing and publish: the verdict to store, and the queue wait (ms)."""
+    """Everything between start_scans and publish: the verdict to store, and the queue wait (ms)."""
     with deps.runner.expecting(1):  # the batcher may wait for this scan while it is fetched and decoded
         j = _before_infer(msg, deps, attempt, stages)
         future = deps.runner.submit(j.x) if j.verdict is None else None

@@ -4,7 +4,7 @@ Two kinds of failure, two budgets (errors.is_outage tells them apart):
 
     failure                               what counts it                    bound                     then
     the scan's own: worker SIGKILLed or   `attempts` in the scan state      max_attempts deliveries   error, internal_error
-      hung (InferenceTimeout), or a        (mark_processing, at dequeue)
+      hung (InferenceTimeout), or a        (start_scans, at dequeue)
       non-transient exception
     an outage: S3 or Redis unavailable    nothing: the pipeline refunds     transient_retry_window_s  error, infrastructure_
       (StorageUnavailable,                 the attempt, and stamps           after the scan's first    unavailable

@@ -4,7 +4,7 @@ A scan's life in Redis (keys in contract.py):
     create_scan       ts:scan:{id} = {status: queued, tenant, ...}          (edge, after the S3 write)
                       + ZADD ts:inflight:{tenant} id (the tenant's scans in flight, producer/limits.py)
     start_scans       per scan: its verdict if one is stored (a redelivery),  (worker, on dequeue; one
-                      else mark_processing: status queued -> processing,     round trip per message)
+                      else status queued -> processing,                      round trip per message)
                       attempts += 1
     refund_attempt    attempts -= 1, transient_failures += 1, transient_since  (worker, when the delivery
                       (first), transient_at (last)                           ended in an outage)
@@ -52,17 +52,9 @@ end
 return out
 """
 
-# KEYS: scan key. Moves queued -> processing and counts attempts; never moves a done scan back.
-_MARK_PROCESSING = """
-if redis.call('HGET', KEYS[1], 'status') == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'processing')
-end
-return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-"""
-
 # KEYS: per scan, two: its verdict key, scan key. A delivery's first step, one round trip for all its
 # scans: per scan, the verdict already stored (a redelivery: nothing is changed), or else
-# _MARK_PROCESSING's effect and its attempt number.
+# queued -> processing (a done scan never moves back) and its attempt number, counted.
 _START_SCANS = """
 local out = {}
 for i = 1, #KEYS, 2 do
@@ -128,7 +120,6 @@ class VerdictStore:
         self.ttl_s = ttl_s
         self.in_flight_ttl_s = in_flight_ttl_s  # the in-flight zset expires when idle this long
         self._save = client.register_script(_SAVE_VERDICTS)
-        self._mark = client.register_script(_MARK_PROCESSING)
         self._start = client.register_script(_START_SCANS)
         self._refund = client.register_script(_REFUND_ATTEMPT)
         self._release = client.register_script(_RELEASE_CLAIM)
@@ -201,7 +192,7 @@ class VerdictStore:
     # --- worker side ----------------------------------------------------------------------------
     def start_scans(self, scan_ids: list[str]) -> list[Verdict | int]:
         """A delivery's first step, one round trip for all its scans: per scan, its stored verdict (a
-        redelivery; nothing changes) or else mark_processing's attempt number."""
+        redelivery; nothing changes) or else its attempt number (1 on the first delivery), counted."""
         if not scan_ids:
             return []
         keys = [key for sid in scan_ids for key in (contract.verdict_key(sid), contract.scan_key(sid))]
@@ -209,13 +200,8 @@ class VerdictStore:
             replies = self._start(keys=keys)
         return [Verdict.decode(r) if isinstance(r, str | bytes) else int(r) for r in replies]
 
-    def mark_processing(self, scan_id: str) -> int:
-        """queued -> processing. Returns the delivery attempt number (1 on the first delivery)."""
-        with _translate():
-            return int(self._mark(keys=[contract.scan_key(scan_id)]))
-
     def refund_attempt(self, scan_id: str, at: str) -> bool:
-        """Give back the attempt mark_processing counted: this delivery ended in an outage, not a crash.
+        """Give back the attempt start_scans counted: this delivery ended in an outage, not a crash.
         Also records the outage (transient_since, transient_at = `at`). False if the scan state is gone."""
         return self.refund_attempts([scan_id], at) == [True]
 

@@ -7,7 +7,7 @@
                          worker's real one when given (the ceiling passes the checkpoint's)
     DirectRunner         a real model, one forward pass per image, no batcher: the naive worker
 
-The ceiling run keeps everything else real: Celery, Redis (the broker, mark_processing, the SET NX
+The ceiling run keeps everything else real: Celery, Redis (the broker, start_scans, the SET NX
 verdict Lua script), the checksum check, a full (tiny) decode, the checkpoint's per-scan
 preprocessing (for a canonicalizing model: locate -> no note found -> plain resize, then the
 lighting flattening at the model's input size), logs and metrics.
