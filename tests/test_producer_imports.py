@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["producer", "producer.app", "producer.routes", "producer.submit", "producer.poll", "producer.auth",
-           "producer.errors", "producer.client", "producer.cli", "producer.commands.api",
-           "producer.commands.submit", "producer.commands.keyhash", "producer.commands.tenant", "producer.tenants",
+           "producer.errors", "producer.client", "producer.cli", "producer.cli.commands.api",
+           "producer.cli.commands.submit", "producer.cli.commands.keyhash", "producer.cli.commands.tenant", "producer.tenants",
            "producer.limits"]
 NO_TORCH = "import sys; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))"
 
@@ -27,7 +27,7 @@ def test_importing_the_edge_does_not_import_torch():
 
 
 def test_building_the_app_and_its_enqueuer_does_not_import_torch():
-    code = ("from workers.settings import Settings; from producer.app import create_app; "
+    code = ("from workers.core.settings import Settings; from producer.app import create_app; "
             "from producer.submit import CeleryEnqueuer; s = Settings(); create_app(s); "
             f"CeleryEnqueuer.from_settings(s); {NO_TORCH}")
     proc = run_python(code)

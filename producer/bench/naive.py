@@ -14,11 +14,11 @@ import threading
 
 from celery import signals
 
-from workers import pipeline
-from workers.celery_app import make_celery
-from workers.contract import ScanMessage
-from workers.logging import configure_logging
-from workers.settings import Settings
+from workers.core.celery_app import make_celery
+from workers.core.logging import configure_logging
+from workers.core.schemas import ScanMessage
+from workers.core.settings import Settings
+from workers.runtime import pipeline
 
 TASK = "bench.naive_scan"
 QUEUE = "tenderscan.naive"
@@ -39,7 +39,7 @@ def deps() -> pipeline.Deps:
     with _lock:
         if _deps is None:
             from producer.bench.standins import DirectRunner
-            from workers.inference import load_model
+            from workers.runtime.runner import load_model
 
             _deps = pipeline.Deps.from_settings(settings, DirectRunner(load_model(settings)))
         return _deps

@@ -24,7 +24,7 @@ import argparse
 import importlib
 import sys
 
-# name -> module under producer.commands; each module defines register(subparsers)
+# name -> module under producer.cli.commands; each module defines register(subparsers)
 COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit"]
 
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"producer.commands.{name}").register(sub)
+        importlib.import_module(f"producer.cli.commands.{name}").register(sub)
     return parser
 
 
@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from workers.errors import TenderscanError
-    from workers.logging import configure_logging
+    from workers.core.errors import TenderscanError
+    from workers.core.logging import configure_logging
 
     # Commands' own events go to stderr; `api` and `worker` reconfigure for JSON on stdout.
     configure_logging("INFO", json_output=not sys.stderr.isatty(), stream="stderr")

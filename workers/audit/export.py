@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from workers import audit, signing
-from workers.storage import ObjectStore
+from workers.audit import manifests, signing
+from workers.core.storage import ObjectStore
 
 # Flat columns of CSV / Parquet rows (JSONL rows add `record`: the exact signed bytes, as a string).
 COLUMNS = {
@@ -49,13 +49,13 @@ def _matches(row: dict, stores: set[str] | None, decisions: set[str] | None) -> 
 
 
 def list_keys(objects: ObjectStore, tenant: str | None, start: str, end: str) -> list[str]:
-    return [k for day in audit.days(start, end) for k in audit.day_keys(objects, day, tenant)]
+    return [k for day in manifests.days(start, end) for k in manifests.day_keys(objects, day, tenant)]
 
 
 def iter_rows(objects: ObjectStore, keys: list[str], stores: set[str] | None = None,
               decisions: set[str] | None = None, done: Callable[[str], None] | None = None) -> Iterator[dict]:
     """Rows of the matching records; `done(key)` runs after the consumer has taken the key's row."""
-    for key, data, meta in audit.fetch(objects, keys):
+    for key, data, meta in manifests.fetch(objects, keys):
         if data is not None:
             row = to_row(key, data, meta)
             if _matches(row, stores, decisions):
@@ -87,12 +87,12 @@ def pull(objects: ObjectStore, tenant: str, start: str, end: str, out: Path, fmt
     part, seen_path = out.with_name(out.name + ".part"), out.with_name(out.name + ".seen")
     seen = {line for line in _read_lines(seen_path) if line}
     _read_lines(part)  # drop a torn row; its scan id is not in .seen (written after), so it is fetched again
-    keys = [k for k in list_keys(objects, tenant, start, end) if audit.scan_id_of(k) not in seen]
+    keys = [k for k in list_keys(objects, tenant, start, end) if manifests.scan_id_of(k) not in seen]
     with part.open("a") as rows_f, seen_path.open("a") as seen_f, \
             tqdm(total=len(keys) + len(seen), initial=len(seen), unit="rec", disable=not progress) as bar:
         def fetched(key: str) -> None:
             rows_f.flush()
-            seen_f.write(audit.scan_id_of(key) + "\n")
+            seen_f.write(manifests.scan_id_of(key) + "\n")
             seen_f.flush()
             bar.update()
 

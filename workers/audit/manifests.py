@@ -24,9 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from workers import contract, signing
-from workers.errors import ObjectNotFound, TenderscanError
-from workers.storage import ObjectStore
+from workers.audit import signing
+from workers.core.errors import ObjectNotFound, TenderscanError
+from workers.core.keys import manifest_s3_key, verdicts_day_prefix
+from workers.core.storage import ObjectStore
 
 MANIFEST_VERSION = 1
 CHAIN_LOOKBACK_DAYS = 400  # how far back seal/verify look for a tenant's previous manifest
@@ -51,12 +52,12 @@ def scan_id_of(key: str) -> str:
 
 
 def tenants_of_day(objects: ObjectStore, day: str) -> list[str]:
-    prefix = contract.verdicts_day_prefix(day)
+    prefix = verdicts_day_prefix(day)
     return sorted({k[len(prefix):].split("/", 1)[0].removeprefix("tenant=") for k in objects.list(prefix)})
 
 
 def day_keys(objects: ObjectStore, day: str, tenant: str | None = None) -> list[str]:
-    return [k for k in objects.list(contract.verdicts_day_prefix(day, tenant)) if k.endswith(".json")]
+    return [k for k in objects.list(verdicts_day_prefix(day, tenant)) if k.endswith(".json")]
 
 
 def fetch(objects: ObjectStore, keys: list[str]) -> Iterator[tuple[str, bytes | None, dict[str, str]]]:
@@ -83,7 +84,7 @@ def previous_manifest(objects: ObjectStore, day: str, tenant: str) -> tuple[str,
     for back in range(1, CHAIN_LOOKBACK_DAYS + 1):
         prev = (d - timedelta(days=back)).isoformat()
         try:
-            return prev, objects.get(contract.manifest_s3_key(prev, tenant)).data
+            return prev, objects.get(manifest_s3_key(prev, tenant)).data
         except ObjectNotFound:
             continue
     return None
@@ -91,7 +92,7 @@ def previous_manifest(objects: ObjectStore, day: str, tenant: str) -> tuple[str,
 
 def seal_day(objects: ObjectStore, signer: signing.Signer, day: str, tenant: str, force: bool = False) -> dict:
     """Write and return the signed manifest of one tenant-day. ManifestExists unless `force`."""
-    key = contract.manifest_s3_key(day, tenant)
+    key = manifest_s3_key(day, tenant)
     if not force and objects.exists(key):
         raise ManifestExists(f"{key} exists; a day is sealed once")
     entries = [{"scan_id": scan_id_of(k), "sha256": signing.sha256_hex(data)}
@@ -172,7 +173,7 @@ def verify_day(objects: ObjectStore, verifier: signing.Verifier, day: str, tenan
         if kind:
             problems.append(Problem(day, kind, scan_id))
     report.records += len(found)
-    mkey = contract.manifest_s3_key(day, tenant)
+    mkey = manifest_s3_key(day, tenant)
     try:
         raw = objects.get(mkey).data
     except ObjectNotFound:
@@ -199,7 +200,7 @@ def verify_day(objects: ObjectStore, verifier: signing.Verifier, day: str, tenan
     if doc.get("prev"):
         prev = doc["prev"]
         try:
-            prev_raw = objects.get(contract.manifest_s3_key(prev["date"], tenant)).data
+            prev_raw = objects.get(manifest_s3_key(prev["date"], tenant)).data
         except ObjectNotFound:
             problems.append(Problem(day, "chain", mkey, f"previous manifest {prev['date']} is gone"))
             return
@@ -221,7 +222,7 @@ def protect_bucket(client, bucket: str, mode: str = "COMPLIANCE", retention_days
 
     S3 refuses Object Lock on an unversioned bucket (SeaweedFS: InvalidBucketState), so versioning first.
     """
-    from workers.storage import _translate
+    from workers.core.storage import _translate
 
     with _translate(bucket):
         client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})

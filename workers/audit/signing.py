@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-from workers.errors import SettingsError
+from workers.core.errors import SettingsError
 
 DOMAIN = b"tenderscan-audit-v1"
 SIGNATURE_META = "signature"  # S3 metadata (x-amz-meta-signature): base64 Ed25519 signature
@@ -128,9 +128,9 @@ def generate_key() -> tuple[str, str]:
 def signer_from_settings(settings) -> Signer | None:
     """The workers' signer, or None (records are written unsigned; `audit verify` flags them)."""
     if not settings.audit_signing_key:
-        from workers.logging import get_logger
+        from workers.core.logging import get_logger
 
-        get_logger("workers.signing").warning(
+        get_logger("workers.audit.signing").warning(
             "audit_signing_disabled", hint="set TENDERSCAN_AUDIT_SIGNING_KEY; audit records are written unsigned")
         return None
     return Signer(settings.audit_signing_key)

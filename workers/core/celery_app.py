@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from workers import contract
-from workers.settings import Settings
+from workers.core import keys
+from workers.core.settings import Settings
 
 
 def celery_config(settings: Settings) -> dict:
@@ -36,9 +36,9 @@ def celery_config(settings: Settings) -> dict:
         "task_reject_on_worker_lost": True,
         "task_soft_time_limit": settings.task_soft_time_limit_s,
         "task_time_limit": settings.task_time_limit_s,
-        "task_default_queue": contract.QUEUE,
-        "task_routes": {contract.TASK_NAME: {"queue": contract.QUEUE},
-                        contract.MULTI_TASK_NAME: {"queue": contract.QUEUE}},
+        "task_default_queue": keys.QUEUE,
+        "task_routes": {keys.TASK_NAME: {"queue": keys.QUEUE},
+                        keys.MULTI_TASK_NAME: {"queue": keys.QUEUE}},
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": settings.effective_concurrency,
         "worker_hijack_root_logger": False,

@@ -4,8 +4,8 @@
     ├── SettingsError            bad configuration: fail at start, name the variable
     ├── TransientError           retry with backoff; at the edge, 503 + Retry-After
     │   ├── StorageUnavailable   S3 unreachable, throttling, 5xx            } an outage: does not spend the
-    │   ├── StoreUnavailable     Redis unreachable or timing out            } scan's poison budget (workers/retrying.py)
-    │   └── InferenceTimeout     no forward pass in time (workers/inference.py): a hang, spends an attempt
+    │   ├── StoreUnavailable     Redis unreachable or timing out            } scan's poison budget (workers/runtime/retrying.py)
+    │   └── InferenceTimeout     no forward pass in time (workers/runtime/runner.py): a hang, spends an attempt
     ├── RejectedScan             permanent bad input: a `rejected` verdict with a reason code, never retried
     │   └── ContractError        a message or record that does not decode
     └── StorageError             an S3 answer we did not expect (permissions, bad bucket): operator action
@@ -31,7 +31,7 @@ class TransientError(TenderscanError):
 
     # Does a delivery that ends in this error count toward the scan's poison cap (max_attempts)?
     # No for outages of the services around the worker: they say nothing about the scan, and are
-    # bounded by the transient retry window instead (workers/retrying.py, docs/RELIABILITY.md).
+    # bounded by the transient retry window instead (workers/runtime/retrying.py, docs/RELIABILITY.md).
     spends_attempt = False
 
 
@@ -57,7 +57,7 @@ class ObjectNotFound(StorageError):
 
 
 class RejectedScan(TenderscanError):
-    """The scan itself is bad. `reason` is a `contract.Reason` value; `detail` is for humans."""
+    """The scan itself is bad. `reason` is a `enums.Reason` value; `detail` is for humans."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)

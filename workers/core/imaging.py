@@ -2,7 +2,7 @@
 
 Used twice: `inspect` at the edge (header only: format, size; cheap) and `decode` in the worker
 (full decode of the first frame). `sniff` names the format from the magic bytes alone (the worker
-compares it with a direct upload's stored Content-Type). Both raise RejectedScan with a contract.Reason, never a Pillow error.
+compares it with a direct upload's stored Content-Type). Both raise RejectedScan with a enums.Reason, never a Pillow error.
 
 Limits: a format allow-list (JPEG, PNG) judged by content, not by the declared content type; a pixel
 cap (decompression bombs are refused before any pixel is decoded); side limits; truncated files
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from workers.contract import Reason
-from workers.errors import RejectedScan
+from workers.core.enums import Reason
+from workers.core.errors import RejectedScan
 
-ALLOWED_FORMATS = ("JPEG", "PNG")  # Pillow format names; see contract.IMAGE_EXTENSIONS
+ALLOWED_FORMATS = ("JPEG", "PNG")  # Pillow format names; see keys.IMAGE_EXTENSIONS
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG SOI, PNG signature
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated scan is refused, never half-decoded
 

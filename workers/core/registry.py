@@ -1,6 +1,6 @@
 """The model registry: checkpoints, their evaluations and aliases in the models bucket.
 
-Key layout (bucket `settings.models_bucket`), the only place it is written down:
+Key layout (bucket `settings.models_bucket`; the functions that build these keys are in keys.py):
 
     models/{version}/model.pt           the checkpoint file, byte for byte
     models/{version}/evaluation.json    the evaluation it was published with
@@ -32,13 +32,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workers.errors import ObjectNotFound, TenderscanError
-from workers.storage import ObjectStore
+from workers.core import keys
+from workers.core.errors import ObjectNotFound, TenderscanError
+from workers.core.storage import ObjectStore
 
-MODEL_KEY = "models/{version}/model.pt"
-EVALUATION_KEY = "models/{version}/evaluation.json"
-META_KEY = "models/{version}/meta.json"
-ALIAS_KEY = "aliases/{alias}.json"
 REGISTRY_PREFIX = "registry:"  # TENDERSCAN_MODEL=registry:ALIAS_OR_VERSION
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -144,23 +141,23 @@ def publish(store: ObjectStore, path: str | Path, version: str, evaluation: dict
     failures = gate.check(evaluation)
     if failures:
         raise ModelRejected(version, failures)
-    if store.exists(META_KEY.format(version=version)):
+    if store.exists(keys.model_meta_s3_key(version)):
         raise VersionExists(f"model version {version} already exists; versions are immutable")
     digest = _sha256(data)
-    store.put(MODEL_KEY.format(version=version), data, "application/octet-stream", {"sha256": digest})
-    store.put(EVALUATION_KEY.format(version=version), json.dumps(evaluation).encode(), "application/json")
+    store.put(keys.model_s3_key(version), data, "application/octet-stream", {"sha256": digest})
+    store.put(keys.evaluation_s3_key(version), json.dumps(evaluation).encode(), "application/json")
     default = evaluation.get("test", {}).get("default", evaluation) if isinstance(evaluation.get("test"), dict) \
         else evaluation
     meta = {"version": version, "name": ckpt.name, "sha256": digest, "weights_sha256": ckpt.weights_sha256,
             "size": len(data), "published_at": _now(), "gate": asdict(gate),
             "summary": {k: (default.get("medium_obvious") or {}).get(k)
                         for k in ("accuracy", "false_reject_rate", "miss_rate", "review_rate")}}
-    store.put(META_KEY.format(version=version), json.dumps(meta).encode(), "application/json")
+    store.put(keys.model_meta_s3_key(version), json.dumps(meta).encode(), "application/json")
     return meta
 
 
 def meta(store: ObjectStore, version: str) -> dict:
-    return _get_json(store, META_KEY.format(version=_check_name("version", version)),
+    return _get_json(store, keys.model_meta_s3_key(_check_name("version", version)),
                      f"no model version {version} in bucket {store.bucket}")
 
 
@@ -168,7 +165,7 @@ def promote(store: ObjectStore, version: str, alias: str) -> dict:
     """Point `alias` at `version` (which must exist). Returns the alias record."""
     _check_name("alias", alias)
     meta(store, version)
-    key = ALIAS_KEY.format(alias=alias)
+    key = keys.alias_s3_key(alias)
     try:
         previous = json.loads(store.get(key).data).get("version")
     except ObjectNotFound:
@@ -180,9 +177,9 @@ def promote(store: ObjectStore, version: str, alias: str) -> dict:
 
 def aliases(store: ObjectStore) -> dict[str, str]:
     out = {}
-    for key in store.list("aliases/"):
+    for key in store.list(keys.ALIASES_PREFIX):
         if key.endswith(".json"):
-            out[key[len("aliases/"):-len(".json")]] = json.loads(store.get(key).data)["version"]
+            out[key[len(keys.ALIASES_PREFIX):-len(".json")]] = json.loads(store.get(key).data)["version"]
     return out
 
 
@@ -192,7 +189,7 @@ def list_models(store: ObjectStore) -> list[dict]:
     for alias, version in aliases(store).items():
         by_version.setdefault(version, []).append(alias)
     rows = []
-    for key in store.list("models/"):
+    for key in store.list(keys.MODELS_PREFIX):
         if key.endswith("/meta.json"):
             m = json.loads(store.get(key).data)
             rows.append({**m, "aliases": sorted(by_version.get(m["version"], []))})
@@ -204,10 +201,10 @@ def resolve_version(store: ObjectStore, ref: str) -> str:
     ref = ref[len(REGISTRY_PREFIX):] if ref.startswith(REGISTRY_PREFIX) else ref
     _check_name("model reference", ref)
     try:
-        return json.loads(store.get(ALIAS_KEY.format(alias=ref)).data)["version"]
+        return json.loads(store.get(keys.alias_s3_key(ref)).data)["version"]
     except ObjectNotFound:
         pass
-    if store.exists(META_KEY.format(version=ref)):
+    if store.exists(keys.model_meta_s3_key(ref)):
         return ref
     raise ModelNotFound(f"no alias or version {ref!r} in bucket {store.bucket}")
 
@@ -224,7 +221,7 @@ def resolve_with_meta(store: ObjectStore, ref: str, cache_dir: str | Path) -> tu
     path = Path(cache_dir) / version / "model.pt"
     if path.is_file() and _sha256(path.read_bytes()) == m["sha256"]:
         return path, m
-    data = store.get(MODEL_KEY.format(version=version)).data
+    data = store.get(keys.model_s3_key(version)).data
     if _sha256(data) != m["sha256"]:
         raise ModelCorrupt(f"model {version}: downloaded sha256 {_sha256(data)[:12]}... does not match the "
                            f"published {m['sha256'][:12]}...")

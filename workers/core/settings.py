@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from workers.errors import SettingsError
+from workers.core.errors import SettingsError
 
 PREFIX = "TENDERSCAN_"
 # The built-in HMAC secret for API key digests: fine on a laptop, refused by `tenderscan api` on a
-# non-loopback interface (producer/commands/api.py). Set TENDERSCAN_KEY_HMAC_SECRET everywhere else.
+# non-loopback interface (producer/cli/commands/api.py). Set TENDERSCAN_KEY_HMAC_SECRET everywhere else.
 DEV_KEY_HMAC_SECRET = "dev-only-tenderscan-key-hmac-secret"
-DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parent.parent / "models" / "default" / "tenderscan-default.pt")
+DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parents[2] / "models" / "default" / "tenderscan-default.pt")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -87,7 +87,7 @@ def _audit_key(env: Mapping[str, str], name: str, raw: str | None = None) -> str
     raw = env.get(name, "") if raw is None else raw
     if not raw.strip():
         return ""
-    from workers.signing import parse_key_hex
+    from workers.audit.signing import parse_key_hex
 
     return parse_key_hex(raw, name)
 
@@ -103,7 +103,7 @@ class Settings:
     s3_secret_key: str = field(default="tenderscan-secret", repr=False)
     s3_bucket: str = "tenderscan"  # scans/ and verdicts/ live here
     models_bucket: str = "tenderscan-models"  # the model registry
-    # --- transport security (workers/transport.py, docs/OPERATIONS.md "Transport security") -------
+    # --- transport security (workers/core/transport.py, docs/OPERATIONS.md "Transport security") -------
     redis_tls_ca_file: str = ""  # rediss://: CA bundle that signed the Redis server's certificate
     #                              (empty = the system trust store); used for the broker too
     redis_tls_cert_file: str = ""  # rediss://: client certificate, when Redis asks for one (tls-auth-clients)
@@ -139,12 +139,12 @@ class Settings:
     max_wait_ms: int = 10  # longest a scan waits for its batch to fill
     worker_concurrency: int = 0  # scans in flight per worker process; 0 = 2 * max_batch_size
     worker_processes: int = 1  # `tenderscan worker` runs this many Celery worker processes under one
-    #                            supervisor (workers/supervisor.py); 0 = one per CPU this process may use
+    #                            supervisor (workers/runtime/supervisor.py); 0 = one per CPU this process may use
     task_soft_time_limit_s: int = 60  # a scan taking longer than this is failed and redelivered
     task_time_limit_s: int = 90  # hard kill
     visibility_timeout_s: int = 300  # Redis redelivers an unacked message after this long
     max_attempts: int = 5  # deliveries of one scan before it is judged poison (an `error` verdict);
-    #                        a delivery that ends in an S3/Redis outage does not count (workers/retrying.py)
+    #                        a delivery that ends in an S3/Redis outage does not count (workers/runtime/retrying.py)
     transient_retry_window_s: int = 900  # a scan retries through S3/Redis outages this long after its first
     #                                      one, then gets an `error` verdict (infrastructure_unavailable)
     shutdown_grace_s: int = 25  # SIGTERM: finish the scans in hand for at most this long, then hand the
@@ -152,7 +152,7 @@ class Settings:
     scans_per_message: int = 16  # bulk submissions: scans per `process_scans` message (1 = one message each)
     compile: bool = False  # torch.compile the model at load (CUDA mostly; the warm-up pays the compile)
     metrics_port: int = 0  # worker: serve Prometheus /metrics on this port (0 = off); the API serves /metrics
-    # --- reconciler (S3 is the source of truth; see workers/reconcile.py) -------------------------
+    # --- reconciler (S3 is the source of truth; see workers/runtime/reconcile.py) -------------------------
     reconcile_interval_s: int = 15  # how often one worker re-checks accepted scans (0 = never)
     reconcile_stale_after_s: int = 60  # a scan with no verdict this long after (re)enqueue is re-enqueued
     reconcile_days: int = 2  # how many daily partitions back the reconciler looks
@@ -167,8 +167,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         # A rediss:// URL carries its TLS options as query parameters (redis-py and kombu read them
-        # there), so every Redis client built from it verifies the server: workers/transport.py.
-        from workers.transport import RedisTls, secure_redis_url
+        # there), so every Redis client built from it verifies the server: workers/core/transport.py.
+        from workers.core.transport import RedisTls, secure_redis_url
 
         tls = RedisTls(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file,
                        self.redis_tls_insecure)
@@ -191,7 +191,7 @@ class Settings:
     def retry_backoff_cap_s(self) -> float:
         """The longest pause before a failed scan's next try, before jitter (x0.5..1.5): 60 s, or half the
         reconciler's staleness if less, so a scheduled retry always fires before the reconciler would
-        take the scan for lost and enqueue a second copy (workers/retrying.py)."""
+        take the scan for lost and enqueue a second copy (workers/runtime/retrying.py)."""
         return min(60.0, self.reconcile_stale_after_s / 2)
 
     @classmethod
@@ -280,7 +280,7 @@ class Settings:
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         if len(self.key_hmac_secret) < 16:
             raise SettingsError(f"{PREFIX}KEY_HMAC_SECRET must be at least 16 characters (32 random bytes, hex, advised)")
-        from workers.transport import RedisTls, validate_redis_tls, validate_s3_tls
+        from workers.core.transport import RedisTls, validate_redis_tls, validate_s3_tls
 
         validate_redis_tls(RedisTls(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file),
                            {PREFIX + "REDIS_URL": self.redis_url, PREFIX + "BROKER_URL": self.effective_broker_url})

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from workers.errors import ObjectNotFound, StorageError, StorageUnavailable
-from workers.settings import Settings
+from workers.core.errors import ObjectNotFound, StorageError, StorageUnavailable
+from workers.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def s3_client(settings: Settings, max_pool: int = 64, endpoint_url: str | None =
     import boto3
     from botocore.config import Config
 
-    from workers.transport import s3_verify
+    from workers.core.transport import s3_verify
 
     return boto3.client(
         "s3",

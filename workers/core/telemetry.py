@@ -31,10 +31,11 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from workers import contract
+from workers.core.clock import parse_time
+from workers.core.enums import Decision
+from workers.core.keys import QUEUE, UNACKED_KEY
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-UNACKED_KEY = "unacked"  # kombu's Redis transport keeps delivered, unacked messages in this hash
 STAGES = ("queue_wait", "fetch", "decode", "batch_wait", "forward", "infer", "publish")
 # 0.5 ms .. 60 s: a zero-cost stand-in stage and a long queue wait both land in a real bucket
 _TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -54,7 +55,7 @@ ERRORS = Counter("tenderscan_errors", "Scans that ended without inference (by re
 # the labelled children, looked up once: `.labels()` costs a lock and a dict build per call, seven
 # times per published scan
 _STAGE_CHILDREN = tuple((stage + "_ms", STAGE_SECONDS.labels(stage=stage)) for stage in STAGES)
-_SCANS_BY_DECISION = {d.value: SCANS.labels(decision=d.value) for d in contract.Decision}
+_SCANS_BY_DECISION = {d.value: SCANS.labels(decision=d.value) for d in Decision}
 
 
 def observe_scan(decision: str, reason: str | None, stages_ms: dict[str, float]) -> None:
@@ -131,7 +132,7 @@ class QueueCollector:
     rather than a failed scrape: a missing series is what an alert on absent() catches.
     """
 
-    def __init__(self, client, queue: str = contract.QUEUE, clock=lambda: datetime.now(UTC)) -> None:
+    def __init__(self, client, queue: str = QUEUE, clock=lambda: datetime.now(UTC)) -> None:
         self.client = client
         self.queue = queue
         self.clock = clock
@@ -157,7 +158,7 @@ class QueueCollector:
         submitted = oldest_submitted_at(oldest)
         seconds = 0.0
         if submitted:
-            seconds = max(0.0, (self.clock() - contract.parse_time(submitted)).total_seconds())
+            seconds = max(0.0, (self.clock() - parse_time(submitted)).total_seconds())
         age.add_metric([], seconds)
         yield age
 

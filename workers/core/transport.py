@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from workers.errors import SettingsError
+from workers.core.errors import SettingsError
 
 INSECURE_CERT_REQS = ("none", "optional")  # ssl_cert_reqs values (CERT_ prefix dropped) the dev flag must allow
 _PREFIX = "TENDERSCAN_"

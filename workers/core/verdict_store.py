@@ -1,6 +1,6 @@
 """Scan states and verdicts in Redis: the only module that speaks Redis commands for them.
 
-A scan's life in Redis (keys in contract.py):
+A scan's life in Redis (its keys are in keys.py):
     create_scan       ts:scan:{id} = {status: queued, tenant, ...}          (edge, after the S3 write)
                       + ZADD ts:inflight:{tenant} id (the tenant's scans in flight, producer/limits.py)
     start_scans       per scan: its verdict if one is stored (a redelivery),  (worker, on dequeue; one
@@ -24,10 +24,11 @@ from contextlib import contextmanager
 
 import redis
 
-from workers import contract
-from workers.contract import ScanMessage, ScanStatus, Verdict
-from workers.errors import StoreUnavailable
-from workers.settings import Settings
+from workers.core import clock, keys
+from workers.core.enums import ScanStatus
+from workers.core.errors import StoreUnavailable
+from workers.core.schemas import ScanMessage, Verdict
+from workers.core.settings import Settings
 
 # KEYS: per scan, four: its verdict key, scan key, done channel, the tenant's in-flight zset. ARGV: ttl
 # seconds, then per scan two: its verdict JSON, its scan id. Returns per scan the verdict that is stored
@@ -72,7 +73,7 @@ return out
 """
 
 # KEYS: scan key. ARGV: now (ISO time). A delivery that ended in an outage gives its attempt back
-# (workers/retrying.py) and records when the scan's outages began and when the last one ended.
+# (workers/runtime/retrying.py) and records when the scan's outages began and when the last one ended.
 # A scan whose state is gone (Redis lost it) is left alone: no hash without a TTL is created.
 _REFUND_ATTEMPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -134,22 +135,22 @@ class VerdictStore:
 
     # --- edge side ------------------------------------------------------------------------------
     def create_scan(self, msg: ScanMessage) -> None:
-        key = contract.scan_key(msg.scan_id)
+        key = keys.scan_key(msg.scan_id)
         fields = {"status": ScanStatus.QUEUED.value, "tenant": msg.tenant, "store_id": msg.store_id,
                   "terminal_id": msg.terminal_id, "submitted_at": msg.submitted_at,
                   "image_key": msg.image_key, "attempts": 0}
-        in_flight = contract.in_flight_key(msg.tenant)
+        in_flight = keys.in_flight_key(msg.tenant)
         with _translate():
             pipe = self.r.pipeline(transaction=True)
             pipe.hset(key, mapping=fields)
             pipe.expire(key, self.ttl_s)
-            pipe.zadd(in_flight, {msg.scan_id: contract.parse_time(msg.submitted_at).timestamp()})
+            pipe.zadd(in_flight, {msg.scan_id: clock.parse_time(msg.submitted_at).timestamp()})
             pipe.expire(in_flight, self.in_flight_ttl_s)
             pipe.execute()
 
     def restore_scan(self, msg: ScanMessage) -> bool:
         """Recreate a scan state Redis lost (the reconciler, from the S3 intent). True if it was missing."""
-        key = contract.scan_key(msg.scan_id)
+        key = keys.scan_key(msg.scan_id)
         with _translate():
             if self.r.hsetnx(key, "tenant", msg.tenant):
                 self.create_scan(msg)
@@ -159,16 +160,16 @@ class VerdictStore:
     def mark_requeued(self, scan_id: str, at: str) -> None:
         """Remember when the reconciler last re-enqueued this scan (so it waits before the next time)."""
         with _translate():
-            self.r.hset(contract.scan_key(scan_id), "requeued_at", at)
+            self.r.hset(keys.scan_key(scan_id), "requeued_at", at)
 
     def claim_idempotency(self, tenant: str, key: str, scan_id: str, sha256: str, submitted_at: str,
                           ttl_s: int) -> tuple[str, str, str] | None:
         """Remember key -> (scan_id, sha256, submitted_at). None if we claimed it, else the earlier claim."""
         value = json.dumps({"scan_id": scan_id, "sha256": sha256, "submitted_at": submitted_at})
         with _translate():
-            if self.r.set(contract.idempotency_key(tenant, key), value, nx=True, ex=ttl_s):
+            if self.r.set(keys.idempotency_key(tenant, key), value, nx=True, ex=ttl_s):
                 return None
-            earlier = self.r.get(contract.idempotency_key(tenant, key))
+            earlier = self.r.get(keys.idempotency_key(tenant, key))
         if earlier is None:  # expired between SET and GET: try once more
             return self.claim_idempotency(tenant, key, scan_id, sha256, submitted_at, ttl_s)
         data = json.loads(earlier)
@@ -177,16 +178,16 @@ class VerdictStore:
     def release_idempotency(self, tenant: str, key: str, scan_id: str | None = None) -> None:
         """Undo a claim whose scan was not accepted. With `scan_id`, only if the claim is still that scan's."""
         with _translate():
-            self._release(keys=[contract.idempotency_key(tenant, key)], args=[scan_id or ""])
+            self._release(keys=[keys.idempotency_key(tenant, key)], args=[scan_id or ""])
 
     def forget_scan(self, scan_id: str) -> None:
         """Drop the state of a scan that was never durably accepted (no intent in S3)."""
         with _translate():
-            self.r.delete(contract.scan_key(scan_id))
+            self.r.delete(keys.scan_key(scan_id))
 
     def get_scan(self, scan_id: str) -> dict[str, str] | None:
         with _translate():
-            data = self.r.hgetall(contract.scan_key(scan_id))
+            data = self.r.hgetall(keys.scan_key(scan_id))
         return data or None
 
     # --- worker side ----------------------------------------------------------------------------
@@ -195,9 +196,9 @@ class VerdictStore:
         redelivery; nothing changes) or else its attempt number (1 on the first delivery), counted."""
         if not scan_ids:
             return []
-        keys = [key for sid in scan_ids for key in (contract.verdict_key(sid), contract.scan_key(sid))]
+        script_keys = [key for sid in scan_ids for key in (keys.verdict_key(sid), keys.scan_key(sid))]
         with _translate():
-            replies = self._start(keys=keys)
+            replies = self._start(keys=script_keys)
         return [Verdict.decode(r) if isinstance(r, str | bytes) else int(r) for r in replies]
 
     def refund_attempt(self, scan_id: str, at: str) -> bool:
@@ -212,7 +213,7 @@ class VerdictStore:
         with _translate():
             pipe = self.r.pipeline(transaction=False)
             for sid in scan_ids:
-                self._refund(keys=[contract.scan_key(sid)], args=[at], client=pipe)
+                self._refund(keys=[keys.scan_key(sid)], args=[at], client=pipe)
             return [bool(n) for n in pipe.execute()]
 
     def get_scans(self, scan_ids: list[str]) -> list[dict[str, str] | None]:
@@ -222,7 +223,7 @@ class VerdictStore:
         with _translate():
             pipe = self.r.pipeline(transaction=False)
             for sid in scan_ids:
-                pipe.hgetall(contract.scan_key(sid))
+                pipe.hgetall(keys.scan_key(sid))
             return [data or None for data in pipe.execute()]
 
     def save_verdict(self, verdict: Verdict) -> Verdict:
@@ -237,22 +238,22 @@ class VerdictStore:
         if not verdicts:
             return []
         encoded = [v.encode() for v in verdicts]
-        keys = [key for v in verdicts for key in _save_keys(v)]
+        script_keys = [key for v in verdicts for key in _save_keys(v)]
         args: list = [self.ttl_s]
         for v, enc in zip(verdicts, encoded, strict=True):
             args += [enc, v.scan_id]
         with _translate():
-            stored = self._save(keys=keys, args=args)
+            stored = self._save(keys=script_keys, args=args)
         return [(v, enc) if raw == enc else (Verdict.decode(raw), raw)  # ours won: no need to parse it back
                 for v, enc, raw in zip(verdicts, encoded, stored, strict=True)]
 
     def get_verdict(self, scan_id: str) -> Verdict | None:
         with _translate():
-            raw = self.r.get(contract.verdict_key(scan_id))
+            raw = self.r.get(keys.verdict_key(scan_id))
         return None if raw is None else Verdict.decode(raw)
 
 
 def _save_keys(verdict: Verdict) -> list[str]:
     sid = verdict.scan_id
-    return [contract.verdict_key(sid), contract.scan_key(sid), contract.done_channel(sid),
-            contract.in_flight_key(verdict.tenant)]
+    return [keys.verdict_key(sid), keys.scan_key(sid), keys.done_channel(sid),
+            keys.in_flight_key(verdict.tenant)]

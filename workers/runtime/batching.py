@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-log = structlog.get_logger("workers.batching")
+log = structlog.get_logger("workers.runtime.batching")
 
 
 @dataclass(frozen=True)

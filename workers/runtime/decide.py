@@ -23,7 +23,7 @@ DIGITS = 6  # probabilities in verdicts are rounded: the model is not that preci
 
 @dataclass(frozen=True)
 class DecisionFields:
-    """The subset of contract.Verdict that the model decides."""
+    """The subset of schemas.Verdict that the model decides."""
 
     decision: str
     confidence: float

@@ -5,7 +5,7 @@
     probe:           python -m workers.health --max-age 120     exit 0 if the file is fresh, else 1
 
 With TENDERSCAN_WORKER_PROCESSES = N > 1 (`tenderscan worker` supervising N processes,
-workers/supervisor.py) child i writes `<TENDERSCAN_HEARTBEAT_FILE>.<i>`, and the probe checks all N
+workers/runtime/supervisor.py) child i writes `<TENDERSCAN_HEARTBEAT_FILE>.<i>`, and the probe checks all N
 files: one dead or hung child fails it. The probe learns N from the setting (or --processes), not
 from the worker's command line, so set the count in the environment where probes run.
 
@@ -80,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="worker processes to check (default: TENDERSCAN_WORKER_PROCESSES; 0 = one per CPU)")
     args = parser.parse_args(argv)
     if args.file is None or args.processes is None:
-        from workers.settings import Settings
+        from workers.core.settings import Settings
 
         settings = Settings.from_env()
         args.file = args.file or Path(settings.heartbeat_file)
         args.processes = settings.worker_processes if args.processes is None else args.processes
-    from workers.supervisor import resolve_processes
+    from workers.runtime.supervisor import resolve_processes
 
     problems = [p for p in (stale(f, args.max_age) for f in heartbeat_files(args.file, resolve_processes(args.processes)))
                 if p]

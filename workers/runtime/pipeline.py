@@ -19,7 +19,7 @@ Every bad input ends in its own `rejected` verdict; TransientError (Redis, S3, a
 propagates so the task retries. A delivery that ends in an outage (S3 or Redis: errors.is_outage)
 gives back the attempt start_scans counted, best effort (`_refund`): the poison cap counts
 deliveries that crashed, hung or failed for a reason of the scan's own, never outages; the task
-bounds outages by time instead (workers/retrying.py). Nothing here knows about Celery.
+bounds outages by time instead (workers/runtime/retrying.py). Nothing here knows about Celery.
 """
 
 from __future__ import annotations
@@ -35,26 +35,19 @@ from typing import Any, Protocol
 
 import structlog
 
-from workers import decide, imaging, metrics
-from workers.contract import (
-    CONTENT_TYPES,
-    Decision,
-    InputRef,
-    ModelRef,
-    Reason,
-    ScanMessage,
-    Timestamps,
-    Verdict,
-    is_upload_key,
-    parse_time,
-)
-from workers.errors import ObjectNotFound, RejectedScan, TransientError, is_outage
-from workers.publish import publish, write_audit
-from workers.settings import Settings
-from workers.storage import ObjectStore, S3ObjectStore, StoredObject, TooLarge, s3_client
-from workers.verdict_store import VerdictStore
+from workers.core import imaging, telemetry
+from workers.core.clock import parse_time
+from workers.core.enums import Decision, Reason
+from workers.core.errors import ObjectNotFound, RejectedScan, TransientError, is_outage
+from workers.core.keys import CONTENT_TYPES, is_upload_key
+from workers.core.schemas import InputRef, ModelRef, ScanMessage, Timestamps, Verdict
+from workers.core.settings import Settings
+from workers.core.storage import ObjectStore, S3ObjectStore, StoredObject, TooLarge, s3_client
+from workers.core.verdict_store import VerdictStore
+from workers.runtime import decide
+from workers.runtime.publish import publish, write_audit
 
-log = structlog.get_logger("workers.pipeline")
+log = structlog.get_logger("workers.runtime.pipeline")
 
 class Runner(Protocol):
     """What the pipeline needs from inference.ModelRunner (tests pass a twin)."""
@@ -74,7 +67,7 @@ def _now() -> datetime:
 
 
 def iso(dt: datetime) -> str:
-    """Same format as contract.utcnow()."""
+    """Same format as clock.utcnow()."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -189,7 +182,7 @@ def _done(winner: Verdict, attempt: int, queue_wait_ms: float, stages: _Stages, 
     scan_id and tenant where the caller has not bound them to the log context."""
     log.info("scan_done", decision=winner.decision, reason=winner.reason, attempt=attempt,
              batch_id=winner.batch_id, batch_size=winner.batch_size, queue_wait_ms=queue_wait_ms, **stages.ms, **ids)
-    metrics.observe_scan(winner.decision, winner.reason, dict(stages.ms, queue_wait_ms=queue_wait_ms))
+    telemetry.observe_scan(winner.decision, winner.reason, dict(stages.ms, queue_wait_ms=queue_wait_ms))
 
 
 @dataclass

@@ -6,17 +6,17 @@ clients read, even when two deliveries of one scan race. If the S3 write fails, 
 the redelivery finds the verdict in Redis and only writes the missing audit record (`write_audit`).
 
 The audit record's bytes are exactly the Redis JSON; its Ed25519 signature rides in the object's
-metadata (workers/signing.py). The entry point installs the signer once (`configure_signing`);
+metadata (workers/audit/signing.py). The entry point installs the signer once (`configure_signing`);
 without one, records are written unsigned and `tenderscan audit verify` reports them.
 """
 
 from __future__ import annotations
 
-from workers import contract
-from workers.contract import Verdict
-from workers.signing import Signer
-from workers.storage import ObjectStore
-from workers.verdict_store import VerdictStore
+from workers.audit.signing import Signer
+from workers.core import keys
+from workers.core.schemas import Verdict
+from workers.core.storage import ObjectStore
+from workers.core.verdict_store import VerdictStore
 
 _signer: Signer | None = None  # set once per process by the entry point (configure_signing)
 
@@ -28,7 +28,7 @@ def configure_signing(signer: Signer | None) -> None:
 
 
 def audit_key(verdict: Verdict) -> str:
-    return contract.verdict_s3_key(verdict.tenant, verdict.scan_id, verdict.timestamps.submitted)
+    return keys.verdict_s3_key(verdict.tenant, verdict.scan_id, verdict.timestamps.submitted)
 
 
 def write_audit(verdict: Verdict, object_store: ObjectStore, only_if_missing: bool = False,

@@ -14,7 +14,7 @@ A re-enqueued scan that was only slow is processed twice; the verdict store's SE
 second run return the first verdict, so a duplicate is harmless. The poison cap (max_attempts,
 counted at dequeue by the pipeline) ends a scan that keeps killing workers with an `error` verdict.
 A scan retrying through an outage is not stale: each delivery that ends in one stamps `transient_at`,
-and its retry fires within the backoff cap, which Settings keeps below stale_after (workers/retrying.py).
+and its retry fires within the backoff cap, which Settings keeps below stale_after (workers/runtime/retrying.py).
 
 `reconcile_once` is a plain function (`tenderscan reconcile` calls it); `Reconciler` runs it
 periodically inside a worker, holding a short Redis lock so one worker per interval does the work.
@@ -29,15 +29,14 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from workers import contract
-from workers.contract import ScanMessage
-from workers.errors import ContractError, ObjectNotFound, TenderscanError
-from workers.publish import write_audit
-from workers.storage import ObjectStore
-from workers.verdict_store import VerdictStore
+from workers.core import clock, keys
+from workers.core.errors import ContractError, ObjectNotFound, TenderscanError
+from workers.core.schemas import ScanMessage
+from workers.core.storage import ObjectStore
+from workers.core.verdict_store import VerdictStore
+from workers.runtime.publish import write_audit
 
-log = structlog.get_logger("workers.reconcile")
-LOCK_KEY = "ts:reconcile:lock"  # held by the worker reconciling now (TTL = the interval)
+log = structlog.get_logger("workers.runtime.reconcile")
 
 
 @dataclass
@@ -62,8 +61,8 @@ def reconcile_once(objects: ObjectStore, verdicts: VerdictStore, enqueue: Callab
     now = now or datetime.now(UTC)
     report = Report()
     for dt in _partitions(now, days):
-        done = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in objects.list(f"verdicts/dt={dt}/")}
-        for key in objects.list(f"scans/dt={dt}/"):
+        done = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in objects.list(keys.verdicts_day_prefix(dt))}
+        for key in objects.list(keys.scans_day_prefix(dt)):
             if not key.endswith(".json"):
                 continue  # the image itself
             report.intents += 1
@@ -88,7 +87,7 @@ def last_activity(msg: ScanMessage, state: dict[str, str]) -> datetime:
     """When someone last did something about this scan: submitted, re-enqueued here, or a delivery that
     ended in an outage (its retry is scheduled within the backoff cap, which is below stale_after)."""
     times = [msg.submitted_at, state.get("requeued_at"), state.get("transient_at")]
-    return max(contract.parse_time(t) for t in times if t)
+    return max(clock.parse_time(t) for t in times if t)
 
 
 def _reconcile_scan(msg: ScanMessage, objects: ObjectStore, verdicts: VerdictStore,
@@ -110,7 +109,7 @@ def _reconcile_scan(msg: ScanMessage, objects: ObjectStore, verdicts: VerdictSto
         return
     if verdicts.restore_scan(msg):
         report.states_restored += 1
-    verdicts.mark_requeued(msg.scan_id, contract.utcnow())
+    verdicts.mark_requeued(msg.scan_id, clock.utcnow())
     enqueue(msg)
     log.info("reconcile_requeued", scan_id=msg.scan_id, tenant=msg.tenant, attempts=state.get("attempts"))
 
@@ -135,7 +134,7 @@ class Reconciler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                if self.verdicts.r.set(LOCK_KEY, "1", nx=True, ex=max(1, int(self.interval_s))):
+                if self.verdicts.r.set(keys.RECONCILE_LOCK_KEY, "1", nx=True, ex=max(1, int(self.interval_s))):
                     reconcile_once(self.objects, self.verdicts, self.enqueue, stale_after_s=self.stale_after_s,
                                    days=self.days)
             except TenderscanError as exc:  # Redis or S3 away: try again next interval

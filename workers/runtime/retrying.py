@@ -36,12 +36,14 @@ from datetime import datetime
 
 import structlog
 
-from workers import pipeline
-from workers.contract import Reason, ScanMessage, parse_time
-from workers.errors import TransientError, is_outage
-from workers.settings import Settings
+from workers.core.clock import parse_time
+from workers.core.enums import Reason
+from workers.core.errors import TransientError, is_outage
+from workers.core.schemas import ScanMessage
+from workers.core.settings import Settings
+from workers.runtime import pipeline
 
-log = structlog.get_logger("workers.retrying")
+log = structlog.get_logger("workers.runtime.retrying")
 
 BACKOFF_BASE_S = 1.0  # the first retry waits about this long
 

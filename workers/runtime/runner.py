@@ -29,13 +29,14 @@ from typing import Any
 import structlog
 import torch
 
-from workers import metrics
-from workers.batching import Batcher
-from workers.contract import ModelRef, utcnow
-from workers.errors import TransientError
-from workers.settings import Settings
+from workers.core import telemetry
+from workers.core.clock import utcnow
+from workers.core.errors import TransientError
+from workers.core.schemas import ModelRef
+from workers.core.settings import Settings
+from workers.runtime.batching import Batcher
 
-log = structlog.get_logger("workers.inference")
+log = structlog.get_logger("workers.runtime.runner")
 
 REGISTRY_PREFIX = "registry:"
 MODEL_CACHE_DIR = Path(tempfile.gettempdir()) / "tenderscan-models"  # registry downloads, per machine
@@ -94,8 +95,8 @@ def resolve_model_path(settings: Settings, cache_dir: Path = MODEL_CACHE_DIR) ->
     """`settings.model` is a local path, or `registry:ALIAS|VERSION` in the models bucket."""
     if not settings.model.startswith(REGISTRY_PREFIX):
         return Path(settings.model)
-    from workers import registry
-    from workers.storage import S3ObjectStore
+    from workers.core import registry
+    from workers.core.storage import S3ObjectStore
 
     store = S3ObjectStore.from_settings(settings, settings.models_bucket)
     return Path(registry.resolve(store, settings.model[len(REGISTRY_PREFIX):], cache_dir))
@@ -228,7 +229,7 @@ class ModelRunner:
             fill_ms = (t0 - min(enq for _, enq in items)) * 1000
             log.info("batch_done", batch_id=batch_id, size=len(items), forward_ms=round(forward_ms, 2),
                      fill_wait_ms=round(fill_ms, 2), device=str(self.model.device))
-            metrics.observe_batch(len(items), forward_ms)
+            telemetry.observe_batch(len(items), forward_ms)
         names, classes = self.model.sign_names, self.model.denominations
         return [
             ScanPrediction(

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import structlog
 
-log = structlog.get_logger("workers.shutdown")
+log = structlog.get_logger("workers.runtime.shutdown")
 
 EXIT_GRACE_EXPIRED = 1  # the exit status when the grace ran out and messages were handed back
 

@@ -38,10 +38,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.health import heartbeat_files
-from workers.logging import configure_logging, get_logger
+from workers.core.logging import configure_logging, get_logger
+from workers.runtime.health import heartbeat_files
 
-log = get_logger("workers.supervisor")
+log = get_logger("workers.runtime.supervisor")
 
 KILL_MARGIN_S = 10.0  # past the children's shutdown grace, before SIGKILL
 POLL_S = 0.2  # how often the supervisor looks at its children and at signals received

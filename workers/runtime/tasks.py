@@ -8,7 +8,7 @@
     any other error         retrying.settle: out of budget -> an `error` verdict (internal_error after
                             max_attempts counted deliveries; infrastructure_unavailable after the transient
                             retry window of S3/Redis outages), so a client never polls forever; otherwise
-                            retry with capped exponential backoff and jitter (workers/retrying.py)
+                            retry with capped exponential backoff and jitter (workers/runtime/retrying.py)
 
 The task is acked late (after its verdict is published). Logs carry ids and reason codes only:
 never image bytes, S3 credentials or API keys.
@@ -22,13 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
-from workers import contract, metrics, pipeline, retrying
-from workers.app import app, settings
-from workers.batching import ScanSlots
-from workers.contract import ScanMessage
-from workers.errors import ContractError, TransientError, is_outage
+from workers.core import keys, schemas, telemetry
+from workers.core.enums import Decision
+from workers.core.errors import ContractError, TransientError, is_outage
+from workers.core.schemas import MultiScanMessage, ScanMessage
+from workers.runtime import pipeline, retrying
+from workers.runtime.batching import ScanSlots
+from workers.runtime.worker import app, settings
 
-log = structlog.get_logger("workers.tasks")
+log = structlog.get_logger("workers.runtime.tasks")
 
 POLICY = retrying.RetryPolicy.from_settings(settings)
 MAX_RETRIES = None  # Celery's own limit is off: POLICY decides when a scan ends (and has a backstop)
@@ -48,9 +50,9 @@ def deps() -> pipeline.Deps:
     global _deps
     with _deps_lock:
         if _deps is None:
-            from workers import inference
+            from workers.runtime import runner as model_runner
 
-            _deps = pipeline.Deps.from_settings(settings, inference.get_runner(settings))
+            _deps = pipeline.Deps.from_settings(settings, model_runner.get_runner(settings))
         return _deps
 
 
@@ -63,13 +65,13 @@ def fanout() -> ThreadPoolExecutor:
         return _fanout
 
 
-@app.task(name=contract.TASK_NAME, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
+@app.task(name=keys.TASK_NAME, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
 def process_scan(self, raw) -> str | None:
     try:
         msg = ScanMessage.decode(raw)
     except ContractError as exc:
         scan_id = raw.get("scan_id") if isinstance(raw, dict) else None
-        known = isinstance(scan_id, str) and contract.is_scan_id(scan_id)
+        known = isinstance(scan_id, str) and schemas.is_scan_id(scan_id)
         log.warning("bad_message", scan_id=scan_id if known else None, detail=exc.detail[:200])
         if known:
             pipeline.reject_bad_message(scan_id, exc.detail[:200], deps())
@@ -79,26 +81,26 @@ def process_scan(self, raw) -> str | None:
             return pipeline.process_scan(msg, deps()).decision
         except Exception as exc:  # noqa: BLE001 - every failure is settled: an `error` verdict, or a retry
             if _settle(self, [(msg, exc)]):
-                return contract.Decision.ERROR.value
+                return Decision.ERROR.value
             raise _retry(self, exc, failed=1, of=1) from None
 
 
-@app.task(name=contract.MULTI_TASK_NAME, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
+@app.task(name=keys.MULTI_TASK_NAME, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
 def process_scans(self, raw) -> dict[str, int] | None:
     """Several scans in one message (bulk submissions). Each scan has its own outcome; the message is
     acked (late) once every scan has a verdict. A failed scan is settled on its own (retrying.settle:
     its `error` verdict if it is out of budget); if any is left, the whole message is retried and the
     scans that already have a verdict skip straight to it (SET NX made them final)."""
     try:
-        msgs, bad = contract.MultiScanMessage.decode_parts(raw)
+        msgs, bad = MultiScanMessage.decode_parts(raw)
     except ContractError as exc:
         log.warning("bad_message", detail=exc.detail[:200], multi=True)
         return None
     for item, exc in bad:
         scan_id = item.get("scan_id") if isinstance(item, dict) else None
-        log.warning("bad_message", scan_id=scan_id if isinstance(scan_id, str) and contract.is_scan_id(scan_id)
+        log.warning("bad_message", scan_id=scan_id if isinstance(scan_id, str) and schemas.is_scan_id(scan_id)
                     else None, detail=exc.detail[:200], multi=True)
-        if isinstance(scan_id, str) and contract.is_scan_id(scan_id):
+        if isinstance(scan_id, str) and schemas.is_scan_id(scan_id):
             pipeline.reject_bad_message(scan_id, exc.detail[:200], deps())
     taken = SLOTS.acquire(len(msgs))
     try:
@@ -117,7 +119,7 @@ def process_scans(self, raw) -> dict[str, int] | None:
     ended = _settle(self, failed)
     if ended:
         counts["failed"] -= len(ended)
-        counts[contract.Decision.ERROR.value] = counts.get(contract.Decision.ERROR.value, 0) + len(ended)
+        counts[Decision.ERROR.value] = counts.get(Decision.ERROR.value, 0) + len(ended)
     if len(ended) == len(failed):
         return counts
     raise _retry(self, failed[0][1], failed=len(failed) - len(ended), of=len(msgs)) from None
@@ -137,7 +139,7 @@ def _retry(task, exc: BaseException, failed: int, of: int):
     """Celery's Retry for this message, after a capped exponential backoff with jitter."""
     retries = task.request.retries
     countdown = POLICY.backoff_s(retries)
-    metrics.observe_error("retry:" + type(exc).__name__)
+    telemetry.observe_error("retry:" + type(exc).__name__)
     transient = isinstance(exc, TransientError)
     log.warning("scan_retry", error=type(exc).__name__, transient=transient, outage=is_outage(exc),
                 failed=failed, of=of, retries=retries, countdown_s=round(countdown, 2), exc_info=not transient)

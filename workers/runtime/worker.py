@@ -6,11 +6,11 @@ the hooks that build the model runner in the process that will use it:
     worker_init           TLS endpoints (rediss://, https:// S3) verify against the configured CAs, or exit
     worker_process_init   prefork children and the solo pool: build after the fork
     worker_init           threads pool: build in the worker's main process before it consumes
-    worker_ready          serve Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/metrics.py);
-                          start the reconciler thread (workers/reconcile.py; every
+    worker_ready          serve Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/telemetry.py);
+                          start the reconciler thread (workers/runtime/reconcile.py; every
                           TENDERSCAN_RECONCILE_INTERVAL_S, one worker at a time via a Redis lock)
     worker_shutting_down  SIGTERM: warm shutdown bounded by TENDERSCAN_SHUTDOWN_GRACE_S; past it the
-                          scans still in hand go back to the queue and the process exits (workers/shutdown.py)
+                          scans still in hand go back to the queue and the process exits (workers/runtime/shutdown.py)
     worker_shutdown       stop the reconciler, close the batcher (pending scans finish first)
 
 `workers.tasks` also builds the runner lazily, under a lock, should no hook have run.
@@ -22,16 +22,17 @@ from __future__ import annotations
 
 from celery import signals
 
-from workers import publish, signing
-from workers.celery_app import make_celery
-from workers.logging import configure_logging, get_logger
-from workers.settings import Settings
+from workers.audit import signing
+from workers.core.celery_app import make_celery
+from workers.core.logging import configure_logging, get_logger
+from workers.core.settings import Settings
+from workers.runtime import publish
 
 settings = Settings.from_env()
 configure_logging(settings.log_level, settings.log_json)  # before any hook below logs
 app = make_celery(settings)
 app.set_current()
-log = get_logger("workers.app")
+log = get_logger("workers.runtime.worker")
 
 
 @signals.setup_logging.connect
@@ -46,10 +47,11 @@ def _pool_name(worker) -> str:
 
 
 def _build_runner() -> None:
-    from workers import inference
 
     try:
-        inference.start(settings)
+        from workers.runtime import runner as model_runner
+
+        model_runner.start(settings)
     except Exception as exc:
         log.critical("model_load_failed", model=settings.model, error=type(exc).__name__, detail=str(exc)[:300])
         raise SystemExit(3) from exc
@@ -58,8 +60,8 @@ def _build_runner() -> None:
 @signals.worker_init.connect
 def _check_transport(**_) -> None:
     """A TLS certificate the configured CA does not vouch for stops the worker at start, named
-    (workers/transport.py), instead of an endless broker reconnect loop."""
-    from workers.transport import TransportError, check_tls
+    (workers/core/transport.py), instead of an endless broker reconnect loop."""
+    from workers.core.transport import TransportError, check_tls
 
     try:
         check_tls(settings)
@@ -95,13 +97,14 @@ def _start_reconciler(**_) -> None:
     global _reconciler
     if settings.reconcile_interval_s <= 0:
         return
-    from workers import contract
-    from workers.reconcile import Reconciler
-    from workers.storage import S3ObjectStore
-    from workers.verdict_store import VerdictStore
+    from workers.core import keys
+    from workers.core.schemas import ScanMessage
+    from workers.core.storage import S3ObjectStore
+    from workers.core.verdict_store import VerdictStore
+    from workers.runtime.reconcile import Reconciler
 
-    def enqueue(msg: contract.ScanMessage) -> None:
-        app.send_task(contract.TASK_NAME, args=[msg.encode()], queue=contract.QUEUE)
+    def enqueue(msg: ScanMessage) -> None:
+        app.send_task(keys.TASK_NAME, args=[msg.encode()], queue=keys.QUEUE)
 
     _reconciler = Reconciler(S3ObjectStore.from_settings(settings), VerdictStore.from_settings(settings), enqueue,
                              settings.reconcile_interval_s, settings.reconcile_stale_after_s, settings.reconcile_days)
@@ -117,10 +120,11 @@ def _start_heartbeat(**_) -> None:
     global _heartbeat
     from pathlib import Path
 
-    from workers import health, inference
+    from workers.runtime import health
+    from workers.runtime import runner as model_runner
 
     def alive() -> bool:
-        runner = inference._runner
+        runner = model_runner._runner
         return runner is None or runner.batcher._thread.is_alive()  # prefork parent: no runner here
 
     _heartbeat = health.start_heartbeat(alive, Path(settings.heartbeat_file))
@@ -128,10 +132,10 @@ def _start_heartbeat(**_) -> None:
 
 @signals.worker_ready.connect
 def _serve_metrics(**_) -> None:
-    """Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/metrics.py); 0 = off."""
-    from workers import metrics
+    """Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/telemetry.py); 0 = off."""
+    from workers.core import telemetry
 
-    if metrics.serve(settings.metrics_port):
+    if telemetry.serve(settings.metrics_port):
         log.info("metrics_serving", port=settings.metrics_port)
 
 
@@ -151,7 +155,7 @@ def _bound_the_drain(how=None, **_) -> None:
     global _watchdog
     if how != "Warm" or _consumer is None or _watchdog is not None:
         return
-    from workers.shutdown import GraceWatchdog, restore_unacked
+    from workers.runtime.shutdown import GraceWatchdog, restore_unacked
 
     _watchdog = GraceWatchdog(settings.shutdown_grace_s, lambda: restore_unacked(_consumer))
     _watchdog.arm()
@@ -159,7 +163,7 @@ def _bound_the_drain(how=None, **_) -> None:
 
 @signals.worker_shutdown.connect
 def _close(**_) -> None:
-    from workers import inference
+    from workers.runtime import runner as model_runner
 
     if _watchdog is not None:
         _watchdog.disarm()
@@ -167,7 +171,7 @@ def _close(**_) -> None:
         _reconciler.stop()
     if _heartbeat is not None:
         _heartbeat.set()
-    inference.stop()
+    model_runner.stop()
 
 
-from workers import tasks  # noqa: E402,F401  - registers the task on `app`
+from workers.runtime import tasks  # noqa: E402,F401  - registers the task on `app`

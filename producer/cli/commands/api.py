@@ -18,8 +18,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from workers.errors import SettingsError
-    from workers.settings import DEV_KEY_HMAC_SECRET, Settings
+    from workers.core.errors import SettingsError
+    from workers.core.settings import DEV_KEY_HMAC_SECRET, Settings
 
     settings = Settings.from_env()  # fail here, naming the variable, rather than inside each worker process
     if settings.key_hmac_secret == DEV_KEY_HMAC_SECRET and args.host not in ("127.0.0.1", "localhost", "::1"):

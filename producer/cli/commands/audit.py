@@ -69,15 +69,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _objects():
-    from workers.settings import Settings
-    from workers.storage import S3ObjectStore
+    from workers.core.settings import Settings
+    from workers.core.storage import S3ObjectStore
 
     settings = Settings.from_env()
     return settings, S3ObjectStore.from_settings(settings)
 
 
 def run_keygen(args: argparse.Namespace) -> int:
-    from workers.signing import generate_key, key_id
+    from workers.audit.signing import generate_key, key_id
 
     seed, public = generate_key()
     print(f"TENDERSCAN_AUDIT_SIGNING_KEY={seed}   # secret: workers and the seal job only")
@@ -86,20 +86,20 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def run_seal(args: argparse.Namespace) -> int:
-    from workers import audit
-    from workers.errors import SettingsError
-    from workers.signing import signer_from_settings
+    from workers.audit import manifests
+    from workers.audit.signing import signer_from_settings
+    from workers.core.errors import SettingsError
 
     settings, objects = _objects()
     signer = signer_from_settings(settings)
     if signer is None:
         raise SettingsError("TENDERSCAN_AUDIT_SIGNING_KEY is empty: a manifest must be signed")
     day = args.date or (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    tenants = args.tenant or audit.tenants_of_day(objects, day)
+    tenants = args.tenant or manifests.tenants_of_day(objects, day)
     for tenant in tenants:
         try:
-            doc = audit.seal_day(objects, signer, day, tenant)
-        except audit.ManifestExists as exc:
+            doc = manifests.seal_day(objects, signer, day, tenant)
+        except manifests.ManifestExists as exc:
             print(f"{day} {tenant}: already sealed ({exc})")
             continue
         print(f"{day} {tenant}: sealed {doc['count']} records, root {doc['root'][:16]}…, "
@@ -110,12 +110,12 @@ def run_seal(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from workers import audit
-    from workers.signing import verifier_from_settings
+    from workers.audit import manifests
+    from workers.audit.signing import verifier_from_settings
 
     settings, objects = _objects()
     verifier = verifier_from_settings(settings, args.public_key)
-    rep = audit.verify_range(objects, verifier, args.tenant, args.start, args.end)
+    rep = manifests.verify_range(objects, verifier, args.tenant, args.start, args.end)
     if args.json:
         print(json.dumps({"tenant": rep.tenant, "days": rep.days, "records": rep.records,
                           "sealed_days": rep.sealed_days, "ok": rep.ok, "counts": rep.counts(),
@@ -129,7 +129,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from workers.audit_export import pull
+    from workers.audit.export import pull
 
     _, objects = _objects()
     n = pull(objects, args.tenant, args.start, args.end, args.out, args.format, args.store, args.decision,
@@ -139,7 +139,7 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from workers.audit_export import chart, iter_rows, list_keys, report
+    from workers.audit.export import chart, iter_rows, list_keys, report
 
     _, objects = _objects()
     rows = iter_rows(objects, list_keys(objects, args.tenant, args.start, args.end), set(args.store) or None)
@@ -160,7 +160,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_protect(args: argparse.Namespace) -> int:
-    from workers.audit import protect_bucket
+    from workers.audit.manifests import protect_bucket
 
     settings, objects = _objects()
     protect_bucket(objects.client, settings.s3_bucket, args.mode, args.days)

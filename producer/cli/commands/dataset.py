@@ -24,8 +24,8 @@ def register(subparsers) -> None:
 def _s3_sink(url: str):
     from concurrent.futures import ThreadPoolExecutor
 
-    from workers.settings import Settings
-    from workers.storage import S3ObjectStore, parse_s3_url
+    from workers.core.settings import Settings
+    from workers.core.storage import S3ObjectStore, parse_s3_url
 
     bucket, prefix = parse_s3_url(url)
     store = S3ObjectStore.from_settings(Settings.from_env(), bucket)

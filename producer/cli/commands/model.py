@@ -1,4 +1,4 @@
-"""`tenderscan model publish | promote | list | resolve`: the S3 model registry (workers/registry.py)."""
+"""`tenderscan model publish | promote | list | resolve`: the S3 model registry (workers/core/registry.py)."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def register(subparsers) -> None:
 
 
 def _store():
-    from workers.settings import Settings
-    from workers.storage import S3ObjectStore
+    from workers.core.settings import Settings
+    from workers.core.storage import S3ObjectStore
 
     settings = Settings.from_env()
     return S3ObjectStore.from_settings(settings, settings.models_bucket)
@@ -56,7 +56,7 @@ def run_publish(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from workers.registry import Gate, publish
+    from workers.core.registry import Gate, publish
 
     ev_path = Path(args.evaluation) if args.evaluation else Path(args.checkpoint).parent / "evaluation.json"
     if not ev_path.is_file():
@@ -69,7 +69,7 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from workers.registry import promote
+    from workers.core.registry import promote
 
     rec = promote(_store(), args.version, args.alias)
     print(f"{rec['alias']} -> {rec['version']} (was {rec['previous'] or 'unset'})")
@@ -79,7 +79,7 @@ def run_promote(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     import json
 
-    from workers.registry import list_models
+    from workers.core.registry import list_models
 
     rows = list_models(_store())
     if args.json:
@@ -95,7 +95,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_resolve(args: argparse.Namespace) -> int:
-    from workers.registry import resolve
+    from workers.core.registry import resolve
 
     print(resolve(_store(), args.ref, args.cache_dir))
     return 0

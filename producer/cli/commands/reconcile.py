@@ -26,11 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from producer.submit import CeleryEnqueuer
-    from workers import publish, signing
-    from workers.reconcile import reconcile_once
-    from workers.settings import Settings
-    from workers.storage import S3ObjectStore
-    from workers.verdict_store import VerdictStore
+    from workers.audit import signing
+    from workers.core.settings import Settings
+    from workers.core.storage import S3ObjectStore
+    from workers.core.verdict_store import VerdictStore
+    from workers.runtime import publish
+    from workers.runtime.reconcile import reconcile_once
 
     settings = Settings.from_env()
     publish.configure_signing(signing.signer_from_settings(settings))  # repaired audit records are signed too

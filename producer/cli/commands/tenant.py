@@ -76,8 +76,8 @@ def _limit_type(kind, allow_default: bool):
 
 def _context():
     from producer.tenants import TenantStore
-    from workers.settings import DEV_KEY_HMAC_SECRET, Settings
-    from workers.storage import S3ObjectStore
+    from workers.core.settings import DEV_KEY_HMAC_SECRET, Settings
+    from workers.core.storage import S3ObjectStore
 
     settings = Settings.from_env()
     if settings.key_hmac_secret == DEV_KEY_HMAC_SECRET:
@@ -134,8 +134,8 @@ def run_limits(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from workers import contract
-    from workers.verdict_store import VerdictStore
+    from workers.core import keys
+    from workers.core.verdict_store import VerdictStore
 
     settings, store = _context()
     records = store.all()
@@ -143,7 +143,7 @@ def run_list(args: argparse.Namespace) -> int:
     used: dict[str, dict[str, str]] = {}
     for record in records:
         try:
-            used[record.tenant] = verdicts.r.hgetall(contract.key_use_key(record.tenant))
+            used[record.tenant] = verdicts.r.hgetall(keys.key_use_key(record.tenant))
         except Exception:  # noqa: BLE001 - last use is a convenience: show "?" when Redis is away
             used[record.tenant] = {}
             print(f"tenderscan tenant: warning: last use unknown for {record.tenant} (Redis)", file=sys.stderr)

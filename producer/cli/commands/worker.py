@@ -1,12 +1,12 @@
 """`tenderscan worker`: a Celery worker with tenderscan's defaults.
 
     threads pool   task threads overlap S3 fetch and decode with the forward pass and fill one
-                   in-process batch (workers/batching.py); prefork would split scans across
+                   in-process batch (workers/runtime/batching.py); prefork would split scans across
                    processes that each batch alone
     concurrency    settings.effective_concurrency (2 x TENDERSCAN_MAX_BATCH_SIZE by default)
-    queue          contract.QUEUE
+    queue          keys.QUEUE
     processes      --processes / TENDERSCAN_WORKER_PROCESSES (default 1; 0 = one per CPU): with more
-                   than one, a supervisor (workers/supervisor.py) runs that many such workers, each
+                   than one, a supervisor (workers/runtime/supervisor.py) runs that many such workers, each
                    its own node name, metrics port and heartbeat file; SIGTERM reaches every one, and
                    one dying stops the rest (the pod restarts)
 
@@ -46,11 +46,11 @@ def _count(text: str) -> int:
 
 
 def worker_argv(args: argparse.Namespace, settings) -> list[str]:
-    from workers import contract
+    from workers.core import keys
 
     concurrency = args.concurrency or (1 if args.pool == "solo" else settings.effective_concurrency)
     argv = ["worker", f"--pool={args.pool}", f"--concurrency={concurrency}",
-            f"--queues={args.queues or contract.QUEUE}", f"--loglevel={args.loglevel or settings.log_level}"]
+            f"--queues={args.queues or keys.QUEUE}", f"--loglevel={args.loglevel or settings.log_level}"]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
     return argv
@@ -66,8 +66,8 @@ def child_command(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workers.settings import Settings
-    from workers.supervisor import resolve_processes, supervise
+    from workers.core.settings import Settings
+    from workers.runtime.supervisor import resolve_processes, supervise
 
     settings = Settings.from_env()
     processes = resolve_processes(settings.worker_processes if args.processes is None else args.processes)

@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from workers import audit, signing
-from workers.audit_export import pull, report
-from workers.contract import InputRef, ModelRef, Timestamps, Verdict, manifest_s3_key, new_scan_id
-from workers.errors import StorageError
-from workers.publish import audit_key, write_audit
-from workers.storage import MemoryObjectStore
+from workers.audit import manifests, signing
+from workers.audit.export import pull, report
+from workers.core.errors import StorageError
+from workers.core.keys import manifest_s3_key
+from workers.core.schemas import InputRef, ModelRef, Timestamps, Verdict, new_scan_id
+from workers.core.storage import MemoryObjectStore
+from workers.runtime.publish import audit_key, write_audit
 
 SEED = "11" * 32
 OTHER_SEED = "22" * 32
@@ -36,7 +37,7 @@ def world(n=4, day="2026-03-01", tenant="acme", signer=SIGNER) -> tuple[MemoryOb
     return objects, vs
 
 
-def kinds(rep: audit.VerifyReport) -> list[tuple[str, str]]:
+def kinds(rep: manifests.VerifyReport) -> list[tuple[str, str]]:
     return sorted((p.kind, p.subject) for p in rep.problems)
 
 
@@ -46,19 +47,19 @@ def test_record_bytes_stay_the_redis_json_and_the_signature_round_trips():
     obj = objects.get(audit_key(v))
     assert obj.data == v.encode().encode()  # identical to what Redis holds
     assert obj.metadata[signing.KEY_ID_META] == SIGNER.key_id
-    assert audit.check_record(VERIFIER, audit_key(v), obj.data, obj.metadata) is None
+    assert manifests.check_record(VERIFIER, audit_key(v), obj.data, obj.metadata) is None
     # the same signature does not hold for other bytes, another key (moved record) or another public key
-    assert audit.check_record(VERIFIER, audit_key(v), obj.data + b" ", obj.metadata) == "bad_signature"
-    assert audit.check_record(VERIFIER, audit_key(v).replace("acme", "evil"), obj.data, obj.metadata) == "bad_signature"
+    assert manifests.check_record(VERIFIER, audit_key(v), obj.data + b" ", obj.metadata) == "bad_signature"
+    assert manifests.check_record(VERIFIER, audit_key(v).replace("acme", "evil"), obj.data, obj.metadata) == "bad_signature"
     other = signing.Verifier([signing.Signer(OTHER_SEED).public_hex])
-    assert audit.check_record(other, audit_key(v), obj.data, obj.metadata) == "bad_signature"
+    assert manifests.check_record(other, audit_key(v), obj.data, obj.metadata) == "bad_signature"
 
 
 def test_without_a_signer_records_are_written_unsigned_and_flagged():
     objects, (v, *_) = world(1, signer=None)
     obj = objects.get(audit_key(v))
     assert obj.data == v.encode().encode() and obj.metadata == {}
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
     assert kinds(rep) == sorted([("unsigned", v.scan_id), ("unsealed", manifest_s3_key("2026-03-01", "acme"))])
 
 
@@ -74,43 +75,43 @@ def test_merkle_root_depends_on_every_entry_and_not_on_order():
 # --- seal and verify ----------------------------------------------------------------------------
 def test_a_sealed_untouched_day_verifies_clean():
     objects, vs = world(5)
-    doc = audit.seal_day(objects, SIGNER, "2026-03-01", "acme")
+    doc = manifests.seal_day(objects, SIGNER, "2026-03-01", "acme")
     assert doc["count"] == 5 and doc["prev"] is None
     assert [e["scan_id"] for e in doc["entries"]] == sorted(v.scan_id for v in vs)
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
     assert rep.ok and rep.records == 5 and rep.sealed_days == 1
-    with pytest.raises(audit.ManifestExists):
-        audit.seal_day(objects, SIGNER, "2026-03-01", "acme")
+    with pytest.raises(manifests.ManifestExists):
+        manifests.seal_day(objects, SIGNER, "2026-03-01", "acme")
 
 
 def test_tampered_record_is_detected():
     objects, vs = world(3)
-    audit.seal_day(objects, SIGNER, "2026-03-01", "acme")
+    manifests.seal_day(objects, SIGNER, "2026-03-01", "acme")
     key = audit_key(vs[0])
     obj = objects.get(key)
     forged = obj.data.replace(b'"genuine"', b'"counterfeit"')
     objects.put(key, forged, metadata=obj.metadata)  # keeps the old signature
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
     assert kinds(rep) == sorted([("altered", vs[0].scan_id), ("bad_signature", vs[0].scan_id)])
 
 
 def test_deleted_record_is_detected():
     objects, vs = world(3)
-    audit.seal_day(objects, SIGNER, "2026-03-01", "acme")
+    manifests.seal_day(objects, SIGNER, "2026-03-01", "acme")
     objects.delete(audit_key(vs[1]))
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
     assert kinds(rep) == [("missing", vs[1].scan_id)]
 
 
 def test_inserted_record_is_detected_even_when_validly_signed():
     objects, _ = world(2)
-    audit.seal_day(objects, SIGNER, "2026-03-01", "acme")
+    manifests.seal_day(objects, SIGNER, "2026-03-01", "acme")
     late = verdict()
     write_audit(late, objects, signer=SIGNER)  # signed by the real key, but after the seal
     forged = verdict()
     objects.put(audit_key(forged), forged.encode().encode(),
                 metadata=signing.Signer(OTHER_SEED).record_metadata(audit_key(forged), forged.encode().encode()))
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
     assert kinds(rep) == sorted([("unexpected", late.scan_id), ("unexpected", forged.scan_id),
                                  ("bad_signature", forged.scan_id)])
 
@@ -119,38 +120,38 @@ def test_manifest_chain_links_days_and_detects_a_removed_or_edited_manifest():
     objects = MemoryObjectStore()
     for day in ("2026-03-01", "2026-03-02", "2026-03-04"):  # no scans on the 3rd
         write_audit(verdict(day), objects, signer=SIGNER)
-        audit.seal_day(objects, SIGNER, day, "acme")
+        manifests.seal_day(objects, SIGNER, day, "acme")
     m2 = json.loads(objects.get(manifest_s3_key("2026-03-02", "acme")).data)
     m4 = json.loads(objects.get(manifest_s3_key("2026-03-04", "acme")).data)
     assert m2["prev"]["date"] == "2026-03-01" and m4["prev"]["date"] == "2026-03-02"
     assert m4["prev"]["sha256"] == signing.sha256_hex(objects.get(manifest_s3_key("2026-03-02", "acme")).data)
-    assert audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-04").ok
+    assert manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-04").ok
 
     # an attacker re-writes day 2's manifest (with a record removed), signing it with a key of their own
     key2 = manifest_s3_key("2026-03-02", "acme")
     objects.put(key2, objects.get(key2).data.replace(b'"count":1', b'"count":0'))
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-04")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-04")
     assert ("bad_manifest", key2) in kinds(rep) and ("chain", manifest_s3_key("2026-03-04", "acme")) in kinds(rep)
 
     # ... or deletes day 2 (records and manifest) altogether: day 4's link names what is gone
     objects.delete(key2)
     for k in list(objects.list("verdicts/dt=2026-03-02/")):
         objects.delete(k)
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-04")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-04")
     assert [(p.kind, p.detail) for p in rep.problems] == [("chain", "previous manifest 2026-03-02 is gone")]
 
 
 def test_a_manifest_signed_by_an_unknown_key_is_refused():
     objects, _ = world(2)
-    audit.seal_day(objects, signing.Signer(OTHER_SEED), "2026-03-01", "acme")
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
+    manifests.seal_day(objects, signing.Signer(OTHER_SEED), "2026-03-01", "acme")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-01", "2026-03-01")
     assert [p.kind for p in rep.problems] == ["bad_manifest"]
 
 
 def test_tenants_of_day_lists_each_tenant_once():
     objects, _ = world(2)
     write_audit(verdict(tenant="globex"), objects, signer=SIGNER)
-    assert audit.tenants_of_day(objects, "2026-03-01") == ["acme", "globex"]
+    assert manifests.tenants_of_day(objects, "2026-03-01") == ["acme", "globex"]
 
 
 # --- pull and report ----------------------------------------------------------------------------
@@ -168,7 +169,7 @@ def fixture_world() -> MemoryObjectStore:
 
 
 def test_report_counts_on_a_known_fixture(tmp_path):
-    from workers.audit_export import chart, iter_rows, list_keys
+    from workers.audit.export import chart, iter_rows, list_keys
 
     objects = fixture_world()
     rep = report(iter_rows(objects, list_keys(objects, "acme", "2026-03-01", "2026-03-02")))
@@ -227,7 +228,7 @@ class FailingAfter(MemoryObjectStore):
 
 
 def test_pull_resumes_where_it_stopped(tmp_path):
-    from workers import audit as audit_mod
+    from workers.audit import manifests as audit_mod
 
     source = fixture_world()
     objects = FailingAfter(objects=dict(source.objects))
@@ -257,18 +258,18 @@ def test_cli_parses_audit_actions():
     args = build_parser().parse_args(["audit", "pull", "--tenant", "acme", "--from", "2026-03-01",
                                       "--to", "2026-03-02", "--store", "s1", "--out", "x.csv"])
     assert args.func.__name__ == "run_pull" and args.store == ["s1"] and args.start == "2026-03-01"
-    assert audit.days("2026-02-27", "2026-03-01") == ["2026-02-27", "2026-02-28", "2026-03-01"]
+    assert manifests.days("2026-02-27", "2026-03-01") == ["2026-02-27", "2026-02-28", "2026-03-01"]
 
 
 def test_the_process_signer_signs_every_write_audit():
-    from workers import publish
+    from workers.runtime import publish
 
     objects = MemoryObjectStore()
     v = verdict()
-    publish.configure_signing(SIGNER)  # what workers/app.py does once at start
+    publish.configure_signing(SIGNER)  # what workers/runtime/worker.py does once at start
     try:
         write_audit(v, objects)
     finally:
         publish.configure_signing(None)
     obj = objects.get(audit_key(v))
-    assert audit.check_record(VERIFIER, audit_key(v), obj.data, obj.metadata) is None
+    assert manifests.check_record(VERIFIER, audit_key(v), obj.data, obj.metadata) is None

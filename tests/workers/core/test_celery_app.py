@@ -1,4 +1,4 @@
-"""workers/celery_app.py, workers/app.py, workers/tasks.py and `tenderscan worker`: the queue settings that
+"""workers/core/celery_app.py, workers/runtime/worker.py, workers/runtime/tasks.py and `tenderscan worker`: the queue settings that
 make delivery safe, checked against what Celery and kombu actually do with them."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import pytest
 from kombu.exceptions import ContentDisallowed
 from kombu.serialization import dumps, loads, prepare_accept_content
 
-from workers import contract
-from workers.celery_app import make_celery
-from workers.settings import Settings
+from workers.core import clock, keys, schemas
+from workers.core.celery_app import make_celery
+from workers.core.schemas import ScanMessage
+from workers.core.settings import Settings
 
 SETTINGS = Settings().with_(broker_url="redis://127.0.0.1:6379/15", max_batch_size=16, visibility_timeout_s=900)
 
@@ -54,32 +55,32 @@ def test_visibility_timeout_and_time_limits_come_from_settings(app):
 
 
 def test_the_task_is_routed_to_the_scans_queue(app):
-    assert app.conf.task_default_queue == contract.QUEUE
-    assert app.amqp.router.route({}, contract.TASK_NAME)["queue"].name == contract.QUEUE
+    assert app.conf.task_default_queue == keys.QUEUE
+    assert app.amqp.router.route({}, keys.TASK_NAME)["queue"].name == keys.QUEUE
 
 
 def test_worker_app_registers_the_task_with_late_acks():
-    from workers import tasks
     from workers.app import app as worker_app
+    from workers.runtime import tasks
 
-    task = worker_app.tasks[contract.TASK_NAME]
+    task = worker_app.tasks[keys.TASK_NAME]
     assert task.name == tasks.process_scan.name
     assert task.acks_late is True and task.ignore_result is True and task.max_retries == tasks.MAX_RETRIES
     assert tasks.MAX_RETRIES is None and tasks.POLICY.max_retries > 0  # retrying.py bounds retries, not Celery
 
 
 def test_producer_side_import_stays_torch_free():
-    code = ("import sys, workers.celery_app as c, workers.settings as s; c.make_celery(s.Settings()); "
+    code = ("import sys, workers.core.celery_app as c, workers.core.settings as s; c.make_celery(s.Settings()); "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
 def test_tenderscan_worker_defaults_to_threads_sized_by_the_batch():
-    from producer.commands.worker import worker_argv
+    from producer.cli.commands.worker import worker_argv
 
     args = argparse.Namespace(concurrency=None, pool="threads", loglevel=None, queues=None, hostname=None)
     assert worker_argv(args, SETTINGS) == ["worker", "--pool=threads", "--concurrency=32",
-                                           f"--queues={contract.QUEUE}", "--loglevel=INFO"]
+                                           f"--queues={keys.QUEUE}", "--loglevel=INFO"]
     solo = argparse.Namespace(concurrency=None, pool="solo", loglevel="DEBUG", queues="q1", hostname="w1@%h")
     assert worker_argv(solo, SETTINGS) == ["worker", "--pool=solo", "--concurrency=1", "--queues=q1",
                                            "--loglevel=DEBUG", "--hostname=w1@%h"]
@@ -89,9 +90,10 @@ def test_tenderscan_worker_defaults_to_threads_sized_by_the_batch():
 @pytest.fixture()
 def multi_deps(clean_redis, monkeypatch):
     from producer.bench.standins import StandInRunner
-    from workers import imaging, pipeline, tasks
-    from workers.storage import MemoryObjectStore
-    from workers.verdict_store import VerdictStore, redis_client
+    from workers.core import imaging
+    from workers.core.storage import MemoryObjectStore
+    from workers.core.verdict_store import VerdictStore, redis_client
+    from workers.runtime import pipeline, tasks
 
     runner = StandInRunner(max_batch_size=8, max_wait_s=0.01)
     deps = pipeline.Deps(MemoryObjectStore(), VerdictStore(redis_client(clean_redis)), runner, imaging.Limits())
@@ -100,26 +102,26 @@ def multi_deps(clean_redis, monkeypatch):
     runner.close()
 
 
-def _tiny_scan(deps) -> contract.ScanMessage:
+def _tiny_scan(deps) -> ScanMessage:
     from producer.bench.standins import tiny_png, tiny_png_sha256
 
-    msg = contract.ScanMessage(scan_id=contract.new_scan_id(), tenant="acme", store_id="s", terminal_id="t",
-                               image_key=f"scans/{contract.new_scan_id()}.png", sha256=tiny_png_sha256(),
-                               bytes=len(tiny_png()), submitted_at=contract.utcnow())
+    msg = ScanMessage(scan_id=schemas.new_scan_id(), tenant="acme", store_id="s", terminal_id="t",
+                               image_key=f"scans/{schemas.new_scan_id()}.png", sha256=tiny_png_sha256(),
+                               bytes=len(tiny_png()), submitted_at=clock.utcnow())
     deps.objects.put(msg.image_key, tiny_png())
     deps.verdicts.create_scan(msg)
     return msg
 
 
 def test_the_multi_scan_task_is_acked_late_and_routed_to_the_scans_queue(app):
-    from workers import tasks
+    from workers.runtime import tasks
 
-    assert tasks.process_scans.name == contract.MULTI_TASK_NAME and tasks.process_scans.acks_late is True
-    assert app.conf.task_routes[contract.MULTI_TASK_NAME] == {"queue": contract.QUEUE}
+    assert tasks.process_scans.name == keys.MULTI_TASK_NAME and tasks.process_scans.acks_late is True
+    assert app.conf.task_routes[keys.MULTI_TASK_NAME] == {"queue": keys.QUEUE}
 
 
 def test_the_multi_scan_task_judges_each_scan_and_rejects_a_bad_one_alone(multi_deps):
-    from workers import tasks
+    from workers.runtime import tasks
 
     good = [_tiny_scan(multi_deps) for _ in range(3)]
     broken = _tiny_scan(multi_deps)
@@ -131,8 +133,8 @@ def test_the_multi_scan_task_judges_each_scan_and_rejects_a_bad_one_alone(multi_
 
 
 def test_the_multi_scan_task_retries_the_message_when_a_scan_fails(multi_deps):
-    from workers import tasks
-    from workers.errors import StorageUnavailable
+    from workers.core.errors import StorageUnavailable
+    from workers.runtime import tasks
 
     msgs = [_tiny_scan(multi_deps) for _ in range(2)]
     multi_deps.objects.down = True
@@ -151,9 +153,9 @@ def test_the_multi_scan_task_ends_scans_after_the_transient_window(multi_deps, m
     from dataclasses import replace
     from datetime import timedelta
 
-    from workers import pipeline, tasks
-    from workers.errors import StorageUnavailable
-    from workers.publish import audit_key
+    from workers.core.errors import StorageUnavailable
+    from workers.runtime import pipeline, tasks
+    from workers.runtime.publish import audit_key
 
     msgs = [_tiny_scan(multi_deps) for _ in range(2)]
     multi_deps.objects.down = True

@@ -7,8 +7,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from workers.errors import RejectedScan
-from workers.imaging import Limits, decode, inspect
+from workers.core.errors import RejectedScan
+from workers.core.imaging import Limits, decode, inspect
 
 LIMITS = Limits(max_bytes=2_000_000, max_pixels=24_000_000, min_side=32, max_side=8000)
 

@@ -1,6 +1,6 @@
-"""workers/logging.py: secrets never reach a log line."""
+"""workers/core/logging.py: secrets never reach a log line."""
 
-from workers.logging import redact
+from workers.core.logging import redact
 
 
 def test_redact_hides_fields_named_like_secrets_and_keeps_the_rest():

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from workers.registry import (
-    MODEL_KEY,
+from workers.core.keys import model_s3_key
+from workers.core.registry import (
     Gate,
     ModelCorrupt,
     ModelNotFound,
@@ -20,7 +20,7 @@ from workers.registry import (
     resolve,
     resolve_with_meta,
 )
-from workers.storage import MemoryObjectStore, S3ObjectStore
+from workers.core.storage import MemoryObjectStore, S3ObjectStore
 
 SIGNS = ["incomplete_printing", "color_discrepancy", "watermark", "serial_format", "security_thread"]
 
@@ -56,7 +56,7 @@ def store(s3_settings):
 def test_publish_promote_list_resolve(store, ckpt_path, tmp_path):
     meta = publish(store, ckpt_path, "v1", _evaluation())
     assert meta["sha256"] == hashlib.sha256(ckpt_path.read_bytes()).hexdigest()
-    assert store.get(MODEL_KEY.format(version="v1")).data == ckpt_path.read_bytes()
+    assert store.get(model_s3_key("v1")).data == ckpt_path.read_bytes()
     assert json.loads(store.get("models/v1/evaluation.json").data) == _evaluation()
     publish(store, ckpt_path, "v2", _evaluation())
     assert promote(store, "v1", "production")["previous"] is None
@@ -79,7 +79,7 @@ def test_gate_refusal_names_each_miss(store, ckpt_path):
     msg = str(exc.value)
     assert "accuracy 0.9500 misses >= 0.995" in msg and "harsh accuracy 0.5000 misses >= 0.97" in msg
     assert "review_rate" not in msg
-    assert not store.exists("models/bad/meta.json") and not store.exists(MODEL_KEY.format(version="bad"))
+    assert not store.exists("models/bad/meta.json") and not store.exists(model_s3_key("bad"))
     # a looser, configured gate lets it through
     publish(store, ckpt_path, "bad", _evaluation(accuracy=0.95, harsh=0.5),
             Gate(min_accuracy=0.9, min_harsh_accuracy=None))
@@ -97,7 +97,7 @@ def test_versions_are_immutable_and_unknown_refs_fail(store, ckpt_path, tmp_path
 
 def test_corrupt_download_is_refused(store, ckpt_path, tmp_path):
     publish(store, ckpt_path, "v1", _evaluation())
-    store.put(MODEL_KEY.format(version="v1"), ckpt_path.read_bytes()[:-10])  # damaged after publishing
+    store.put(model_s3_key("v1"), ckpt_path.read_bytes()[:-10])  # damaged after publishing
     with pytest.raises(ModelCorrupt, match="does not match the published"):
         resolve(store, "v1", tmp_path / "cache")
 

@@ -2,20 +2,20 @@ import json
 
 import pytest
 
-from workers import contract
-from workers.contract import InputRef, ModelRef, ScanMessage, Timestamps, Verdict
-from workers.errors import ContractError
+from workers.core import clock, keys, schemas
+from workers.core.errors import ContractError
+from workers.core.schemas import InputRef, ModelRef, MultiScanMessage, ScanMessage, Timestamps, Verdict
 
 
 def _msg(**kw):
-    base = dict(scan_id=contract.new_scan_id(), tenant="acme", store_id="s1", terminal_id="t1",
+    base = dict(scan_id=schemas.new_scan_id(), tenant="acme", store_id="s1", terminal_id="t1",
                 image_key="scans/dt=2026-11-28/tenant=acme/x.jpg", sha256="ab" * 32, bytes=10,
-                submitted_at=contract.utcnow())
+                submitted_at=clock.utcnow())
     return ScanMessage(**(base | kw))
 
 
 def test_message_round_trips_through_json():
-    msg = _msg(deadline=contract.utcnow())
+    msg = _msg(deadline=clock.utcnow())
     wire = json.dumps(msg.encode())
     assert ScanMessage.decode(wire) == msg
     assert "bytes" in msg.encode() and all(not isinstance(v, bytes) for v in msg.encode().values())
@@ -34,11 +34,11 @@ def test_message_with_unsafe_tenant_is_refused():
 
 def test_verdict_round_trip_and_schema_version():
     v = Verdict(scan_id="a" * 32, tenant="acme", store_id="s", terminal_id="t", decision="counterfeit",
-                input=InputRef("k", "s", 3, 10, 20), timestamps=Timestamps(contract.utcnow()),
+                input=InputRef("k", "s", 3, 10, 20), timestamps=Timestamps(clock.utcnow()),
                 confidence=0.99, signs={"watermark": 0.9}, signs_detected=["watermark"],
                 model=ModelRef("m", "1", "c" * 64), batch_id="b", batch_size=4)
     assert Verdict.decode(v.encode()) == v
-    assert json.loads(v.encode())["schema_version"] == contract.VERDICT_VERSION
+    assert json.loads(v.encode())["schema_version"] == schemas.VERDICT_VERSION
     with pytest.raises(ContractError):
         Verdict.decode(json.dumps(json.loads(v.encode()) | {"decision": "maybe"}))
     with pytest.raises(ContractError):
@@ -47,41 +47,41 @@ def test_verdict_round_trip_and_schema_version():
 
 def test_s3_keys_are_hive_partitioned_by_submission_date():
     ts = "2026-11-28T10:00:00.000000Z"
-    assert contract.verdict_s3_key("acme", "a" * 32, ts) == f"verdicts/dt=2026-11-28/tenant=acme/{'a' * 32}.json"
-    assert contract.image_s3_key("acme", "a" * 32, ts, "PNG").endswith(".png")
-    assert contract.parse_time(ts).year == 2026
+    assert keys.verdict_s3_key("acme", "a" * 32, ts) == f"verdicts/dt=2026-11-28/tenant=acme/{'a' * 32}.json"
+    assert keys.image_s3_key("acme", "a" * 32, ts, "PNG").endswith(".png")
+    assert clock.parse_time(ts).year == 2026
 
 
 def test_ids():
-    assert contract.is_scan_id(contract.new_scan_id())
-    assert not contract.is_scan_id("../../etc/passwd")
-    assert contract.is_safe_id("store-12_a") and not contract.is_safe_id("a/b") and not contract.is_safe_id("")
+    assert schemas.is_scan_id(schemas.new_scan_id())
+    assert not schemas.is_scan_id("../../etc/passwd")
+    assert schemas.is_safe_id("store-12_a") and not schemas.is_safe_id("a/b") and not schemas.is_safe_id("")
 
 
 def test_multi_scan_message_round_trip_and_per_scan_errors():
     good = _msg()
     bad = dict(_msg().encode(), scan_id="../x")
-    multi = contract.MultiScanMessage((good, good))
-    assert contract.MultiScanMessage.decode_parts(multi.encode()) == ([good, good], [])
-    ok, errors = contract.MultiScanMessage.decode_parts({"v": 1, "scans": [good.encode(), bad]})
+    multi = MultiScanMessage((good, good))
+    assert MultiScanMessage.decode_parts(multi.encode()) == ([good, good], [])
+    ok, errors = MultiScanMessage.decode_parts({"v": 1, "scans": [good.encode(), bad]})
     assert ok == [good] and errors[0][0] == bad and isinstance(errors[0][1], ContractError)
     for raw in ({"v": 2, "scans": [good.encode()]}, {"v": 1, "scans": []}, {"v": 1},
-                {"v": 1, "scans": [good.encode()] * (contract.MAX_SCANS_PER_MESSAGE + 1)}, "not json"):
+                {"v": 1, "scans": [good.encode()] * (schemas.MAX_SCANS_PER_MESSAGE + 1)}, "not json"):
         with pytest.raises(ContractError):
-            contract.MultiScanMessage.decode_parts(raw)
+            MultiScanMessage.decode_parts(raw)
 
 
 def test_verdict_json_is_what_dataclasses_asdict_gives():
     """encode() builds its dict by hand (hot path); the bytes must stay those of asdict + sorted keys."""
     from dataclasses import asdict
 
-    full = Verdict(scan_id=contract.new_scan_id(), tenant="acme", store_id="s1", terminal_id="pos-1",
+    full = Verdict(scan_id=schemas.new_scan_id(), tenant="acme", store_id="s1", terminal_id="pos-1",
                    decision="counterfeit", input=InputRef("k", "0" * 64, 10, 32, 48),
                    timestamps=Timestamps("a", "b", "c", "d", "e"), confidence=0.91, p_counterfeit=0.91,
                    signs={"watermark": 0.8, "microprint": 0.1}, signs_detected=["watermark"], denomination="20",
                    denomination_confidence=0.99, model=ModelRef("m", "v1", "f" * 64), batch_id="b1", batch_size=32,
                    attempt=2)
-    bare = Verdict(scan_id=contract.new_scan_id(), tenant="acme", store_id="s1", terminal_id="pos-1",
+    bare = Verdict(scan_id=schemas.new_scan_id(), tenant="acme", store_id="s1", terminal_id="pos-1",
                    decision="rejected", input=InputRef("k", "0" * 64, 10), timestamps=Timestamps("a"),
                    reason="image_unreadable", detail="cut off")
     for v in (full, bare):
@@ -94,10 +94,10 @@ def test_parse_time_reads_utcnow_as_strptime_does():
     from datetime import UTC, datetime
 
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
-    for value in (contract.utcnow(), "2026-01-01T00:00:00.000000Z", "1999-12-31T23:59:59.999999Z"):
-        assert contract.parse_time(value) == datetime.strptime(value, fmt).replace(tzinfo=UTC)
-        assert contract.parse_time(value).utcoffset() == UTC.utcoffset(None)
-    assert contract.parse_time("2026-01-01T00:00:00.5Z") == datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)
+    for value in (clock.utcnow(), "2026-01-01T00:00:00.000000Z", "1999-12-31T23:59:59.999999Z"):
+        assert clock.parse_time(value) == datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        assert clock.parse_time(value).utcoffset() == UTC.utcoffset(None)
+    assert clock.parse_time("2026-01-01T00:00:00.5Z") == datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)
     for bad in ("2026-13-01T00:00:00.000000Z", "2026-02-30T00:00:00.000000Z", "2026-01-01T00:00:00Z", "x"):
         with pytest.raises(ValueError):
-            contract.parse_time(bad)
+            clock.parse_time(bad)

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from workers.errors import SettingsError
-from workers.settings import Settings, env_names, parse_api_keys
+from workers.core.errors import SettingsError
+from workers.core.settings import Settings, env_names, parse_api_keys
 
 HASH = "a" * 64
 

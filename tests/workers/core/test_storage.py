@@ -2,8 +2,8 @@
 
 import pytest
 
-from workers.errors import ObjectNotFound, StorageError, StorageUnavailable
-from workers.storage import MemoryObjectStore, S3ObjectStore, TooLarge, parse_s3_url, s3_client
+from workers.core.errors import ObjectNotFound, StorageError, StorageUnavailable
+from workers.core.storage import MemoryObjectStore, S3ObjectStore, TooLarge, parse_s3_url, s3_client
 
 
 @pytest.fixture(params=["s3", "memory"])

@@ -1,4 +1,4 @@
-"""workers/transport.py: rediss:// URLs verify by default, for the verdict store and the broker alike;
+"""workers/core/transport.py: rediss:// URLs verify by default, for the verdict store and the broker alike;
 boto3 gets the S3 CA bundle. The real handshakes are in tests/integration/test_transport_tls.py."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import redis
 
 from tests.tls import make_pki
-from workers.celery_app import make_celery
-from workers.errors import SettingsError
-from workers.settings import Settings
-from workers.storage import s3_client
-from workers.transport import RedisTls, secure_redis_url
+from workers.core.celery_app import make_celery
+from workers.core.errors import SettingsError
+from workers.core.settings import Settings
+from workers.core.storage import s3_client
+from workers.core.transport import RedisTls, secure_redis_url
 
 
 def query(url: str) -> dict[str, str]:

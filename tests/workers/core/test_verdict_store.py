@@ -5,10 +5,10 @@ import threading
 import pytest
 
 from producer.devstack import free_port
-from workers import contract
-from workers.contract import InputRef, ScanMessage, Timestamps, Verdict
-from workers.errors import StoreUnavailable
-from workers.verdict_store import VerdictStore, redis_client
+from workers.core import clock, keys, schemas
+from workers.core.errors import StoreUnavailable
+from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
+from workers.core.verdict_store import VerdictStore, redis_client
 
 
 @pytest.fixture()
@@ -17,7 +17,7 @@ def vs(clean_redis):
 
 
 def _msg():
-    return ScanMessage(contract.new_scan_id(), "acme", "s1", "t1", "scans/k.jpg", "ab" * 32, 3, contract.utcnow())
+    return ScanMessage(schemas.new_scan_id(), "acme", "s1", "t1", "scans/k.jpg", "ab" * 32, 3, clock.utcnow())
 
 
 def _verdict(msg, decision):
@@ -36,7 +36,7 @@ def test_scan_lifecycle(vs):
     assert vs.get_scan(msg.scan_id)["status"] == "done"
     vs.start_scans([msg.scan_id])
     assert vs.get_scan(msg.scan_id)["status"] == "done"  # never moves back
-    assert 0 < vs.r.ttl(contract.scan_key(msg.scan_id)) <= 60
+    assert 0 < vs.r.ttl(keys.scan_key(msg.scan_id)) <= 60
 
 
 def test_start_scans_marks_new_deliveries_and_returns_stored_verdicts_untouched(vs):
@@ -61,7 +61,7 @@ def test_save_verdicts_keeps_the_first_verdict_of_each_scan_and_cleans_in_flight
     assert saved[1] == (first_b, first_b.encode()) and saved[0][1] == _verdict(a, "genuine").encode()
     assert vs.get_verdict(a.scan_id) == saved[0][0]
     assert {vs.get_scan(m.scan_id)["status"] for m in (a, b)} == {"done"}
-    assert vs.r.zcard(contract.in_flight_key("acme")) == 0
+    assert vs.r.zcard(keys.in_flight_key("acme")) == 0
 
 
 def test_an_outage_refunds_the_attempt_and_records_when_outages_began(vs):
@@ -78,7 +78,7 @@ def test_an_outage_refunds_the_attempt_and_records_when_outages_began(vs):
     vs.refund_attempt(msg.scan_id, "2026-01-01T00:06:00.000000Z")
     assert vs.get_scan(msg.scan_id)["attempts"] == "0"  # never below zero
     lost = _msg()  # Redis lost this scan's state: nothing is created (it would have no TTL)
-    assert vs.refund_attempts([lost.scan_id, msg.scan_id], contract.utcnow()) == [False, True]
+    assert vs.refund_attempts([lost.scan_id, msg.scan_id], clock.utcnow()) == [False, True]
     assert vs.get_scan(lost.scan_id) is None
     assert vs.get_scans([msg.scan_id, lost.scan_id])[1] is None
 
@@ -101,15 +101,15 @@ def test_save_verdict_publishes_done(vs):
     msg = _msg()
     vs.create_scan(msg)
     pubsub = vs.r.pubsub()
-    pubsub.subscribe(contract.done_channel(msg.scan_id))
+    pubsub.subscribe(keys.done_channel(msg.scan_id))
     pubsub.get_message(timeout=1)  # subscribe confirmation
     vs.save_verdict(_verdict(msg, "review"))
     message = pubsub.get_message(timeout=2)
-    assert message and message["channel"] == contract.done_channel(msg.scan_id)
+    assert message and message["channel"] == keys.done_channel(msg.scan_id)
 
 
 def test_idempotency_claims(vs):
-    now = contract.utcnow()
+    now = clock.utcnow()
     assert vs.claim_idempotency("acme", "k1", "s" * 32, "h1", now, 60) is None
     assert vs.claim_idempotency("acme", "k1", "t" * 32, "h2", now, 60) == ("s" * 32, "h1", now)
     assert vs.claim_idempotency("globex", "k1", "u" * 32, "h3", now, 60) is None  # keys are per tenant

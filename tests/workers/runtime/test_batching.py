@@ -1,4 +1,4 @@
-"""workers/batching.py: the pure policy, then the thread that applies it."""
+"""workers/runtime/batching.py: the pure policy, then the thread that applies it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.batching import Batcher, BatchLengthError, BatchPlan, ScanSlots, plan
+from workers.runtime.batching import Batcher, BatchLengthError, BatchPlan, ScanSlots, plan
 
 
 # --- plan: the pure policy ----------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""workers/decide.py: probabilities + thresholds -> the verdict's decision fields."""
+"""workers/runtime/decide.py: probabilities + thresholds -> the verdict's decision fields."""
 
 from __future__ import annotations
 
 import pytest
 
 from models.decision import Thresholds
-from workers.decide import decide
+from workers.runtime.decide import decide
 
 T = Thresholds(genuine_below=0.2, counterfeit_above=0.8, signs={"watermark": 0.5, "microprint": 0.9})
 SIGNS = {"watermark": 0.6, "microprint": 0.6, "serial": 0.4}
@@ -46,7 +46,7 @@ def test_denomination_is_the_most_probable_one():
 
 
 def test_fields_fit_the_verdict_schema():
-    from workers.contract import InputRef, Timestamps, Verdict
+    from workers.core.schemas import InputRef, Timestamps, Verdict
 
     fields = decide(0.123456789, SIGNS, DENOMS, T).as_verdict_fields()
     v = Verdict(scan_id="a" * 32, tenant="t", store_id="s", terminal_id="p", input=InputRef("k", "0" * 64, 1),

@@ -1,6 +1,6 @@
 import time
 
-from workers import health
+from workers.runtime import health
 
 
 def test_probe_passes_on_a_fresh_heartbeat_and_fails_on_a_stale_or_missing_one(tmp_path):
@@ -55,7 +55,7 @@ def test_the_probe_takes_the_count_from_the_setting(tmp_path, monkeypatch):
 def test_children_beating_at_once_never_share_a_temporary_file(tmp_path):
     import threading
 
-    files = [tmp_path / f"hb.{i}" for i in range(4)]  # what workers/supervisor.py names them
+    files = [tmp_path / f"hb.{i}" for i in range(4)]  # what workers/runtime/supervisor.py names them
     errors = []
 
     def hammer(path):

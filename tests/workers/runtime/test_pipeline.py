@@ -1,4 +1,4 @@
-"""workers/pipeline.py: every scan gets its own verdict, and bad scans never spoil their batch.
+"""workers/runtime/pipeline.py: every scan gets its own verdict, and bad scans never spoil their batch.
 
 Real Redis (clean_redis), the in-memory object store twin, and the real ModelRunner + Batcher
 around a stand-in model (tests/test_inference.py::twin_model).
@@ -19,14 +19,15 @@ import pytest
 from PIL import Image
 
 from tests.concurrency import call_concurrently
-from tests.test_inference import twin_model
-from workers import contract, imaging, pipeline
-from workers.contract import ScanMessage, Verdict
-from workers.errors import StorageUnavailable, StoreUnavailable
-from workers.inference import ModelRunner
-from workers.publish import audit_key
-from workers.storage import MemoryObjectStore
-from workers.verdict_store import VerdictStore, redis_client
+from tests.workers.runtime.test_runner import twin_model
+from workers.core import clock, imaging, keys, schemas
+from workers.core.errors import StorageUnavailable, StoreUnavailable
+from workers.core.schemas import ScanMessage, Verdict
+from workers.core.storage import MemoryObjectStore
+from workers.core.verdict_store import VerdictStore, redis_client
+from workers.runtime import pipeline
+from workers.runtime.publish import audit_key
+from workers.runtime.runner import ModelRunner
 
 LIMITS = imaging.Limits(max_bytes=200_000)
 
@@ -60,9 +61,9 @@ def env(clean_redis):
 
 def scan(deps, data: bytes | None, *, sha256: str | None = None, deadline: str | None = None) -> ScanMessage:
     """Do what the edge does: image into the store (unless None), scan recorded as queued."""
-    sid = contract.new_scan_id()
-    submitted = contract.utcnow()
-    key = contract.image_s3_key("acme", sid, submitted, "JPEG")
+    sid = schemas.new_scan_id()
+    submitted = clock.utcnow()
+    key = keys.image_s3_key("acme", sid, submitted, "JPEG")
     if data is not None:
         deps.objects.put(key, data, "image/jpeg", {"sha256": hashlib.sha256(data).hexdigest()})
     msg = ScanMessage(scan_id=sid, tenant="acme", store_id="s1", terminal_id="t1", image_key=key,
@@ -228,7 +229,7 @@ def test_a_scan_failing_for_its_own_reason_every_time_still_spends_its_attempts(
 
 
 def test_an_inference_timeout_is_a_hang_and_spends_its_attempt(env):
-    from workers.inference import InferenceTimeout
+    from workers.runtime.runner import InferenceTimeout
 
     class Stuck:
         model_ref, thresholds = env.runner.model_ref, env.runner.thresholds
@@ -270,7 +271,7 @@ def test_fail_scan_and_bad_message_write_terminal_verdicts(env):
     bad = pipeline.reject_bad_message(other.scan_id, "scan message version 7 is not 1", env)
     assert (bad.decision, bad.reason, bad.tenant) == ("rejected", "bad_message", "acme")
     assert_published(env, bad)
-    assert pipeline.reject_bad_message(contract.new_scan_id(), "unknown scan", env) is None
+    assert pipeline.reject_bad_message(schemas.new_scan_id(), "unknown scan", env) is None
 
 
 # --- multi-scan messages (pipeline.process_scans) ------------------------------------------------------
@@ -319,12 +320,12 @@ def direct_upload(deps, data: bytes, content_type: str = "image/jpeg", *, sha256
                   size: int | None = None) -> ScanMessage:
     """What a scan by reference looks like: the device's bytes at an uploads/ key, the message from the
     edge's HEAD and the device's declared checksum (producer/uploads.py)."""
-    upload_id = contract.new_scan_id()
-    key = contract.upload_s3_key("acme", upload_id)
+    upload_id = schemas.new_scan_id()
+    key = keys.upload_s3_key("acme", upload_id)
     deps.objects.put(key, data, content_type)
-    msg = ScanMessage(scan_id=contract.new_scan_id(), tenant="acme", store_id="s1", terminal_id="t1", image_key=key,
+    msg = ScanMessage(scan_id=schemas.new_scan_id(), tenant="acme", store_id="s1", terminal_id="t1", image_key=key,
                       sha256=sha256 or hashlib.sha256(data).hexdigest(), bytes=len(data) if size is None else size,
-                      submitted_at=contract.utcnow())
+                      submitted_at=clock.utcnow())
     deps.verdicts.create_scan(msg)
     return msg
 

@@ -4,12 +4,12 @@ from datetime import timedelta
 
 import pytest
 
-from workers import contract
-from workers.contract import InputRef, ScanMessage, Timestamps, Verdict
-from workers.publish import audit_key
-from workers.reconcile import reconcile_once
-from workers.storage import MemoryObjectStore
-from workers.verdict_store import VerdictStore, redis_client
+from workers.core import clock, keys, schemas
+from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
+from workers.core.storage import MemoryObjectStore
+from workers.core.verdict_store import VerdictStore, redis_client
+from workers.runtime.publish import audit_key
+from workers.runtime.reconcile import reconcile_once
 
 
 @pytest.fixture()
@@ -19,13 +19,13 @@ def world(clean_redis):
 
 def accepted(objects, verdicts, age_s=120.0, with_state=True):
     """A scan as the edge leaves it: image + intent in S3, state in Redis, submitted age_s ago."""
-    submitted = contract.parse_time(contract.utcnow()) - timedelta(seconds=age_s)
+    submitted = clock.parse_time(clock.utcnow()) - timedelta(seconds=age_s)
     submitted_at = submitted.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    sid = contract.new_scan_id()
-    msg = ScanMessage(sid, "acme", "s1", "t1", contract.image_s3_key("acme", sid, submitted_at, "JPEG"),
+    sid = schemas.new_scan_id()
+    msg = ScanMessage(sid, "acme", "s1", "t1", keys.image_s3_key("acme", sid, submitted_at, "JPEG"),
                       "ab" * 32, 3, submitted_at)
     objects.put(msg.image_key, b"img")
-    objects.put(contract.intent_s3_key("acme", sid, submitted_at), json_bytes(msg))
+    objects.put(keys.intent_s3_key("acme", sid, submitted_at), json_bytes(msg))
     if with_state:
         verdicts.create_scan(msg)
     return msg
@@ -56,11 +56,11 @@ def test_a_scan_retrying_through_an_outage_is_not_requeued_until_its_retries_sto
     objects, verdicts = world
     msg = accepted(objects, verdicts)  # submitted 120 s ago: stale by submission time alone
     verdicts.start_scans([msg.scan_id])
-    verdicts.refund_attempt(msg.scan_id, contract.utcnow())  # a delivery just ended in an outage
+    verdicts.refund_attempt(msg.scan_id, clock.utcnow())  # a delivery just ended in an outage
     sent = []
     assert reconcile_once(objects, verdicts, sent.append, stale_after_s=60).fresh == 1 and not sent
-    long_ago = (contract.parse_time(contract.utcnow()) - timedelta(seconds=61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    verdicts.r.hset(contract.scan_key(msg.scan_id), "transient_at", long_ago)  # its retry message was lost
+    long_ago = (clock.parse_time(clock.utcnow()) - timedelta(seconds=61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    verdicts.r.hset(keys.scan_key(msg.scan_id), "transient_at", long_ago)  # its retry message was lost
     assert reconcile_once(objects, verdicts, sent.append, stale_after_s=60).requeued == [msg.scan_id]
 
 
@@ -97,7 +97,7 @@ def test_verdict_in_redis_without_audit_record_is_repaired_not_requeued(world):
 
 def test_unreadable_intent_is_counted_not_fatal(world):
     objects, verdicts = world
-    objects.put(f"scans/dt={contract.utcnow()[:10]}/tenant=acme/{'f' * 32}.json", b"{not json")
+    objects.put(f"scans/dt={clock.utcnow()[:10]}/tenant=acme/{'f' * 32}.json", b"{not json")
     good = accepted(objects, verdicts)
     sent = []
     report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
@@ -121,7 +121,7 @@ def test_the_cli_requeues_from_the_real_s3_onto_the_real_broker(s3_settings, cle
 
     import redis
 
-    from workers.storage import S3ObjectStore
+    from workers.core.storage import S3ObjectStore
 
     objects = S3ObjectStore.from_settings(s3_settings)
     verdicts = VerdictStore(redis_client(clean_redis), ttl_s=600)
@@ -132,6 +132,6 @@ def test_the_cli_requeues_from_the_real_s3_onto_the_real_broker(s3_settings, cle
     out = subprocess.run([sys.executable, "-m", "producer", "reconcile", "--json"], env=env, capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert json.loads(out)["requeued"] == [msg.scan_id]
-    queued = redis.Redis.from_url(clean_redis).lrange(contract.QUEUE, 0, -1)
+    queued = redis.Redis.from_url(clean_redis).lrange(keys.QUEUE, 0, -1)
     assert len(queued) == 1 and msg.scan_id.encode() in queued[0]
     assert verdicts.get_scan(msg.scan_id)["status"] == "queued"

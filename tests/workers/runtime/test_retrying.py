@@ -1,4 +1,4 @@
-"""workers/retrying.py: outages are bounded by time, a scan's own failures by max_attempts.
+"""workers/runtime/retrying.py: outages are bounded by time, a scan's own failures by max_attempts.
 
 The pure decision (`why_give_up`, `RetryPolicy.backoff_s`) without services; `settle` on the real
 Redis and the in-memory S3 twin, driven the way the task drives it, delivery after delivery.
@@ -12,14 +12,15 @@ from datetime import timedelta
 
 import pytest
 
-from tests.test_pipeline import env, jpeg, scan  # noqa: F401 - `env` is a fixture
-from workers import pipeline
-from workers.contract import Reason, parse_time
-from workers.errors import StorageError, StorageUnavailable, StoreUnavailable
-from workers.inference import InferenceTimeout
-from workers.publish import audit_key
-from workers.retrying import RetryPolicy, settle, why_give_up
-from workers.settings import Settings
+from tests.workers.runtime.test_pipeline import env, jpeg, scan  # noqa: F401 - `env` is a fixture
+from workers.core.clock import parse_time
+from workers.core.enums import Reason
+from workers.core.errors import StorageError, StorageUnavailable, StoreUnavailable
+from workers.core.settings import Settings
+from workers.runtime import pipeline
+from workers.runtime.publish import audit_key
+from workers.runtime.retrying import RetryPolicy, settle, why_give_up
+from workers.runtime.runner import InferenceTimeout
 
 POLICY = RetryPolicy(max_attempts=3, window_s=900, cap_s=30)
 T0 = parse_time("2026-03-01T12:00:00.000000Z")

@@ -1,4 +1,4 @@
-"""workers/inference.py: the runner batches, maps outputs back to their scans, and loads real checkpoints."""
+"""workers/runtime/runner.py: the runner batches, maps outputs back to their scans, and loads real checkpoints."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from PIL import ImageStat
 
 from models.decision import Thresholds
 from tests.concurrency import call_concurrently
-from workers import inference
-from workers.contract import ModelRef
-from workers.inference import InferenceTimeout, LoadedModel, ModelRunner
+from workers.core.schemas import ModelRef
+from workers.runtime import runner as runner_module
+from workers.runtime.runner import InferenceTimeout, LoadedModel, ModelRunner, load_model, pick_device
 
 SIGNS = ["watermark", "microprint"]
 DENOMS = ["10", "20", "50"]
@@ -125,9 +125,9 @@ def checkpoint_path(tmp_path):
 def test_load_model_reads_a_real_checkpoint_and_runs_through_the_runner(checkpoint_path):
     from PIL import Image
 
-    from workers.settings import Settings
+    from workers.core.settings import Settings
 
-    model = inference.load_model(Settings().with_(model=str(checkpoint_path), device="cpu"))
+    model = load_model(Settings().with_(model=str(checkpoint_path), device="cpu"))
     assert model.ref.name == "tiny" and model.ref.version == "t1" and len(model.ref.sha256) == 64
     assert model.input_shape == (3, 32, 64)
     x = model.preprocess(Image.new("RGB", (300, 140), (200, 180, 90)))
@@ -141,24 +141,24 @@ def test_load_model_reads_a_real_checkpoint_and_runs_through_the_runner(checkpoi
 
 
 def test_process_runner_is_built_once(checkpoint_path):
-    from workers.settings import Settings
+    from workers.core.settings import Settings
 
     settings = Settings().with_(model=str(checkpoint_path), device="cpu", max_batch_size=2)
     try:
-        first = inference.start(settings)
-        assert inference.get_runner(settings) is first and inference.start(settings) is first
+        first = runner_module.start(settings)
+        assert runner_module.get_runner(settings) is first and runner_module.start(settings) is first
     finally:
-        inference.stop()
+        runner_module.stop()
 
 
 def test_auto_device_is_cpu_without_cuda():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert inference.pick_device("auto").type == expected
-    assert inference.pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == expected
+    assert pick_device("cpu").type == "cpu"
 
 
 def test_to_device_is_a_no_op_on_the_cpu_and_the_cuda_path_is_guarded():
-    from workers.inference import to_device
+    from workers.runtime.runner import to_device
 
     x = torch.zeros(2, 3, 8, 8)
     assert to_device(x, torch.device("cpu")) is x  # no pinning, no copy, no layout change on the CPU
@@ -175,9 +175,9 @@ def test_split_preprocessing_is_bit_identical_to_the_models_one(checkpoint_path)
 
     from models.checkpoint import load_checkpoint
     from models.transforms import preprocess_image
-    from workers.settings import Settings
+    from workers.core.settings import Settings
 
-    model = inference.load_model(Settings().with_(model=str(checkpoint_path), device="cpu"))
+    model = load_model(Settings().with_(model=str(checkpoint_path), device="cpu"))
     params = load_checkpoint(checkpoint_path).preprocess
     images = [Image.new("RGB", (32, 32), (40, 90, 140)),  # the ceiling's stand-in: no note found, resized
               Image.radial_gradient("L").convert("RGB").resize((300, 140))]
@@ -187,7 +187,7 @@ def test_split_preprocessing_is_bit_identical_to_the_models_one(checkpoint_path)
 
 
 def test_warm_up_covers_every_batch_size_on_cuda_and_the_full_size_on_the_cpu():
-    from workers.inference import warm_up_sizes
+    from workers.runtime.runner import warm_up_sizes
 
     assert warm_up_sizes(torch.device("cuda"), 4) == [1, 2, 3, 4]
     assert warm_up_sizes(torch.device("cpu"), 32) == [32]

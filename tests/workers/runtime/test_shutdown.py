@@ -1,10 +1,10 @@
-"""workers/shutdown.py: the grace watchdog that bounds a warm shutdown, with fakes for Celery and kombu."""
+"""workers/runtime/shutdown.py: the grace watchdog that bounds a warm shutdown, with fakes for Celery and kombu."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from workers.shutdown import EXIT_GRACE_EXPIRED, GraceWatchdog, restore_unacked
+from workers.runtime.shutdown import EXIT_GRACE_EXPIRED, GraceWatchdog, restore_unacked
 
 
 def test_a_drain_that_ends_in_time_neither_requeues_nor_exits():

@@ -1,4 +1,4 @@
-"""workers/supervisor.py: what each child runs, and what the supervisor does on a stop signal or a death.
+"""workers/runtime/supervisor.py: what each child runs, and what the supervisor does on a stop signal or a death.
 
 The process-level behaviour (real children, real signals) is in tests/integration/test_supervisor.py;
 here the children are fakes, so every branch runs in milliseconds.
@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from producer.commands import worker as worker_command
-from workers import supervisor
-from workers.settings import Settings
+from producer.cli.commands import worker as worker_command
+from workers.core.settings import Settings
+from workers.runtime import supervisor
 
 ENV = {"PATH": "/usr/bin", "TENDERSCAN_S3_SECRET_KEY": "s3cr3t", "TENDERSCAN_METRICS_PORT": "9100"}
 
@@ -156,7 +156,7 @@ def test_a_stop_signal_is_forwarded_to_every_child_and_a_clean_drain_exits_0():
 
 
 def test_a_child_failing_its_drain_makes_the_supervisor_exit_non_zero():
-    procs = [FakeProc(), FakeProc(exits_on={signal.SIGTERM: 1})]  # its grace ran out (workers/shutdown.py)
+    procs = [FakeProc(), FakeProc(exits_on={signal.SIGTERM: 1})]  # its grace ran out (workers/runtime/shutdown.py)
     sup, _ = make(procs)
     sup._on_signal(signal.SIGTERM, None)
     sup.step()
@@ -237,7 +237,7 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_spawned_child_has_its_own_process_group_and_dies_with_the_supervisor():
-    code = ("import os, sys, time; from workers import supervisor\n"
+    code = ("import os, sys, time; from workers.runtime import supervisor\n"
             "child = supervisor.Child(0, 'w0', (sys.executable, '-c', 'import time; time.sleep(60)'), dict(os.environ))\n"
             "print(supervisor.spawn(child).pid, flush=True); time.sleep(60)")
     middle = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -258,7 +258,7 @@ def test_a_spawned_child_has_its_own_process_group_and_dies_with_the_supervisor(
 
 def test_the_supervisor_imports_neither_torch_nor_celery():
     """It must stay small, and never touch CUDA: each child loads its own model (STYLE.md)."""
-    code = ("import sys; from producer.commands import worker; from workers import supervisor\n"
+    code = ("import sys; from producer.cli.commands import worker; from workers.runtime import supervisor\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'celery', 'kombu'))\n"
             "assert not heavy, heavy")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
