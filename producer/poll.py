@@ -25,7 +25,7 @@ import redis
 from starlette.concurrency import run_in_threadpool
 
 from producer.errors import INTERNAL_ERROR, ApiError, not_found
-from workers.core import keys, schemas
+from workers.core import clock, keys, schemas
 from workers.core.enums import ScanStatus
 from workers.core.errors import ContractError, ObjectNotFound
 from workers.core.logging import get_logger
@@ -160,7 +160,7 @@ def _view_from_s3(objects: ObjectStore, tenant: str, scan_id: str, days: int) ->
     """Look for the scan in the tenant's own partitions of the last `days` days (never another's)."""
     today = datetime.now(UTC)
     for back in range(days):
-        dt = (today - timedelta(days=back)).strftime("%Y-%m-%dT00:00:00.000000Z")
+        dt = clock.format_time(today - timedelta(days=back))  # the key functions read its date
         try:
             record = objects.get(keys.verdict_s3_key(tenant, scan_id, dt)).data
         except ObjectNotFound:

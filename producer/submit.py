@@ -313,8 +313,7 @@ class Submitter:
 def _deadline(submitted_at: str, deadline_s: float | None) -> str | None:
     if deadline_s is None:
         return None
-    at = clock.parse_time(submitted_at) + timedelta(seconds=deadline_s)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return clock.format_time(clock.parse_time(submitted_at) + timedelta(seconds=deadline_s))
 
 
 def _check_ids(upload: Upload) -> None:

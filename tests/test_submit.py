@@ -271,7 +271,7 @@ def test_an_abandoned_claim_without_intent_is_taken_over_not_replayed(deps):
     sub = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 60)
     data = image()
     ghost = schemas.new_scan_id()
-    old = (clock.parse_time(clock.utcnow()) - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    old = clock.format_time(clock.parse_time(clock.utcnow()) - timedelta(seconds=60))
     deps.verdicts.claim_idempotency("acme", "k1", ghost, hashlib.sha256(data).hexdigest(), old, 60)
     deps.verdicts.create_scan(ScanMessage(ghost, "acme", "s", "t", "scans/x.jpg", "0" * 64, 1, old))
     accepted = sub.accept(Upload("acme", "s", "t", data, idempotency_key="k1"))

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import structlog
 
 from workers.core import imaging, telemetry
-from workers.core.clock import parse_time
+from workers.core.clock import format_time, parse_time
 from workers.core.enums import Decision, Reason
 from workers.core.errors import ObjectNotFound, RejectedScan, TransientError, is_outage
 from workers.core.keys import CONTENT_TYPES, is_upload_key
@@ -64,11 +64,6 @@ class Runner(Protocol):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def iso(dt: datetime) -> str:
-    """Same format as clock.utcnow()."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -171,7 +166,7 @@ def _refund(scan_ids: list[str], deps: Deps, error: BaseException) -> None:
     if not scan_ids:
         return
     try:
-        deps.verdicts.refund_attempts(scan_ids, iso(deps.clock()))
+        deps.verdicts.refund_attempts(scan_ids, format_time(deps.clock()))
     except TransientError as exc:
         log.warning("attempt_refund_failed", scans=len(scan_ids), outage=type(error).__name__,
                     error=type(exc).__name__)
@@ -202,21 +197,21 @@ class _Judging:
 def _before_infer(msg: ScanMessage, deps: Deps, attempt: int, stages: _Stages) -> _Judging:
     """Poison, deadline, S3 fetch, checksum, decode: a verdict already, or the model input."""
     dequeued_at = deps.clock()
-    j = _Judging(msg, attempt, stages, iso(dequeued_at),
+    j = _Judging(msg, attempt, stages, format_time(dequeued_at),
                  round((dequeued_at - parse_time(msg.submitted_at)).total_seconds() * 1000, 2))
     if attempt > deps.max_attempts:
         j.verdict = unjudged_verdict(msg, Decision.ERROR, Reason.INTERNAL_ERROR, f"failed {attempt - 1} deliveries",
-                                     attempt, j.dequeued, iso(deps.clock()))
+                                     attempt, j.dequeued, format_time(deps.clock()))
     elif msg.deadline is not None and parse_time(msg.deadline) < dequeued_at:
         j.verdict = unjudged_verdict(msg, Decision.EXPIRED, Reason.DEADLINE_EXCEEDED,
                                      f"dequeued after the deadline {msg.deadline}", attempt, j.dequeued,
-                                     iso(deps.clock()))
+                                     format_time(deps.clock()))
     else:
         try:
             j.x, j.info = _fetch_decode(msg, deps, stages)
         except RejectedScan as exc:
             j.verdict = unjudged_verdict(msg, Decision.REJECTED, exc.reason, exc.detail, attempt, j.dequeued,
-                                         iso(deps.clock()))
+                                         format_time(deps.clock()))
     return j
 
 
@@ -230,7 +225,7 @@ def _after_infer(j: _Judging, deps: Deps, pred) -> Verdict:
         scan_id=msg.scan_id, tenant=msg.tenant, store_id=msg.store_id, terminal_id=msg.terminal_id,
         input=_input_ref(msg, j.info),
         timestamps=Timestamps(submitted=msg.submitted_at, dequeued=j.dequeued, inference_start=pred.inference_start,
-                              inference_end=pred.inference_end, completed=iso(deps.clock())),
+                              inference_end=pred.inference_end, completed=format_time(deps.clock())),
         model=deps.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=j.attempt,
         **fields.as_verdict_fields(),
     )
@@ -356,7 +351,7 @@ def fail_scan(msg: ScanMessage, deps: Deps, detail: str, reason: Reason = Reason
     infrastructure_unavailable: S3 or Redis kept failing for the whole transient retry window."""
     if attempt is None:
         attempt = int((deps.verdicts.get_scan(msg.scan_id) or {}).get("attempts") or 1)
-    now = iso(deps.clock())
+    now = format_time(deps.clock())
     verdict = unjudged_verdict(msg, Decision.ERROR, reason, detail, max(attempt, 1), now, now)
     winner = publish(verdict, deps.verdicts, deps.objects)
     log.warning("scan_failed", decision=winner.decision, reason=winner.reason, attempt=attempt)
@@ -375,6 +370,6 @@ def reject_bad_message(scan_id: str, detail: str, deps: Deps) -> Verdict | None:
     msg = ScanMessage(scan_id=scan_id, tenant=scan["tenant"], store_id=scan.get("store_id", ""),
                       terminal_id=scan.get("terminal_id", ""), image_key=scan.get("image_key", ""),
                       sha256="", bytes=0, submitted_at=scan["submitted_at"])
-    now = iso(deps.clock())
+    now = format_time(deps.clock())
     verdict = unjudged_verdict(msg, Decision.REJECTED, Reason.BAD_MESSAGE, detail, 1, now, now)
     return publish(verdict, deps.verdicts, deps.objects)

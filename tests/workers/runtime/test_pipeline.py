@@ -98,7 +98,7 @@ def env3(env):
 
 def test_bad_scans_get_their_own_reasons_while_batch_mates_are_judged(env3):
     env = env3
-    past = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    past = clock.format_time(datetime.now(UTC) - timedelta(seconds=5))
     good_jpeg = jpeg(230)
     cases = {
         "counterfeit": scan(env, jpeg(235)),

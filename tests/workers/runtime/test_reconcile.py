@@ -20,7 +20,7 @@ def world(clean_redis):
 def accepted(objects, verdicts, age_s=120.0, with_state=True):
     """A scan as the edge leaves it: image + intent in S3, state in Redis, submitted age_s ago."""
     submitted = clock.parse_time(clock.utcnow()) - timedelta(seconds=age_s)
-    submitted_at = submitted.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    submitted_at = clock.format_time(submitted)
     sid = schemas.new_scan_id()
     msg = ScanMessage(sid, "acme", "s1", "t1", keys.image_s3_key("acme", sid, submitted_at, "JPEG"),
                       "ab" * 32, 3, submitted_at)
@@ -59,7 +59,7 @@ def test_a_scan_retrying_through_an_outage_is_not_requeued_until_its_retries_sto
     verdicts.refund_attempt(msg.scan_id, clock.utcnow())  # a delivery just ended in an outage
     sent = []
     assert reconcile_once(objects, verdicts, sent.append, stale_after_s=60).fresh == 1 and not sent
-    long_ago = (clock.parse_time(clock.utcnow()) - timedelta(seconds=61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    long_ago = clock.format_time(clock.parse_time(clock.utcnow()) - timedelta(seconds=61))
     verdicts.r.hset(keys.scan_key(msg.scan_id), "transient_at", long_ago)  # its retry message was lost
     assert reconcile_once(objects, verdicts, sent.append, stale_after_s=60).requeued == [msg.scan_id]
 

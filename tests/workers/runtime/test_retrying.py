@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from tests.workers.runtime.test_pipeline import env, jpeg, scan  # noqa: F401 - `env` is a fixture
-from workers.core.clock import parse_time
+from workers.core.clock import format_time, parse_time
 from workers.core.enums import Reason
 from workers.core.errors import StorageError, StorageUnavailable, StoreUnavailable
 from workers.core.settings import Settings
@@ -98,7 +98,7 @@ def test_settle_ends_a_poison_scan_at_max_attempts_and_leaves_its_neighbours_alo
     poison = replace(scan(deps, jpeg(240)), deadline="not a time")
     healthy = scan(deps, jpeg(10))
     deps.verdicts.start_scans([healthy.scan_id])
-    deps.verdicts.refund_attempt(healthy.scan_id, pipeline.iso(deps.clock()))
+    deps.verdicts.refund_attempt(healthy.scan_id, format_time(deps.clock()))
     outcomes = []
     for retries in range(2):
         with pytest.raises(ValueError) as caught:
