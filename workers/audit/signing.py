@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-from workers.core.errors import SettingsError
+from workers.core.settings import parse_key_hex
 
 DOMAIN = b"tenderscan-audit-v1"
 SIGNATURE_META = "signature"  # S3 metadata (x-amz-meta-signature): base64 Ed25519 signature
@@ -48,18 +48,6 @@ def record_message(s3_key: str, data: bytes) -> bytes:
 
 def manifest_message(body: bytes) -> bytes:
     return b"\n".join([DOMAIN, b"manifest", body])
-
-
-def _is_hex32(value: str) -> bool:
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
-
-
-def parse_key_hex(raw: str, name: str) -> str:
-    """A 32-byte key as 64 hex digits, or SettingsError naming the variable."""
-    value = raw.strip().lower()
-    if not _is_hex32(value):
-        raise SettingsError(f"{name} must be 64 hex digits (32 bytes; `tenderscan audit keygen` makes one)")
-    return value
 
 
 @dataclass(frozen=True)

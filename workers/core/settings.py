@@ -82,13 +82,19 @@ def parse_api_keys(raw: str, name: str = PREFIX + "API_KEYS") -> dict[str, str]:
     return out
 
 
+def parse_key_hex(raw: str, name: str) -> str:
+    """A 32-byte key (an Ed25519 seed or public key) as 64 hex digits, or SettingsError naming the variable."""
+    value = raw.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise SettingsError(f"{name} must be 64 hex digits (32 bytes; `tenderscan audit keygen` makes one)")
+    return value
+
+
 def _audit_key(env: Mapping[str, str], name: str, raw: str | None = None) -> str:
     """An Ed25519 key as 64 hex digits (empty stays empty)."""
     raw = env.get(name, "") if raw is None else raw
     if not raw.strip():
         return ""
-    from workers.audit.signing import parse_key_hex
-
     return parse_key_hex(raw, name)
 
 
