@@ -54,6 +54,7 @@ def model_limit(settings, corpus, batch_sizes=(1, 8, 16, 32, 64), seconds: float
 def work_limit(stack, corpus, n: int, best_batch: int) -> dict:
     """One process, no queue, the worker's concurrency; batches up to the model's best batch size."""
     from workers.runtime import pipeline
+    from workers.runtime.context import WorkerContext
     from workers.runtime.runner import ModelRunner
 
     # the tenderscan worker's concurrency (scans in flight), batches up to the model's best size
@@ -66,16 +67,18 @@ def work_limit(stack, corpus, n: int, best_batch: int) -> dict:
     configure_logging(settings.log_level, True, stream=log_file)
     runner = ModelRunner.from_settings(settings)
     runner.warm_up()
-    deps = pipeline.Deps.from_settings(settings, runner)
+    ctx = WorkerContext.from_settings(settings)
+    ctx.runner = runner
+    ctx.load()  # the S3 and Redis stores, as a worker process builds them
     msgs = corpus_mod.messages(corpus, n)
     for m in msgs:
-        deps.verdicts.create_scan(m)
+        ctx.verdicts.create_scan(m)
     before = telemetry.stage_means_ms()
     done: list[float] = []
     lock = threading.Lock()
 
     def one(msg):
-        pipeline.process_scan(msg, deps)
+        pipeline.process_scan(msg, ctx)
         with lock:
             done.append(time.monotonic())
 
@@ -83,7 +86,7 @@ def work_limit(stack, corpus, n: int, best_batch: int) -> dict:
         with ThreadPoolExecutor(settings.effective_concurrency) as pool:
             list(pool.map(one, msgs))
     finally:
-        runner.close()
+        ctx.close()
         configure_logging("WARNING", True, stream=sys.stderr)
         log_file.close()
     return {"scans": n, "scans_per_s": round(rate(sorted(done)), 1), "max_batch_size": best_batch,

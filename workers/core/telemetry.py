@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
@@ -174,16 +173,10 @@ def render(registry: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(registry)
 
 
-_served = threading.Lock()
-_server = None
-
-
-def serve(port: int, addr: str = "0.0.0.0") -> bool:
-    """Start this process's exporter once (worker_ready). False when port is 0 (off)."""
-    global _server
+def serve(port: int, addr: str = "0.0.0.0"):
+    """Start this process's exporter (a daemon thread); returns its HTTP server (`shutdown()` stops it),
+    or None when port is 0 (off). The worker context starts it once, at worker_ready."""
     if port <= 0:
-        return False
-    with _served:
-        if _server is None:
-            _server = start_http_server(port, addr=addr, registry=REGISTRY)  # a daemon thread
-    return True
+        return None
+    server, _thread = start_http_server(port, addr=addr, registry=REGISTRY)
+    return server

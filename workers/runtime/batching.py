@@ -123,6 +123,10 @@ class Batcher:
         with self._cond:
             return len(self._pending)
 
+    def is_alive(self) -> bool:
+        """The batcher thread runs (the worker's liveness heartbeat asks this)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def close(self, timeout: float | None = 30.0) -> None:
         """Stop taking items, run what is pending, and join the thread."""
         with self._cond:

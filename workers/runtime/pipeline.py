@@ -1,8 +1,8 @@
 """One scan, from its queue message to its published verdict. Plain functions; the Celery task calls them.
 
-    process_scans(msgs, deps, executor)   a multi-scan message: process_scan for each, concurrently,
+    process_scans(msgs, ctx, executor)   a multi-scan message: process_scan for each, concurrently,
                                           one outcome per scan; returns when all have finished
-    process_scan(msg, deps)
+    process_scan(msg, ctx)
       verdict already stored?  -> redelivery: make sure the S3 audit record exists, return it
       start_scans              -> attempt number; past max_attempts the scan is poison: an `error`
                                   verdict (internal_error), no further work
@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -40,47 +38,15 @@ from workers.core.clock import format_time, parse_time
 from workers.core.enums import Decision, Reason
 from workers.core.errors import ObjectNotFound, RejectedScan, TransientError, is_outage
 from workers.core.keys import CONTENT_TYPES, is_upload_key
-from workers.core.schemas import InputRef, ModelRef, ScanMessage, Timestamps, Verdict
-from workers.core.settings import Settings
-from workers.core.storage import ObjectStore, S3ObjectStore, StoredObject, TooLarge, s3_client
-from workers.core.verdict_store import VerdictStore
+from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
+from workers.core.storage import ObjectStore, StoredObject, TooLarge
 from workers.runtime import decide
 from workers.runtime.publish import publish, write_audit
 
+if TYPE_CHECKING:
+    from workers.runtime.context import WorkerContext
+
 log = structlog.get_logger("workers.runtime.pipeline")
-
-class Runner(Protocol):
-    """What the pipeline needs from inference.ModelRunner (tests pass a twin)."""
-
-    model_ref: ModelRef
-    thresholds: Any
-
-    def preprocess(self, image) -> Any: ...
-    def infer(self, x) -> Any: ...  # -> inference.ScanPrediction
-    def submit(self, x) -> Future: ...  # infer, in two halves (process_scans)
-    def result(self, future: Future) -> Any: ...
-    def expecting(self, n: int = 1) -> AbstractContextManager: ...  # n scans will be submitted in this block
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Deps:
-    objects: ObjectStore  # the scans bucket (images in, audit records out)
-    verdicts: VerdictStore
-    runner: Runner
-    limits: imaging.Limits
-    clock: Callable[[], datetime] = _now
-    max_attempts: int = Settings.max_attempts  # deliveries (retries + redeliveries) before poison
-
-    @classmethod
-    def from_settings(cls, settings: Settings, runner: Runner) -> Deps:
-        objects = S3ObjectStore(s3_client(settings, max_pool=settings.effective_concurrency + 8), settings.s3_bucket)
-        return cls(objects, VerdictStore.from_settings(settings), runner,
-                   imaging.Limits.from_settings(settings), max_attempts=settings.max_attempts)
-
 
 @dataclass
 class _Stages:
@@ -109,18 +75,18 @@ def unjudged_verdict(msg: ScanMessage, decision: Decision, reason: str, detail: 
                    reason=str(reason), detail=detail or None, attempt=attempt)
 
 
-def _fetch_decode(msg: ScanMessage, deps: Deps, stages: _Stages):
+def _fetch_decode(msg: ScanMessage, ctx: WorkerContext, stages: _Stages):
     """S3 -> checked bytes -> RGB image -> model input. Raises RejectedScan for every bad input."""
     try:
-        obj = deps.objects.get(msg.image_key, max_bytes=deps.limits.max_bytes)
+        obj = ctx.objects.get(msg.image_key, max_bytes=ctx.limits.max_bytes)
     except TooLarge as exc:
-        raise RejectedScan(Reason.IMAGE_TOO_LARGE, f"{exc.size} bytes > limit {deps.limits.max_bytes}") from None
+        raise RejectedScan(Reason.IMAGE_TOO_LARGE, f"{exc.size} bytes > limit {ctx.limits.max_bytes}") from None
     except ObjectNotFound:
         raise RejectedScan(Reason.IMAGE_MISSING, "no object at the scan's image key") from None
     stages.lap("fetch")
     _check_arrived(msg, obj)
-    image, info = imaging.decode(obj.data, deps.limits)
-    x = deps.runner.preprocess(image)
+    image, info = imaging.decode(obj.data, ctx.limits)
+    x = ctx.runner.preprocess(image)
     stages.lap("decode")
     return x, info
 
@@ -140,33 +106,33 @@ def _check_arrived(msg: ScanMessage, obj: StoredObject) -> None:
             raise RejectedScan(Reason.TYPE_MISMATCH, f"a {fmt} stored as {obj.content_type!r}")
 
 
-def process_scan(msg: ScanMessage, deps: Deps) -> Verdict:
+def process_scan(msg: ScanMessage, ctx: WorkerContext) -> Verdict:
     stages = _Stages()
-    started = deps.verdicts.start_scans([msg.scan_id])[0]  # its verdict, or its attempt number
+    started = ctx.verdicts.start_scans([msg.scan_id])[0]  # its verdict, or its attempt number
     if isinstance(started, Verdict):
-        write_audit(started, deps.objects, only_if_missing=True)
+        write_audit(started, ctx.objects, only_if_missing=True, signer=ctx.signer)
         log.info("scan_redelivered", decision=started.decision, attempt=started.attempt)
         return started
     attempt = started
     try:
-        verdict, queue_wait_ms = _judge(msg, deps, attempt, stages)
-        winner = publish(verdict, deps.verdicts, deps.objects)
+        verdict, queue_wait_ms = _judge(msg, ctx, attempt, stages)
+        winner = publish(verdict, ctx.verdicts, ctx.objects, ctx.signer)
     except TransientError as exc:
         if is_outage(exc):
-            _refund([msg.scan_id], deps, exc)
+            _refund([msg.scan_id], ctx, exc)
         raise
     stages.lap("publish")
     _done(winner, attempt, queue_wait_ms, stages)
     return winner
 
 
-def _refund(scan_ids: list[str], deps: Deps, error: BaseException) -> None:
+def _refund(scan_ids: list[str], ctx: WorkerContext, error: BaseException) -> None:
     """Give back the attempts of deliveries that ended in an outage. Best effort: when Redis is what is
     down the refund fails too, and that delivery stays counted (logged; docs/RELIABILITY.md)."""
     if not scan_ids:
         return
     try:
-        deps.verdicts.refund_attempts(scan_ids, format_time(deps.clock()))
+        ctx.verdicts.refund_attempts(scan_ids, format_time(ctx.clock()))
     except TransientError as exc:
         log.warning("attempt_refund_failed", scans=len(scan_ids), outage=type(error).__name__,
                     error=type(exc).__name__)
@@ -194,60 +160,60 @@ class _Judging:
     info: imaging.ImageInfo | None = None
 
 
-def _before_infer(msg: ScanMessage, deps: Deps, attempt: int, stages: _Stages) -> _Judging:
+def _before_infer(msg: ScanMessage, ctx: WorkerContext, attempt: int, stages: _Stages) -> _Judging:
     """Poison, deadline, S3 fetch, checksum, decode: a verdict already, or the model input."""
-    dequeued_at = deps.clock()
+    dequeued_at = ctx.clock()
     j = _Judging(msg, attempt, stages, format_time(dequeued_at),
                  round((dequeued_at - parse_time(msg.submitted_at)).total_seconds() * 1000, 2))
-    if attempt > deps.max_attempts:
+    if attempt > ctx.policy.max_attempts:
         j.verdict = unjudged_verdict(msg, Decision.ERROR, Reason.INTERNAL_ERROR, f"failed {attempt - 1} deliveries",
-                                     attempt, j.dequeued, format_time(deps.clock()))
+                                     attempt, j.dequeued, format_time(ctx.clock()))
     elif msg.deadline is not None and parse_time(msg.deadline) < dequeued_at:
         j.verdict = unjudged_verdict(msg, Decision.EXPIRED, Reason.DEADLINE_EXCEEDED,
                                      f"dequeued after the deadline {msg.deadline}", attempt, j.dequeued,
-                                     format_time(deps.clock()))
+                                     format_time(ctx.clock()))
     else:
         try:
-            j.x, j.info = _fetch_decode(msg, deps, stages)
+            j.x, j.info = _fetch_decode(msg, ctx, stages)
         except RejectedScan as exc:
             j.verdict = unjudged_verdict(msg, Decision.REJECTED, exc.reason, exc.detail, attempt, j.dequeued,
-                                         format_time(deps.clock()))
+                                         format_time(ctx.clock()))
     return j
 
 
-def _after_infer(j: _Judging, deps: Deps, pred) -> Verdict:
+def _after_infer(j: _Judging, ctx: WorkerContext, pred) -> Verdict:
     """This scan's share of its batch -> decision fields -> the verdict to store."""
     j.stages.ms.update(batch_wait_ms=round(pred.batch_wait_ms, 2), forward_ms=round(pred.forward_ms, 2))
     j.stages.lap("infer")
     msg = j.msg
-    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, deps.runner.thresholds)
+    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, ctx.runner.thresholds)
     return Verdict(
         scan_id=msg.scan_id, tenant=msg.tenant, store_id=msg.store_id, terminal_id=msg.terminal_id,
         input=_input_ref(msg, j.info),
         timestamps=Timestamps(submitted=msg.submitted_at, dequeued=j.dequeued, inference_start=pred.inference_start,
-                              inference_end=pred.inference_end, completed=format_time(deps.clock())),
-        model=deps.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=j.attempt,
+                              inference_end=pred.inference_end, completed=format_time(ctx.clock())),
+        model=ctx.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=j.attempt,
         **fields.as_verdict_fields(),
     )
 
 
-def _judge(msg: ScanMessage, deps: Deps, attempt: int, stages: _Stages) -> tuple[Verdict, float]:
+def _judge(msg: ScanMessage, ctx: WorkerContext, attempt: int, stages: _Stages) -> tuple[Verdict, float]:
     """Everything between start_scans and publish: the verdict to store, and the queue wait (ms)."""
-    with deps.runner.expecting(1):  # the batcher may wait for this scan while it is fetched and decoded
-        j = _before_infer(msg, deps, attempt, stages)
-        future = deps.runner.submit(j.x) if j.verdict is None else None
+    with ctx.runner.expecting(1):  # the batcher may wait for this scan while it is fetched and decoded
+        j = _before_infer(msg, ctx, attempt, stages)
+        future = ctx.runner.submit(j.x) if j.verdict is None else None
     if future is not None:
-        j.verdict = _after_infer(j, deps, deps.runner.result(future))
+        j.verdict = _after_infer(j, ctx, ctx.runner.result(future))
     return j.verdict, j.queue_wait_ms
 
 
-def _prepare_chunk(chunk: list[tuple[int, ScanMessage, int]], deps: Deps) -> list[tuple[int, _Judging | Exception]]:
+def _prepare_chunk(chunk: list[tuple[int, ScanMessage, int]], ctx: WorkerContext) -> list[tuple[int, _Judging | Exception]]:
     """_before_infer for a few scans on one executor thread (fewer thread hops than one job per scan)."""
     out: list[tuple[int, _Judging | Exception]] = []
     for i, msg, attempt in chunk:
         try:
             with structlog.contextvars.bound_contextvars(scan_id=msg.scan_id, tenant=msg.tenant):
-                out.append((i, _before_infer(msg, deps, attempt, _Stages())))
+                out.append((i, _before_infer(msg, ctx, attempt, _Stages())))
         except Exception as exc:  # noqa: BLE001 - this scan's own outcome
             out.append((i, exc))
     return out
@@ -257,12 +223,12 @@ PREPARE_CHUNK = 4  # scans fetched and decoded per executor job in process_scans
 AUDIT_CHUNK = 4  # audit PUTs per executor job in process_scans (fewer thread hops, still parallel)
 
 
-def _put_audits(chunk: list[tuple[int, Verdict, str]], objects: ObjectStore) -> None:
+def _put_audits(chunk: list[tuple[int, Verdict, str]], objects: ObjectStore, signer) -> None:
     for _, winner, raw in chunk:
-        write_audit(winner, objects, encoded=raw)  # the bytes Redis holds, signed like every audit record
+        write_audit(winner, objects, signer=signer, encoded=raw)  # the bytes Redis holds, signed
 
 
-def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -> list[Verdict | BaseException]:
+def process_scans(msgs: Sequence[ScanMessage], ctx: WorkerContext, executor: Executor) -> list[Verdict | BaseException]:
     """The scans of one multi-scan message, each with its own outcome, with Redis round trips per message.
 
         start_scans                    one round trip: a scan with a stored verdict is a redelivery
@@ -280,7 +246,7 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     """
     out: list[Verdict | BaseException | None] = [None] * len(msgs)
     try:
-        started = deps.verdicts.start_scans([m.scan_id for m in msgs])
+        started = ctx.verdicts.start_scans([m.scan_id for m in msgs])
     except Exception as exc:  # noqa: BLE001 - Redis is down: every scan fails, the message is retried
         return [exc] * len(msgs)
     audits = []
@@ -288,7 +254,7 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     for i, v in enumerate(started):
         if isinstance(v, Verdict):
             out[i] = v
-            audits.append((i, executor.submit(write_audit, v, deps.objects, True)))
+            audits.append((i, executor.submit(write_audit, v, ctx.objects, True, ctx.signer)))
             log.info("scan_redelivered", scan_id=v.scan_id, decision=v.decision, attempt=v.attempt)
         else:
             jobs.append((i, msgs[i], v))
@@ -296,8 +262,8 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     # fetch + decode a few scans per executor job; as each job finishes, its scans go to the batcher
     ready: list[tuple[int, int, _Stages, Verdict, float]] = []
     inferring: list[tuple[int, _Judging, Future]] = []
-    with deps.runner.expecting(len(jobs)):  # the batcher may wait for these while they are decoded
-        prepared = [executor.submit(_prepare_chunk, jobs[k:k + PREPARE_CHUNK], deps)
+    with ctx.runner.expecting(len(jobs)):  # the batcher may wait for these while they are decoded
+        prepared = [executor.submit(_prepare_chunk, jobs[k:k + PREPARE_CHUNK], ctx)
                     for k in range(0, len(jobs), PREPARE_CHUNK)]
         for chunk_future in prepared:
             for i, j in chunk_future.result():
@@ -307,17 +273,17 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
                     ready.append((i, j.attempt, j.stages, j.verdict, j.queue_wait_ms))
                 else:
                     try:
-                        inferring.append((i, j, deps.runner.submit(j.x)))
+                        inferring.append((i, j, ctx.runner.submit(j.x)))
                     except Exception as exc:  # noqa: BLE001 - e.g. the batcher is closing: retry this scan
                         out[i] = exc
     for i, j, future in inferring:
         try:
-            ready.append((i, j.attempt, j.stages, _after_infer(j, deps, deps.runner.result(future)), j.queue_wait_ms))
+            ready.append((i, j.attempt, j.stages, _after_infer(j, ctx, ctx.runner.result(future)), j.queue_wait_ms))
         except Exception as exc:  # noqa: BLE001 - this scan's own outcome
             out[i] = exc
     publish_started = time.monotonic()
     try:
-        saved = deps.verdicts.save_verdicts([r[3] for r in ready])
+        saved = ctx.verdicts.save_verdicts([r[3] for r in ready])
     except Exception as exc:  # noqa: BLE001
         for r in ready:
             out[r[0]] = exc
@@ -326,7 +292,7 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     pairs = [(r[0], winner, raw) for r, (winner, raw) in zip(ready, saved, strict=True)]
     for start in range(0, len(pairs), AUDIT_CHUNK):
         chunk = pairs[start:start + AUDIT_CHUNK]
-        audits.append(([i for i, _, _ in chunk], executor.submit(_put_audits, chunk, deps.objects)))
+        audits.append(([i for i, _, _ in chunk], executor.submit(_put_audits, chunk, ctx.objects, ctx.signer)))
     for idx, future in audits:
         try:
             future.result()
@@ -335,7 +301,7 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
                 out[i] = exc
     outages = [i for i in todo if is_outage(out[i])]
     if outages:  # those scans give back the attempt this delivery counted
-        _refund([msgs[i].scan_id for i in outages], deps, out[outages[0]])
+        _refund([msgs[i].scan_id for i in outages], ctx, out[outages[0]])
     publish_ms = round((time.monotonic() - publish_started) * 1000, 2)  # the message's pipelined publish
     for (i, attempt, stages, _, queue_wait_ms), (winner, _) in zip(ready, saved, strict=True):
         if out[i] is None:
@@ -345,31 +311,31 @@ def process_scans(msgs: Sequence[ScanMessage], deps: Deps, executor: Executor) -
     return out  # type: ignore[return-value]
 
 
-def fail_scan(msg: ScanMessage, deps: Deps, detail: str, reason: Reason = Reason.INTERNAL_ERROR,
+def fail_scan(msg: ScanMessage, ctx: WorkerContext, detail: str, reason: Reason = Reason.INTERNAL_ERROR,
               attempt: int | None = None) -> Verdict:
     """Give up on a scan: a terminal `error` verdict. internal_error: it kept failing (poison);
     infrastructure_unavailable: S3 or Redis kept failing for the whole transient retry window."""
     if attempt is None:
-        attempt = int((deps.verdicts.get_scan(msg.scan_id) or {}).get("attempts") or 1)
-    now = format_time(deps.clock())
+        attempt = int((ctx.verdicts.get_scan(msg.scan_id) or {}).get("attempts") or 1)
+    now = format_time(ctx.clock())
     verdict = unjudged_verdict(msg, Decision.ERROR, reason, detail, max(attempt, 1), now, now)
-    winner = publish(verdict, deps.verdicts, deps.objects)
+    winner = publish(verdict, ctx.verdicts, ctx.objects, ctx.signer)
     log.warning("scan_failed", decision=winner.decision, reason=winner.reason, attempt=attempt)
     return winner
 
 
-def reject_bad_message(scan_id: str, detail: str, deps: Deps) -> Verdict | None:
+def reject_bad_message(scan_id: str, detail: str, ctx: WorkerContext) -> Verdict | None:
     """A message that does not decode but names a scan the edge recorded: reject that scan.
 
     The scan's hash in Redis (written by the edge) supplies tenant and submission date, so the
     audit record lands in the right partition. Without it there is no scan to answer for.
     """
-    scan = deps.verdicts.get_scan(scan_id)
+    scan = ctx.verdicts.get_scan(scan_id)
     if not scan or not scan.get("tenant") or not scan.get("submitted_at"):
         return None
     msg = ScanMessage(scan_id=scan_id, tenant=scan["tenant"], store_id=scan.get("store_id", ""),
                       terminal_id=scan.get("terminal_id", ""), image_key=scan.get("image_key", ""),
                       sha256="", bytes=0, submitted_at=scan["submitted_at"])
-    now = format_time(deps.clock())
+    now = format_time(ctx.clock())
     verdict = unjudged_verdict(msg, Decision.REJECTED, Reason.BAD_MESSAGE, detail, 1, now, now)
-    return publish(verdict, deps.verdicts, deps.objects)
+    return publish(verdict, ctx.verdicts, ctx.objects, ctx.signer)

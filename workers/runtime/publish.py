@@ -6,8 +6,9 @@ clients read, even when two deliveries of one scan race. If the S3 write fails, 
 the redelivery finds the verdict in Redis and only writes the missing audit record (`write_audit`).
 
 The audit record's bytes are exactly the Redis JSON; its Ed25519 signature rides in the object's
-metadata (workers/audit/signing.py). The entry point installs the signer once (`configure_signing`);
-without one, records are written unsigned and `tenderscan audit verify` reports them.
+metadata (workers/audit/signing.py). The signer comes from the caller (the worker context's, or the
+one `tenderscan reconcile` builds); without one, records are written unsigned and `tenderscan audit
+verify` reports them.
 """
 
 from __future__ import annotations
@@ -17,14 +18,6 @@ from workers.core import keys
 from workers.core.schemas import Verdict
 from workers.core.storage import ObjectStore
 from workers.core.verdict_store import VerdictStore
-
-_signer: Signer | None = None  # set once per process by the entry point (configure_signing)
-
-
-def configure_signing(signer: Signer | None) -> None:
-    """Install the process's audit signer (from `signing.signer_from_settings(settings)`)."""
-    global _signer
-    _signer = signer
 
 
 def audit_key(verdict: Verdict) -> str:
@@ -38,13 +31,13 @@ def write_audit(verdict: Verdict, object_store: ObjectStore, only_if_missing: bo
     if only_if_missing and object_store.exists(key):
         return
     data = (encoded or verdict.encode()).encode()
-    signer = signer or _signer
     metadata = signer.record_metadata(key, data) if signer else None
     object_store.put(key, data, content_type="application/json", metadata=metadata)
 
 
-def publish(verdict: Verdict, verdict_store: VerdictStore, object_store: ObjectStore) -> Verdict:
+def publish(verdict: Verdict, verdict_store: VerdictStore, object_store: ObjectStore,
+            signer: Signer | None = None) -> Verdict:
     """Store the verdict (or find the one already stored) and write its audit record. Returns the winner."""
     winner = verdict_store.save_verdict(verdict)
-    write_audit(winner, object_store)
+    write_audit(winner, object_store, signer=signer)
     return winner

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from workers.audit.signing import Signer
 from workers.core import clock, keys
 from workers.core.errors import ContractError, ObjectNotFound, TenderscanError
 from workers.core.schemas import ScanMessage
@@ -56,8 +57,9 @@ def _partitions(now: datetime, days: int) -> list[str]:
 
 def reconcile_once(objects: ObjectStore, verdicts: VerdictStore, enqueue: Callable[[ScanMessage], None],
                    now: datetime | None = None, stale_after_s: float = 60, days: int = 2,
-                   dry_run: bool = False) -> Report:
-    """One pass over the last `days` partitions. `dry_run` counts what it would do and writes nothing."""
+                   dry_run: bool = False, signer: Signer | None = None) -> Report:
+    """One pass over the last `days` partitions. `dry_run` counts what it would do and writes nothing;
+    `signer` signs the audit records it repairs (like every audit record)."""
     now = now or datetime.now(UTC)
     report = Report()
     for dt in _partitions(now, days):
@@ -76,7 +78,7 @@ def reconcile_once(objects: ObjectStore, verdicts: VerdictStore, enqueue: Callab
                 report.unreadable += 1
                 log.warning("reconcile_unreadable_intent", key=key, error=type(exc).__name__)
                 continue
-            _reconcile_scan(msg, objects, verdicts, enqueue, now, stale_after_s, report, dry_run)
+            _reconcile_scan(msg, objects, verdicts, enqueue, now, stale_after_s, report, dry_run, signer)
     log.info("reconcile_done", intents=report.intents, done=report.done, fresh=report.fresh,
              requeued=len(report.requeued), states_restored=report.states_restored,
              audit_repaired=report.audit_repaired, unreadable=report.unreadable)
@@ -92,7 +94,7 @@ def last_activity(msg: ScanMessage, state: dict[str, str]) -> datetime:
 
 def _reconcile_scan(msg: ScanMessage, objects: ObjectStore, verdicts: VerdictStore,
                     enqueue: Callable[[ScanMessage], None], now: datetime, stale_after_s: float,
-                    report: Report, dry_run: bool) -> None:
+                    report: Report, dry_run: bool, signer: Signer | None) -> None:
     state = verdicts.get_scan(msg.scan_id) or {}
     if (now - last_activity(msg, state)).total_seconds() < stale_after_s:
         report.fresh += 1  # possibly a worker between its Redis verdict and its audit record: leave it
@@ -100,7 +102,7 @@ def _reconcile_scan(msg: ScanMessage, objects: ObjectStore, verdicts: VerdictSto
     verdict = verdicts.get_verdict(msg.scan_id)
     if verdict is not None:
         if not dry_run:
-            write_audit(verdict, objects)
+            write_audit(verdict, objects, signer=signer)
         report.audit_repaired += 1
         return
     report.requeued.append(msg.scan_id)
@@ -118,8 +120,8 @@ class Reconciler:
     """Runs reconcile_once every `interval_s` in a daemon thread; one worker per interval (Redis lock)."""
 
     def __init__(self, objects: ObjectStore, verdicts: VerdictStore, enqueue: Callable[[ScanMessage], None],
-                 interval_s: float, stale_after_s: float, days: int) -> None:
-        self.objects, self.verdicts, self.enqueue = objects, verdicts, enqueue
+                 interval_s: float, stale_after_s: float, days: int, signer: Signer | None = None) -> None:
+        self.objects, self.verdicts, self.enqueue, self.signer = objects, verdicts, enqueue, signer
         self.interval_s, self.stale_after_s, self.days = interval_s, stale_after_s, days
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tenderscan-reconciler", daemon=True)
@@ -136,7 +138,7 @@ class Reconciler:
             try:
                 if self.verdicts.r.set(keys.RECONCILE_LOCK_KEY, "1", nx=True, ex=max(1, int(self.interval_s))):
                     reconcile_once(self.objects, self.verdicts, self.enqueue, stale_after_s=self.stale_after_s,
-                                   days=self.days)
+                                   days=self.days, signer=self.signer)
             except TenderscanError as exc:  # Redis or S3 away: try again next interval
                 log.warning("reconcile_failed", error=type(exc).__name__, detail=str(exc)[:200])
             except Exception as exc:  # noqa: BLE001 - redis errors from the lock call itself

@@ -33,6 +33,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -42,6 +43,9 @@ from workers.core.errors import TransientError, is_outage
 from workers.core.schemas import ScanMessage
 from workers.core.settings import Settings
 from workers.runtime import pipeline
+
+if TYPE_CHECKING:
+    from workers.runtime.context import WorkerContext
 
 log = structlog.get_logger("workers.runtime.retrying")
 
@@ -90,22 +94,22 @@ def why_give_up(exc: BaseException, state: dict[str, str] | None, policy: RetryP
     return None
 
 
-def settle(failed: Sequence[tuple[ScanMessage, BaseException]], deps: pipeline.Deps, policy: RetryPolicy,
+def settle(failed: Sequence[tuple[ScanMessage, BaseException]], ctx: WorkerContext,
            retries: int) -> list[ScanMessage]:
-    """Give the failed scans that are out of budget their `error` verdict. Returns those scans; the
-    caller retries the message for the others. Raises TransientError if Redis cannot tell (retry all)."""
-    states = deps.verdicts.get_scans([m.scan_id for m, _ in failed])
-    now = deps.clock()
+    """Give the failed scans that are out of budget (ctx.policy) their `error` verdict. Returns those
+    scans; the caller retries the message for the others. Raises TransientError if Redis cannot tell."""
+    states = ctx.verdicts.get_scans([m.scan_id for m, _ in failed])
+    now = ctx.clock()
     ended: list[ScanMessage] = []
     for (msg, exc), state in zip(failed, states, strict=True):
-        verdict = why_give_up(exc, state, policy, retries, now)
+        verdict = why_give_up(exc, state, ctx.policy, retries, now)
         if verdict is None:
             continue
         reason, detail = verdict
         with structlog.contextvars.bound_contextvars(scan_id=msg.scan_id, tenant=msg.tenant):
             log.error("scan_retries_exhausted", error=type(exc).__name__, reason=reason.value, retries=retries)
             try:
-                pipeline.fail_scan(msg, deps, detail, reason, int((state or {}).get("attempts") or 1))
+                pipeline.fail_scan(msg, ctx, detail, reason, int((state or {}).get("attempts") or 1))
             except TransientError as fail_exc:  # its verdict could not be stored: retried with the rest
                 log.warning("scan_fail_deferred", error=type(fail_exc).__name__)
                 continue

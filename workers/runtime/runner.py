@@ -5,7 +5,7 @@
                             scan's batch has run, and returns that scan's ScanPrediction
     preprocessing           split in two (models.transforms): `preprocess` (per scan, task thread: the
                             canonical view, uint8) and `normalize` (once per stacked batch, batcher thread)
-    start / get_runner      the one runner of this process (built by a Celery signal, or lazily)
+    build_runner(settings)  load + warm up: the runner of a worker process (WorkerContext.load)
 
 CUDA is touched only inside `load_model`, which the worker calls in the process that will run the
 model: a prefork child (worker_process_init), or the main process of a threads/solo worker. A
@@ -15,7 +15,6 @@ parent that forks never imports a CUDA context into its children.
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -243,35 +242,15 @@ class ModelRunner:
         ]
 
 
-# --- the one runner of this process -------------------------------------------------------------
-_lock = threading.Lock()
-_runner: ModelRunner | None = None
-
-
-def start(settings: Settings) -> ModelRunner:
-    """Build, warm up and keep this process's runner (idempotent; called from Celery signals)."""
-    global _runner
-    with _lock:
-        if _runner is None:
-            t0 = time.monotonic()
-            runner = ModelRunner.from_settings(settings)
-            warm_s = runner.warm_up()
-            log.info("model_loaded", model=runner.model_ref.name, version=runner.model_ref.version,
-                     weights_sha256=runner.model_ref.sha256[:12], device=str(runner.model.device),
-                     load_s=round(time.monotonic() - t0, 3), warm_up_s=round(warm_s, 3),
-                     max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms)
-            _runner = runner
-        return _runner
-
-
-def get_runner(settings: Settings) -> ModelRunner:
-    """The runner, built on first use if no signal built it (lock-protected)."""
-    return _runner if _runner is not None else start(settings)
-
-
-def stop() -> None:
-    global _runner
-    with _lock:
-        if _runner is not None:
-            _runner.close()
-            _runner = None
+# --- the runner of a worker process -------------------------------------------------------------
+def build_runner(settings: Settings) -> ModelRunner:
+    """Load, warm up and log this process's runner. WorkerContext.load calls it once, in the process
+    that runs the model (after any fork)."""
+    t0 = time.monotonic()
+    runner = ModelRunner.from_settings(settings)
+    warm_s = runner.warm_up()
+    log.info("model_loaded", model=runner.model_ref.name, version=runner.model_ref.version,
+             weights_sha256=runner.model_ref.sha256[:12], device=str(runner.model.device),
+             load_s=round(time.monotonic() - t0, 3), warm_up_s=round(warm_s, 3),
+             max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms)
+    return runner

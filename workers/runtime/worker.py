@@ -1,37 +1,42 @@
-"""The worker's Celery app: `celery -A workers.app worker -P threads` (or `tenderscan worker`).
+"""The worker's Celery app (`celery -A workers.app worker -P threads`, or `tenderscan worker`) and the
+hooks that build, start and stop its context (runtime/context.py), one per worker process.
 
-Settings are read from the environment once, here. Importing this module registers the task and
-the hooks that build the model runner in the process that will use it:
+Settings are read from the environment once, here. Importing this module registers the tasks and
+the hooks; it builds nothing else (`celery -A workers.app inspect ...` imports it too, and its
+stdout must stay clean JSON):
 
-    worker_init           TLS endpoints (rediss://, https:// S3) verify against the configured CAs, or exit
-    worker_process_init   prefork children and the solo pool: build after the fork
-    worker_init           threads pool: build in the worker's main process before it consumes
-    worker_ready          serve Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/telemetry.py);
-                          start the reconciler thread (workers/runtime/reconcile.py; every
-                          TENDERSCAN_RECONCILE_INTERVAL_S, one worker at a time via a Redis lock)
+    worker_init           TLS endpoints (rediss://, https:// S3) verify against the configured CAs, or
+                          exit; then the WorkerContext (settings, audit signer, retry policy, slots) is
+                          attached to the app. A threads pool loads its runner and stores here, in the
+                          worker's one process, before it consumes
+    worker_process_init   a prefork child or the solo pool: load the runner and stores there, after the
+                          fork (CUDA is never initialised in a parent that forks)
+    worker_ready          start the context's services: the reconciler (one worker per interval, by a
+                          Redis lock), the liveness heartbeat, Prometheus /metrics on TENDERSCAN_METRICS_PORT
     worker_shutting_down  SIGTERM: warm shutdown bounded by TENDERSCAN_SHUTDOWN_GRACE_S; past it the
-                          scans still in hand go back to the queue and the process exits (workers/runtime/shutdown.py)
-    worker_shutdown       stop the reconciler, close the batcher (pending scans finish first)
+                          scans still in hand go back to the queue and the process exits (shutdown.py)
+    worker_shutdown       close the context: reconciler, heartbeat, exporter, batcher (pending scans finish)
 
-`workers.tasks` also builds the runner lazily, under a lock, should no hook have run.
 A model that does not load stops the worker at start (SystemExit: Celery swallows ordinary
-exceptions from signal handlers), instead of consuming scans it can only fail.
+exceptions from signal handlers), instead of consuming scans it can only fail. A benchmark may
+attach a context of its own before the worker starts (producer/bench/ceiling.py); worker_init keeps it.
 """
 
 from __future__ import annotations
 
 from celery import signals
 
-from workers.audit import signing
 from workers.core.celery_app import make_celery
 from workers.core.logging import configure_logging, get_logger
 from workers.core.settings import Settings
-from workers.runtime import publish
+from workers.runtime import tasks
+from workers.runtime.context import WorkerContext, attach, context_of
 
 settings = Settings.from_env()
 configure_logging(settings.log_level, settings.log_json)  # before any hook below logs
 app = make_celery(settings)
 app.set_current()
+tasks.register(app)
 log = get_logger("workers.runtime.worker")
 
 
@@ -46,21 +51,18 @@ def _pool_name(worker) -> str:
     return pool if isinstance(pool, str) else getattr(pool, "__module__", "").rsplit(".", 1)[-1]
 
 
-def _build_runner() -> None:
-
+def _load(ctx: WorkerContext) -> None:
     try:
-        from workers.runtime import runner as model_runner
-
-        model_runner.start(settings)
+        ctx.load()
     except Exception as exc:
         log.critical("model_load_failed", model=settings.model, error=type(exc).__name__, detail=str(exc)[:300])
         raise SystemExit(3) from exc
 
 
 @signals.worker_init.connect
-def _check_transport(**_) -> None:
+def _start(sender=None, **_) -> None:
     """A TLS certificate the configured CA does not vouch for stops the worker at start, named
-    (workers/core/transport.py), instead of an endless broker reconnect loop."""
+    (core/transport.py), instead of an endless broker reconnect loop. Then the context."""
     from workers.core.transport import TransportError, check_tls
 
     try:
@@ -68,110 +70,30 @@ def _check_transport(**_) -> None:
     except TransportError as exc:
         log.critical("tls_verification_failed", detail=str(exc))
         raise SystemExit(3) from exc
-
-
-@signals.worker_init.connect
-def _install_signer(**_) -> None:
-    """Audit records signed (docs/AUDIT.md). In worker_init, not at import: `celery -A workers.app
-    inspect ...` imports this module too, and its stdout must stay clean JSON. Prefork children
-    inherit the signer from the parent."""
-    publish.configure_signing(signing.signer_from_settings(settings))
-
-
-@signals.worker_init.connect
-def _build_in_main_process(sender=None, **_) -> None:
+    ctx = context_of(app) or attach(app, WorkerContext.from_settings(settings))
     if _pool_name(sender) in ("threads", "thread"):
-        _build_runner()
+        _load(ctx)
 
 
 @signals.worker_process_init.connect
-def _build_after_fork(**_) -> None:
-    _build_runner()
-
-
-_reconciler = None
+def _load_after_fork(**_) -> None:
+    _load(context_of(app) or attach(app, WorkerContext.from_settings(settings)))
 
 
 @signals.worker_ready.connect
-def _start_reconciler(**_) -> None:
-    global _reconciler
-    if settings.reconcile_interval_s <= 0:
-        return
-    from workers.core import keys
-    from workers.core.schemas import ScanMessage
-    from workers.core.storage import S3ObjectStore
-    from workers.core.verdict_store import VerdictStore
-    from workers.runtime.reconcile import Reconciler
-
-    def enqueue(msg: ScanMessage) -> None:
-        app.send_task(keys.TASK_NAME, args=[msg.encode()], queue=keys.QUEUE)
-
-    _reconciler = Reconciler(S3ObjectStore.from_settings(settings), VerdictStore.from_settings(settings), enqueue,
-                             settings.reconcile_interval_s, settings.reconcile_stale_after_s, settings.reconcile_days)
-    _reconciler.start()
-
-
-_heartbeat = None
-
-
-@signals.worker_ready.connect
-def _start_heartbeat(**_) -> None:
-    """Liveness for Kubernetes (`python -m workers.health`): fresh while the batcher thread runs."""
-    global _heartbeat
-    from pathlib import Path
-
-    from workers.runtime import health
-    from workers.runtime import runner as model_runner
-
-    def alive() -> bool:
-        runner = model_runner._runner
-        return runner is None or runner.batcher._thread.is_alive()  # prefork parent: no runner here
-
-    _heartbeat = health.start_heartbeat(alive, Path(settings.heartbeat_file))
-
-
-@signals.worker_ready.connect
-def _serve_metrics(**_) -> None:
-    """Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/telemetry.py); 0 = off."""
-    from workers.core import telemetry
-
-    if telemetry.serve(settings.metrics_port):
-        log.info("metrics_serving", port=settings.metrics_port)
-
-
-_consumer = None  # the Celery consumer (worker_ready's sender): the grace watchdog requeues through it
-_watchdog = None
-
-
-@signals.worker_ready.connect
-def _remember_consumer(sender=None, **_) -> None:
-    global _consumer
-    _consumer = sender
+def _start_services(sender=None, **_) -> None:
+    context_of(app).start_services(app, consumer=sender)
 
 
 @signals.worker_shutting_down.connect
 def _bound_the_drain(how=None, **_) -> None:
-    """SIGTERM (warm): finish the scans in hand, but for at most settings.shutdown_grace_s."""
-    global _watchdog
-    if how != "Warm" or _consumer is None or _watchdog is not None:
-        return
-    from workers.runtime.shutdown import GraceWatchdog, restore_unacked
-
-    _watchdog = GraceWatchdog(settings.shutdown_grace_s, lambda: restore_unacked(_consumer))
-    _watchdog.arm()
+    ctx = context_of(app)
+    if how == "Warm" and ctx is not None:
+        ctx.drain()
 
 
 @signals.worker_shutdown.connect
 def _close(**_) -> None:
-    from workers.runtime import runner as model_runner
-
-    if _watchdog is not None:
-        _watchdog.disarm()
-    if _reconciler is not None:
-        _reconciler.stop()
-    if _heartbeat is not None:
-        _heartbeat.set()
-    model_runner.stop()
-
-
-from workers.runtime import tasks  # noqa: E402,F401  - registers the task on `app`
+    ctx = context_of(app)
+    if ctx is not None:
+        ctx.close()

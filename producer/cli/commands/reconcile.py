@@ -30,18 +30,17 @@ def run(args: argparse.Namespace) -> int:
     from workers.core.settings import Settings
     from workers.core.storage import S3ObjectStore
     from workers.core.verdict_store import VerdictStore
-    from workers.runtime import publish
     from workers.runtime.reconcile import reconcile_once
 
     settings = Settings.from_env()
-    publish.configure_signing(signing.signer_from_settings(settings))  # repaired audit records are signed too
     objects = S3ObjectStore.from_settings(settings)
     verdicts = VerdictStore.from_settings(settings)
     enqueue = (lambda msg: None) if args.dry_run else CeleryEnqueuer.from_settings(settings).enqueue
     report = reconcile_once(objects, verdicts, enqueue,
                             stale_after_s=args.stale_after if args.stale_after is not None
                             else settings.reconcile_stale_after_s,
-                            days=args.days or settings.reconcile_days, dry_run=args.dry_run)
+                            days=args.days or settings.reconcile_days, dry_run=args.dry_run,
+                            signer=signing.signer_from_settings(settings))  # repaired audit records are signed too
     data = dataclasses.asdict(report)
     if args.json:
         print(json.dumps(data, indent=2))

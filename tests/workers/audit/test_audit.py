@@ -259,17 +259,3 @@ def test_cli_parses_audit_actions():
                                       "--to", "2026-03-02", "--store", "s1", "--out", "x.csv"])
     assert args.func.__name__ == "run_pull" and args.store == ["s1"] and args.start == "2026-03-01"
     assert manifests.days("2026-02-27", "2026-03-01") == ["2026-02-27", "2026-02-28", "2026-03-01"]
-
-
-def test_the_process_signer_signs_every_write_audit():
-    from workers.runtime import publish
-
-    objects = MemoryObjectStore()
-    v = verdict()
-    publish.configure_signing(SIGNER)  # what workers/runtime/worker.py does once at start
-    try:
-        write_audit(v, objects)
-    finally:
-        publish.configure_signing(None)
-    obj = objects.get(audit_key(v))
-    assert manifests.check_record(VERIFIER, audit_key(v), obj.data, obj.metadata) is None

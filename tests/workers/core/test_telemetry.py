@@ -113,4 +113,23 @@ def test_the_api_serves_metrics(clean_redis):
 
 
 def test_the_worker_exporter_is_off_on_port_zero():
-    assert telemetry.serve(0) is False
+    assert telemetry.serve(0) is None
+
+
+def test_the_worker_exporter_serves_the_registry_until_shut_down():
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = telemetry.serve(port, addr="127.0.0.1")
+    try:
+        telemetry.observe_batch(4, 1.0)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "tenderscan_batch_size_count" in body
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)

@@ -26,7 +26,9 @@ from workers.core.schemas import ScanMessage, Verdict
 from workers.core.storage import MemoryObjectStore
 from workers.core.verdict_store import VerdictStore, redis_client
 from workers.runtime import pipeline
+from workers.runtime.context import WorkerContext
 from workers.runtime.publish import audit_key
+from workers.runtime.retrying import RetryPolicy
 from workers.runtime.runner import ModelRunner
 
 LIMITS = imaging.Limits(max_bytes=200_000)
@@ -54,37 +56,37 @@ def env(clean_redis):
     store = MemoryObjectStore(bucket="scans")
     verdicts = VerdictStore(redis_client(clean_redis), ttl_s=600)
     runner = ModelRunner(twin_model(), max_batch_size=16, max_wait_s=0.4)
-    deps = pipeline.Deps(store, verdicts, runner, LIMITS)
-    yield deps
+    ctx = WorkerContext(objects=store, verdicts=verdicts, runner=runner, limits=LIMITS)
+    yield ctx
     runner.close()
 
 
-def scan(deps, data: bytes | None, *, sha256: str | None = None, deadline: str | None = None) -> ScanMessage:
+def scan(ctx, data: bytes | None, *, sha256: str | None = None, deadline: str | None = None) -> ScanMessage:
     """Do what the edge does: image into the store (unless None), scan recorded as queued."""
     sid = schemas.new_scan_id()
     submitted = clock.utcnow()
     key = keys.image_s3_key("acme", sid, submitted, "JPEG")
     if data is not None:
-        deps.objects.put(key, data, "image/jpeg", {"sha256": hashlib.sha256(data).hexdigest()})
+        ctx.objects.put(key, data, "image/jpeg", {"sha256": hashlib.sha256(data).hexdigest()})
     msg = ScanMessage(scan_id=sid, tenant="acme", store_id="s1", terminal_id="t1", image_key=key,
                       sha256=sha256 or hashlib.sha256(data or b"").hexdigest(), bytes=len(data or b""),
                       submitted_at=submitted, deadline=deadline)
-    deps.verdicts.create_scan(msg)
+    ctx.verdicts.create_scan(msg)
     return msg
 
 
-def run_together(deps, msgs: list[ScanMessage]) -> list[Verdict]:
+def run_together(ctx, msgs: list[ScanMessage]) -> list[Verdict]:
     """Process messages concurrently, as the threads pool does, so that good scans share a batch."""
-    results = call_concurrently(lambda msg: pipeline.process_scan(msg, deps), msgs, timeout_s=20)
+    results = call_concurrently(lambda msg: pipeline.process_scan(msg, ctx), msgs, timeout_s=20)
     assert not [r for r in results if isinstance(r, Exception)], results
     return results
 
 
-def assert_published(deps, verdict: Verdict) -> None:
+def assert_published(ctx, verdict: Verdict) -> None:
     """Redis and S3 hold the same bytes, and the scan is done."""
-    assert deps.verdicts.get_verdict(verdict.scan_id) == verdict
-    assert deps.objects.get(audit_key(verdict)).data == verdict.encode().encode()
-    assert deps.verdicts.get_scan(verdict.scan_id)["status"] == "done"
+    assert ctx.verdicts.get_verdict(verdict.scan_id) == verdict
+    assert ctx.objects.get(audit_key(verdict)).data == verdict.encode().encode()
+    assert ctx.verdicts.get_scan(verdict.scan_id)["status"] == "done"
 
 
 @pytest.fixture()
@@ -173,18 +175,18 @@ def test_store_outage_propagates_as_transient_and_writes_nothing(env):
 
 
 def test_an_outage_longer_than_the_poison_cap_spends_none_of_it(env):
-    deps = replace(env, max_attempts=2)
-    msg = scan(deps, jpeg(240))
-    deps.objects.down = True
+    ctx = replace(env, policy=RetryPolicy(max_attempts=2))
+    msg = scan(ctx, jpeg(240))
+    ctx.objects.down = True
     for _ in range(10):  # ten deliveries, each ending in the outage
         with pytest.raises(StorageUnavailable):
-            pipeline.process_scan(msg, deps)
-    state = deps.verdicts.get_scan(msg.scan_id)
+            pipeline.process_scan(msg, ctx)
+    state = ctx.verdicts.get_scan(msg.scan_id)
     assert state["attempts"] == "0" and state["transient_failures"] == "10" and state["transient_since"]
-    deps.objects.down = False
-    v = pipeline.process_scan(msg, deps)
+    ctx.objects.down = False
+    v = pipeline.process_scan(msg, ctx)
     assert (v.decision, v.attempt) == ("counterfeit", 1)
-    assert_published(deps, v)
+    assert_published(ctx, v)
 
 
 def test_an_outage_at_publish_refunds_too_and_the_redelivery_writes_the_audit_record(env):
@@ -194,9 +196,9 @@ def test_an_outage_at_publish_refunds_too_and_the_redelivery_writes_the_audit_re
         def put(self, *args, **kwargs):
             raise StorageUnavailable("S3 503 on the audit PUT")
 
-    deps = replace(env, objects=AuditDown(bucket="scans", objects=env.objects.objects))  # same bucket, PUTs fail
+    ctx = replace(env, objects=AuditDown(bucket="scans", objects=env.objects.objects))  # same bucket, PUTs fail
     with pytest.raises(StorageUnavailable):
-        pipeline.process_scan(msg, deps)
+        pipeline.process_scan(msg, ctx)
     assert env.verdicts.get_scan(msg.scan_id)["attempts"] == "0"
     v = pipeline.process_scan(msg, env)  # the verdict is in Redis already: only the audit record is written
     assert v.attempt == 1
@@ -210,21 +212,21 @@ def test_a_refund_that_fails_leaves_the_attempt_counted_and_the_outage_still_pro
         def refund_attempts(self, scan_ids, at):
             raise StoreUnavailable("Redis unavailable (ConnectionError)")
 
-    deps = replace(env, verdicts=RefundFails(env.verdicts.r, ttl_s=600))
-    deps.objects.down = True
+    ctx = replace(env, verdicts=RefundFails(env.verdicts.r, ttl_s=600))
+    ctx.objects.down = True
     with pytest.raises(StorageUnavailable):  # the outage, not the refund's failure
-        pipeline.process_scan(msg, deps)
+        pipeline.process_scan(msg, ctx)
     assert env.verdicts.get_scan(msg.scan_id)["attempts"] == "1"  # best effort: counted
 
 
 def test_a_scan_failing_for_its_own_reason_every_time_still_spends_its_attempts(env):
-    deps = replace(env, max_attempts=2)
-    msg = replace(scan(deps, jpeg(240)), deadline="not a time")  # every delivery raises ValueError
+    ctx = replace(env, policy=RetryPolicy(max_attempts=2))
+    msg = replace(scan(ctx, jpeg(240)), deadline="not a time")  # every delivery raises ValueError
     for n in (1, 2):
         with pytest.raises(ValueError):
-            pipeline.process_scan(msg, deps)
-        assert deps.verdicts.get_scan(msg.scan_id)["attempts"] == str(n)
-    v = pipeline.process_scan(msg, deps)  # the third delivery is past the cap: poison
+            pipeline.process_scan(msg, ctx)
+        assert ctx.verdicts.get_scan(msg.scan_id)["attempts"] == str(n)
+    v = pipeline.process_scan(msg, ctx)  # the third delivery is past the cap: poison
     assert (v.decision, v.reason, v.attempt) == ("error", "internal_error", 3)
 
 
@@ -242,21 +244,21 @@ def test_an_inference_timeout_is_a_hang_and_spends_its_attempt(env):
         def result(self, future):
             raise InferenceTimeout("no forward pass within 60s")
 
-    deps = replace(env, runner=Stuck())
-    msg = scan(deps, jpeg(240))
+    ctx = replace(env, runner=Stuck())
+    msg = scan(ctx, jpeg(240))
     with pytest.raises(InferenceTimeout):
-        pipeline.process_scan(msg, deps)
-    assert deps.verdicts.get_scan(msg.scan_id)["attempts"] == "1"
+        pipeline.process_scan(msg, ctx)
+    assert ctx.verdicts.get_scan(msg.scan_id)["attempts"] == "1"
 
 
 def test_a_scan_delivered_too_often_is_rejected_as_poison_without_inference(env):
-    deps = replace(env, max_attempts=2)
-    msg = scan(deps, jpeg(240))
-    deps.verdicts.start_scans([msg.scan_id])
-    deps.verdicts.start_scans([msg.scan_id])  # two deliveries died before publishing
-    v = pipeline.process_scan(msg, deps)
+    ctx = replace(env, policy=RetryPolicy(max_attempts=2))
+    msg = scan(ctx, jpeg(240))
+    ctx.verdicts.start_scans([msg.scan_id])
+    ctx.verdicts.start_scans([msg.scan_id])  # two deliveries died before publishing
+    v = pipeline.process_scan(msg, ctx)
     assert (v.decision, v.reason, v.attempt) == ("error", "internal_error", 3)
-    assert_published(deps, v)
+    assert_published(ctx, v)
 
 
 def test_fail_scan_and_bad_message_write_terminal_verdicts(env):
@@ -316,17 +318,17 @@ def test_process_scans_returns_a_transient_failure_in_its_own_slot(env):
     assert state["attempts"] == "0" and state["transient_failures"] == "1"  # the outage was refunded
 
 
-def direct_upload(deps, data: bytes, content_type: str = "image/jpeg", *, sha256: str | None = None,
+def direct_upload(ctx, data: bytes, content_type: str = "image/jpeg", *, sha256: str | None = None,
                   size: int | None = None) -> ScanMessage:
     """What a scan by reference looks like: the device's bytes at an uploads/ key, the message from the
     edge's HEAD and the device's declared checksum (producer/uploads.py)."""
     upload_id = schemas.new_scan_id()
     key = keys.upload_s3_key("acme", upload_id)
-    deps.objects.put(key, data, content_type)
+    ctx.objects.put(key, data, content_type)
     msg = ScanMessage(scan_id=schemas.new_scan_id(), tenant="acme", store_id="s1", terminal_id="t1", image_key=key,
                       sha256=sha256 or hashlib.sha256(data).hexdigest(), bytes=len(data) if size is None else size,
                       submitted_at=clock.utcnow())
-    deps.verdicts.create_scan(msg)
+    ctx.verdicts.create_scan(msg)
     return msg
 
 
@@ -349,3 +351,14 @@ def test_the_worker_rechecks_what_a_direct_upload_left_in_s3(env):
         "type": ("rejected", "type_mismatch"), "not_an_image": ("rejected", "unsupported_format")}
     for v in verdicts.values():
         assert_published(env, v)
+
+
+def test_published_audit_records_carry_the_contexts_signature(env):
+    from workers.audit.manifests import check_record
+    from workers.audit.signing import Signer, Verifier
+
+    signer = Signer("11" * 32)
+    ctx = replace(env, signer=signer)
+    for v in (pipeline.process_scan(scan(ctx, jpeg(240)), ctx), pipeline.process_scan(scan(ctx, b""), ctx)):
+        obj = ctx.objects.get(audit_key(v))  # a judged scan and a rejected one alike
+        assert check_record(Verifier([signer.public_hex]), audit_key(v), obj.data, obj.metadata) is None

@@ -18,6 +18,7 @@ from workers.core.enums import Reason
 from workers.core.errors import StorageError, StorageUnavailable, StoreUnavailable
 from workers.core.settings import Settings
 from workers.runtime import pipeline
+from workers.runtime.context import now
 from workers.runtime.publish import audit_key
 from workers.runtime.retrying import RetryPolicy, settle, why_give_up
 from workers.runtime.runner import InferenceTimeout
@@ -73,43 +74,40 @@ def test_the_backstop_ends_a_scan_whose_state_redis_lost():
 def test_settle_keeps_an_outage_going_past_the_old_cap_then_ends_it_after_the_window(env):  # noqa: F811
     """The task's loop, by hand: deliveries in an outage settle to "retry" long past max_attempts;
     once the window has passed since the first one, the scan gets its distinct `error` verdict."""
-    deps = replace(env, max_attempts=2)
-    policy = RetryPolicy(max_attempts=2, window_s=900, cap_s=30)
-    msg = scan(deps, jpeg(240))
-    deps.objects.down = True
+    ctx = replace(env, policy=RetryPolicy(max_attempts=2, window_s=900, cap_s=30))
+    msg = scan(ctx, jpeg(240))
+    ctx.objects.down = True
     for retries in range(10):
         with pytest.raises(StorageUnavailable) as caught:
-            pipeline.process_scan(msg, deps)
-        assert settle([(msg, caught.value)], deps, policy, retries) == []
-    later = replace(deps, clock=lambda: pipeline._now() + timedelta(seconds=901))
+            pipeline.process_scan(msg, ctx)
+        assert settle([(msg, caught.value)], ctx, retries) == []
+    later = replace(ctx, clock=lambda: now() + timedelta(seconds=901))
     with pytest.raises(StorageUnavailable) as caught:
         pipeline.process_scan(msg, later)
-    assert settle([(msg, caught.value)], later, policy, 10) == []  # its verdict is in Redis, not yet in S3
-    deps.objects.down = False
-    assert settle([(msg, caught.value)], later, policy, 11) == [msg]
-    v = deps.verdicts.get_verdict(msg.scan_id)
+    assert settle([(msg, caught.value)], later, 10) == []  # its verdict is in Redis, not yet in S3
+    ctx.objects.down = False
+    assert settle([(msg, caught.value)], later, 11) == [msg]
+    v = ctx.verdicts.get_verdict(msg.scan_id)
     assert (v.decision, v.reason, v.attempt) == ("error", "infrastructure_unavailable", 1)
-    assert deps.objects.get(audit_key(v)).data == v.encode().encode()
+    assert ctx.objects.get(audit_key(v)).data == v.encode().encode()
 
 
 def test_settle_ends_a_poison_scan_at_max_attempts_and_leaves_its_neighbours_alone(env):  # noqa: F811
-    deps = replace(env, max_attempts=2)
-    policy = RetryPolicy(max_attempts=2, window_s=900, cap_s=30)
-    poison = replace(scan(deps, jpeg(240)), deadline="not a time")
-    healthy = scan(deps, jpeg(10))
-    deps.verdicts.start_scans([healthy.scan_id])
-    deps.verdicts.refund_attempt(healthy.scan_id, format_time(deps.clock()))
+    ctx = replace(env, policy=RetryPolicy(max_attempts=2, window_s=900, cap_s=30))
+    poison = replace(scan(ctx, jpeg(240)), deadline="not a time")
+    healthy = scan(ctx, jpeg(10))
+    ctx.verdicts.start_scans([healthy.scan_id])
+    ctx.verdicts.refund_attempt(healthy.scan_id, format_time(ctx.clock()))
     outcomes = []
     for retries in range(2):
         with pytest.raises(ValueError) as caught:
-            pipeline.process_scan(poison, deps)
-        outcomes.append(settle([(poison, caught.value), (healthy, StorageUnavailable("S3 down"))], deps, policy,
-                               retries))
+            pipeline.process_scan(poison, ctx)
+        outcomes.append(settle([(poison, caught.value), (healthy, StorageUnavailable("S3 down"))], ctx, retries))
     assert outcomes == [[], [poison]]  # the second counted delivery reaches the cap
-    v = deps.verdicts.get_verdict(poison.scan_id)
+    v = ctx.verdicts.get_verdict(poison.scan_id)
     assert (v.decision, v.reason, v.attempt) == ("error", "internal_error", 2)
     assert v.detail == "ValueError after 2 attempts"
-    assert deps.verdicts.get_verdict(healthy.scan_id) is None
+    assert ctx.verdicts.get_verdict(healthy.scan_id) is None
 
 
 def test_settle_defers_to_a_retry_when_redis_cannot_tell(env):  # noqa: F811
@@ -119,6 +117,6 @@ def test_settle_defers_to_a_retry_when_redis_cannot_tell(env):  # noqa: F811
         def get_scans(self, scan_ids):
             raise StoreUnavailable("Redis unavailable (TimeoutError)")
 
-    deps = replace(env, verdicts=Down(env.verdicts.r))
+    ctx = replace(env, verdicts=Down(env.verdicts.r), policy=POLICY)
     with pytest.raises(StoreUnavailable):
-        settle([(msg, StoreUnavailable("Redis unavailable"))], deps, POLICY, 0)
+        settle([(msg, StoreUnavailable("Redis unavailable"))], ctx, 0)

@@ -12,8 +12,14 @@ from PIL import ImageStat
 from models.decision import Thresholds
 from tests.concurrency import call_concurrently
 from workers.core.schemas import ModelRef
-from workers.runtime import runner as runner_module
-from workers.runtime.runner import InferenceTimeout, LoadedModel, ModelRunner, load_model, pick_device
+from workers.runtime.runner import (
+    InferenceTimeout,
+    LoadedModel,
+    ModelRunner,
+    build_runner,
+    load_model,
+    pick_device,
+)
 
 SIGNS = ["watermark", "microprint"]
 DENOMS = ["10", "20", "50"]
@@ -140,15 +146,21 @@ def test_load_model_reads_a_real_checkpoint_and_runs_through_the_runner(checkpoi
     assert pred.batch_size == 1
 
 
-def test_process_runner_is_built_once(checkpoint_path):
+def test_build_runner_loads_warms_up_and_says_so(checkpoint_path):
+    from structlog.testing import capture_logs
+
     from workers.core.settings import Settings
 
     settings = Settings().with_(model=str(checkpoint_path), device="cpu", max_batch_size=2)
+    with capture_logs() as events:
+        runner = build_runner(settings)
     try:
-        first = runner_module.start(settings)
-        assert runner_module.get_runner(settings) is first and runner_module.start(settings) is first
+        assert runner.model_ref.name == "tiny" and runner.batcher.max_size == 2 and runner.batcher.is_alive()
+        loaded = [e for e in events if e["event"] == "model_loaded"]
+        assert len(loaded) == 1 and loaded[0]["version"] == "t1" and loaded[0]["warm_up_s"] >= 0
     finally:
-        runner_module.stop()
+        runner.close()
+    assert not runner.batcher.is_alive()
 
 
 def test_auto_device_is_cpu_without_cuda():
