@@ -64,6 +64,21 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class InlineExecutor(Executor):
+    """Runs each job as it is submitted, in the caller's thread: how a message of one runs (no thread hop)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - a Future carries any outcome, as a pool's does
+            future.set_exception(exc)
+        return future
+
+
+INLINE = InlineExecutor()  # stateless
+
+
 @dataclass(eq=False)
 class WorkerContext:
     # --- what a scan needs (pipeline.py, publish.py, retrying.py) ---------------------------------------
@@ -131,6 +146,11 @@ class WorkerContext:
                                                      thread_name_prefix="tenderscan-scan")
             self._loaded = True
         return self
+
+    def executor_for(self, scans: int) -> Executor:
+        """Where a message's per-scan jobs run: a message of one in its own task thread, start to end;
+        several on the fan-out threads (in the caller's thread too when this context has none)."""
+        return self.fanout if scans > 1 and self.fanout is not None else INLINE
 
     def alive(self) -> bool:
         """The liveness heartbeat's question: does the batcher thread run? (A prefork parent has no runner.)"""

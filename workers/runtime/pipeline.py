@@ -1,25 +1,35 @@
-"""One scan, from its queue message to its published verdict. Plain functions; the Celery task calls them.
+"""The scans of one queue message, from the message to their published verdicts. Plain functions; the
+Celery tasks call them, and nothing here knows about Celery. One path: a one-scan message is a
+message of one.
 
-    process_scans(msgs, ctx, executor)   a multi-scan message: process_scan for each, concurrently,
-                                          one outcome per scan; returns when all have finished
-    process_scan(msg, ctx)
-      verdict already stored?  -> redelivery: make sure the S3 audit record exists, return it
-      start_scans              -> attempt number; past max_attempts the scan is poison: an `error`
-                                  verdict (internal_error), no further work
-      past its deadline?       -> `expired` (deadline_exceeded), no inference
-      S3 get (max_bytes)       -> image_missing / image_too_large
-      length == message's?     -> size_mismatch
-      sha256 == message's?     -> checksum_mismatch
-      direct upload: magic     -> type_mismatch (bytes vs the stored Content-Type), unsupported_format
-      imaging.decode           -> the RejectedScan's reason (empty, format, unreadable, bomb, size)
-      preprocess, runner.infer -> waits for this scan's batch (other task threads fill it)
-      decide, publish          -> Redis SET NX first, then the winner to S3
+    process_scans(msgs, ctx)   one outcome per scan, in order (its Verdict, or the exception that stopped
+                               it); returns when every scan has finished, so the message's late ack
+                               comes after its last verdict
+      start_scans              one Redis round trip: per scan, its stored verdict (a redelivery: make
+                               sure its audit record exists, nothing else) or its attempt number, counted
+      prepare, per scan        past max_attempts          -> `error` (internal_error), no further work
+                               past its deadline          -> `expired` (deadline_exceeded), no inference
+                               S3 get (max_bytes)         -> image_missing / image_too_large
+                               length, sha256 == message's -> size_mismatch / checksum_mismatch
+                               direct upload: magic bytes -> type_mismatch, unsupported_format
+                               imaging.decode             -> the RejectedScan's reason
+                               preprocess                 -> the model input, to the batcher at once
+      runner.result, decide    the scan's share of its batch -> the decision fields -> its verdict
+      publish                  one SET NX script call for all the verdicts, then each winner's stored
+                               bytes to S3 (publish.py)
+      refund                   the scans whose outcome is an outage give back the attempt counted
+    process_scan(msg, ctx)     process_scans([msg], ctx): the verdict, or its exception raised
 
-Every bad input ends in its own `rejected` verdict; TransientError (Redis, S3, a stuck runner)
-propagates so the task retries. A delivery that ends in an outage (S3 or Redis: errors.is_outage)
-gives back the attempt start_scans counted, best effort (`_refund`): the poison cap counts
-deliveries that crashed, hung or failed for a reason of the scan's own, never outages; the task
-bounds outages by time instead (workers/runtime/retrying.py). Nothing here knows about Celery.
+Where the work runs (ctx.executor_for): a message of one in its task thread, start to end; a
+multi-scan message's scans PREPARE_CHUNK per job on the context's fan-out threads, each chunk's
+scans going to the batcher as soon as it is ready, so a message's scans fill batches together.
+
+Every bad input ends in its own `rejected` verdict; an exception (TransientError for Redis, S3, a
+stuck runner) is that scan's outcome alone, and its message-mates go on; the task retries the
+message, and on redelivery the scans that already have a verdict skip all work. A delivery that
+ends in an outage (S3 or Redis: errors.is_outage) gives back the attempt start_scans counted, best
+effort (`_refund`): the poison cap counts deliveries that crashed, hung or failed for a reason of
+the scan's own, never outages; the task bounds outages by time instead (runtime/retrying.py).
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -39,14 +49,17 @@ from workers.core.enums import Decision, Reason
 from workers.core.errors import ObjectNotFound, RejectedScan, TransientError, is_outage
 from workers.core.keys import CONTENT_TYPES, is_upload_key
 from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
-from workers.core.storage import ObjectStore, StoredObject, TooLarge
+from workers.core.storage import StoredObject, TooLarge
 from workers.runtime import decide
-from workers.runtime.publish import publish, write_audit
+from workers.runtime.publish import publish, publish_one, write_audit
 
 if TYPE_CHECKING:
     from workers.runtime.context import WorkerContext
 
 log = structlog.get_logger("workers.runtime.pipeline")
+
+PREPARE_CHUNK = 4  # scans fetched and decoded per fan-out job (fewer thread hops than one job per scan)
+
 
 @dataclass
 class _Stages:
@@ -59,6 +72,150 @@ class _Stages:
         now = time.monotonic()
         self.ms[name + "_ms"] = round((now - self._t) * 1000, 2)
         self._t = now
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One scan of the message on its way to a verdict: known without inference, or its model input."""
+
+    index: int  # its place in the message: where its outcome goes
+    msg: ScanMessage
+    attempt: int  # this delivery's attempt number (counted by start_scans)
+    dequeued: str  # when this delivery began (clock format)
+    queue_wait_ms: float  # from its submission to its dequeue
+    stages: _Stages  # its stage timings so far
+    verdict: Verdict | None = None  # decided without inference (error, expired, rejected), or after it
+    x: Any = None  # the model input, when inference is needed
+    info: imaging.ImageInfo | None = None  # the decoded image's format and size
+
+
+def process_scans(msgs: Sequence[ScanMessage], ctx: WorkerContext) -> list[Verdict | BaseException]:
+    """Each scan of one message to its verdict, or to the exception that stopped it (see the module
+    docstring). Returns when all have finished."""
+    outcomes: list[Verdict | BaseException | None] = [None] * len(msgs)
+    executor = ctx.executor_for(len(msgs))
+    try:
+        started = ctx.verdicts.start_scans([m.scan_id for m in msgs])
+    except Exception as exc:  # noqa: BLE001 - Redis is down: every scan fails, the message is retried
+        return [exc] * len(msgs)
+    redelivered: list[tuple[int, Future]] = []  # (index, its audit record being made sure of)
+    todo: list[tuple[int, ScanMessage, int]] = []  # (index, scan, attempt) of the scans to judge
+    for i, (msg, stored) in enumerate(zip(msgs, started, strict=True)):
+        if isinstance(stored, Verdict):  # a redelivery: its verdict is final, its audit record may be missing
+            outcomes[i] = stored
+            redelivered.append((i, executor.submit(write_audit, stored, ctx.objects, only_if_missing=True,
+                                                   signer=ctx.signer)))
+            log.info("scan_redelivered", scan_id=msg.scan_id, decision=stored.decision, attempt=stored.attempt)
+        else:
+            todo.append((i, msg, stored))
+    judged = _judge(todo, ctx, executor, outcomes)
+    publish_started = time.monotonic()
+    winners = publish([s.verdict for s in judged], ctx, executor)
+    publish_ms = round((time.monotonic() - publish_started) * 1000, 2)  # the message's, pipelined
+    for i, future in redelivered:
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - the verdict is stored; the next redelivery writes the record
+            outcomes[i] = exc
+    for scan, winner in zip(judged, winners, strict=True):
+        outcomes[scan.index] = winner
+    outages = [i for i, _, _ in todo if is_outage(outcomes[i])]
+    if outages:  # those scans give back the attempt this delivery counted
+        _refund([msgs[i].scan_id for i in outages], ctx, outcomes[outages[0]])
+    for scan, winner in zip(judged, winners, strict=True):
+        if isinstance(winner, Verdict):
+            scan.stages.ms["publish_ms"] = publish_ms
+            _done(winner, scan)
+    return outcomes  # type: ignore[return-value] - every slot is filled by now
+
+
+def process_scan(msg: ScanMessage, ctx: WorkerContext) -> Verdict:
+    """A message of one: its verdict, or the exception that stopped it."""
+    (outcome,) = process_scans([msg], ctx)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _judge(todo: list[tuple[int, ScanMessage, int]], ctx: WorkerContext, executor: Executor,
+           outcomes: list) -> list[Scan]:
+    """Prepare every scan (PREPARE_CHUNK per executor job), hand each model input to the batcher as soon
+    as its chunk is ready, then turn each scan's share of its batch into its verdict. Returns the scans
+    with a verdict; a scan that failed has its exception in `outcomes` instead."""
+    judged: list[Scan] = []
+    inferring: list[tuple[Scan, Future]] = []
+    with ctx.runner.expecting(len(todo)):  # the batcher may wait for these while they are fetched and decoded
+        chunks = [executor.submit(_prepare_chunk, todo[k:k + PREPARE_CHUNK], ctx)
+                  for k in range(0, len(todo), PREPARE_CHUNK)]
+        for chunk in chunks:
+            for i, prepared in chunk.result():
+                if isinstance(prepared, Exception):
+                    outcomes[i] = prepared
+                elif prepared.verdict is not None:
+                    judged.append(prepared)
+                else:
+                    try:
+                        inferring.append((prepared, ctx.runner.submit(prepared.x)))
+                    except Exception as exc:  # noqa: BLE001 - e.g. the batcher is closing: retry this scan
+                        outcomes[i] = exc
+    for scan, future in inferring:
+        try:
+            judged.append(_after_infer(scan, ctx, ctx.runner.result(future)))
+        except Exception as exc:  # noqa: BLE001 - this scan's own outcome (InferenceTimeout: a hang)
+            outcomes[scan.index] = exc
+    return judged
+
+
+def _prepare_chunk(chunk: list[tuple[int, ScanMessage, int]], ctx: WorkerContext) -> list[tuple[int, Scan | Exception]]:
+    """_prepare for a few scans in one executor job, each with its own outcome."""
+    out: list[tuple[int, Scan | Exception]] = []
+    for i, msg, attempt in chunk:
+        try:
+            with structlog.contextvars.bound_contextvars(scan_id=msg.scan_id, tenant=msg.tenant):
+                out.append((i, _prepare(i, msg, ctx, attempt)))
+        except Exception as exc:  # noqa: BLE001 - this scan's own outcome
+            out.append((i, exc))
+    return out
+
+
+def _prepare(index: int, msg: ScanMessage, ctx: WorkerContext, attempt: int) -> Scan:
+    """Poison, deadline, S3 fetch, checks, decode: a verdict already, or the model input."""
+    stages = _Stages()
+    dequeued_at = ctx.clock()
+    scan = Scan(index, msg, attempt, format_time(dequeued_at),
+                round((dequeued_at - parse_time(msg.submitted_at)).total_seconds() * 1000, 2), stages)
+    if attempt > ctx.policy.max_attempts:
+        return replace(scan, verdict=unjudged_verdict(msg, Decision.ERROR, Reason.INTERNAL_ERROR,
+                                                      f"failed {attempt - 1} deliveries", attempt, scan.dequeued,
+                                                      format_time(ctx.clock())))
+    if msg.deadline is not None and parse_time(msg.deadline) < dequeued_at:
+        return replace(scan, verdict=unjudged_verdict(msg, Decision.EXPIRED, Reason.DEADLINE_EXCEEDED,
+                                                      f"dequeued after the deadline {msg.deadline}", attempt,
+                                                      scan.dequeued, format_time(ctx.clock())))
+    try:
+        x, info = _fetch_decode(msg, ctx, stages)
+    except RejectedScan as exc:
+        return replace(scan, verdict=unjudged_verdict(msg, Decision.REJECTED, exc.reason, exc.detail, attempt,
+                                                      scan.dequeued, format_time(ctx.clock())))
+    return replace(scan, x=x, info=info)
+
+
+def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
+    """This scan's share of its batch -> decision fields -> the verdict to store."""
+    scan.stages.ms.update(batch_wait_ms=round(pred.batch_wait_ms, 2), forward_ms=round(pred.forward_ms, 2))
+    scan.stages.lap("infer")
+    msg = scan.msg
+    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, ctx.runner.thresholds)
+    verdict = Verdict(
+        scan_id=msg.scan_id, tenant=msg.tenant, store_id=msg.store_id, terminal_id=msg.terminal_id,
+        input=_input_ref(msg, scan.info),
+        timestamps=Timestamps(submitted=msg.submitted_at, dequeued=scan.dequeued,
+                              inference_start=pred.inference_start, inference_end=pred.inference_end,
+                              completed=format_time(ctx.clock())),
+        model=ctx.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=scan.attempt,
+        **fields.as_verdict_fields(),
+    )
+    return replace(scan, verdict=verdict, x=None)
 
 
 def _input_ref(msg: ScanMessage, info: imaging.ImageInfo | None = None) -> InputRef:
@@ -106,31 +263,9 @@ def _check_arrived(msg: ScanMessage, obj: StoredObject) -> None:
             raise RejectedScan(Reason.TYPE_MISMATCH, f"a {fmt} stored as {obj.content_type!r}")
 
 
-def process_scan(msg: ScanMessage, ctx: WorkerContext) -> Verdict:
-    stages = _Stages()
-    started = ctx.verdicts.start_scans([msg.scan_id])[0]  # its verdict, or its attempt number
-    if isinstance(started, Verdict):
-        write_audit(started, ctx.objects, only_if_missing=True, signer=ctx.signer)
-        log.info("scan_redelivered", decision=started.decision, attempt=started.attempt)
-        return started
-    attempt = started
-    try:
-        verdict, queue_wait_ms = _judge(msg, ctx, attempt, stages)
-        winner = publish(verdict, ctx.verdicts, ctx.objects, ctx.signer)
-    except TransientError as exc:
-        if is_outage(exc):
-            _refund([msg.scan_id], ctx, exc)
-        raise
-    stages.lap("publish")
-    _done(winner, attempt, queue_wait_ms, stages)
-    return winner
-
-
 def _refund(scan_ids: list[str], ctx: WorkerContext, error: BaseException) -> None:
     """Give back the attempts of deliveries that ended in an outage. Best effort: when Redis is what is
     down the refund fails too, and that delivery stays counted (logged; docs/RELIABILITY.md)."""
-    if not scan_ids:
-        return
     try:
         ctx.verdicts.refund_attempts(scan_ids, format_time(ctx.clock()))
     except TransientError as exc:
@@ -138,177 +273,12 @@ def _refund(scan_ids: list[str], ctx: WorkerContext, error: BaseException) -> No
                     error=type(exc).__name__)
 
 
-def _done(winner: Verdict, attempt: int, queue_wait_ms: float, stages: _Stages, **ids: str) -> None:
-    """The scan_done event and the metrics: the same numbers (the bench reads the metrics). `ids`:
-    scan_id and tenant where the caller has not bound them to the log context."""
-    log.info("scan_done", decision=winner.decision, reason=winner.reason, attempt=attempt,
-             batch_id=winner.batch_id, batch_size=winner.batch_size, queue_wait_ms=queue_wait_ms, **stages.ms, **ids)
-    telemetry.observe_scan(winner.decision, winner.reason, dict(stages.ms, queue_wait_ms=queue_wait_ms))
-
-
-@dataclass
-class _Judging:
-    """One scan between start_scans and publish: either its verdict, or its model input."""
-
-    msg: ScanMessage
-    attempt: int
-    stages: _Stages
-    dequeued: str
-    queue_wait_ms: float
-    verdict: Verdict | None = None  # set when no inference is needed (error, expired, rejected)
-    x: Any = None
-    info: imaging.ImageInfo | None = None
-
-
-def _before_infer(msg: ScanMessage, ctx: WorkerContext, attempt: int, stages: _Stages) -> _Judging:
-    """Poison, deadline, S3 fetch, checksum, decode: a verdict already, or the model input."""
-    dequeued_at = ctx.clock()
-    j = _Judging(msg, attempt, stages, format_time(dequeued_at),
-                 round((dequeued_at - parse_time(msg.submitted_at)).total_seconds() * 1000, 2))
-    if attempt > ctx.policy.max_attempts:
-        j.verdict = unjudged_verdict(msg, Decision.ERROR, Reason.INTERNAL_ERROR, f"failed {attempt - 1} deliveries",
-                                     attempt, j.dequeued, format_time(ctx.clock()))
-    elif msg.deadline is not None and parse_time(msg.deadline) < dequeued_at:
-        j.verdict = unjudged_verdict(msg, Decision.EXPIRED, Reason.DEADLINE_EXCEEDED,
-                                     f"dequeued after the deadline {msg.deadline}", attempt, j.dequeued,
-                                     format_time(ctx.clock()))
-    else:
-        try:
-            j.x, j.info = _fetch_decode(msg, ctx, stages)
-        except RejectedScan as exc:
-            j.verdict = unjudged_verdict(msg, Decision.REJECTED, exc.reason, exc.detail, attempt, j.dequeued,
-                                         format_time(ctx.clock()))
-    return j
-
-
-def _after_infer(j: _Judging, ctx: WorkerContext, pred) -> Verdict:
-    """This scan's share of its batch -> decision fields -> the verdict to store."""
-    j.stages.ms.update(batch_wait_ms=round(pred.batch_wait_ms, 2), forward_ms=round(pred.forward_ms, 2))
-    j.stages.lap("infer")
-    msg = j.msg
-    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, ctx.runner.thresholds)
-    return Verdict(
-        scan_id=msg.scan_id, tenant=msg.tenant, store_id=msg.store_id, terminal_id=msg.terminal_id,
-        input=_input_ref(msg, j.info),
-        timestamps=Timestamps(submitted=msg.submitted_at, dequeued=j.dequeued, inference_start=pred.inference_start,
-                              inference_end=pred.inference_end, completed=format_time(ctx.clock())),
-        model=ctx.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=j.attempt,
-        **fields.as_verdict_fields(),
-    )
-
-
-def _judge(msg: ScanMessage, ctx: WorkerContext, attempt: int, stages: _Stages) -> tuple[Verdict, float]:
-    """Everything between start_scans and publish: the verdict to store, and the queue wait (ms)."""
-    with ctx.runner.expecting(1):  # the batcher may wait for this scan while it is fetched and decoded
-        j = _before_infer(msg, ctx, attempt, stages)
-        future = ctx.runner.submit(j.x) if j.verdict is None else None
-    if future is not None:
-        j.verdict = _after_infer(j, ctx, ctx.runner.result(future))
-    return j.verdict, j.queue_wait_ms
-
-
-def _prepare_chunk(chunk: list[tuple[int, ScanMessage, int]], ctx: WorkerContext) -> list[tuple[int, _Judging | Exception]]:
-    """_before_infer for a few scans on one executor thread (fewer thread hops than one job per scan)."""
-    out: list[tuple[int, _Judging | Exception]] = []
-    for i, msg, attempt in chunk:
-        try:
-            with structlog.contextvars.bound_contextvars(scan_id=msg.scan_id, tenant=msg.tenant):
-                out.append((i, _before_infer(msg, ctx, attempt, _Stages())))
-        except Exception as exc:  # noqa: BLE001 - this scan's own outcome
-            out.append((i, exc))
-    return out
-
-
-PREPARE_CHUNK = 4  # scans fetched and decoded per executor job in process_scans
-AUDIT_CHUNK = 4  # audit PUTs per executor job in process_scans (fewer thread hops, still parallel)
-
-
-def _put_audits(chunk: list[tuple[int, Verdict, str]], objects: ObjectStore, signer) -> None:
-    for _, winner, raw in chunk:
-        write_audit(winner, objects, signer=signer, encoded=raw)  # the bytes Redis holds, signed
-
-
-def process_scans(msgs: Sequence[ScanMessage], ctx: WorkerContext, executor: Executor) -> list[Verdict | BaseException]:
-    """The scans of one multi-scan message, each with its own outcome, with Redis round trips per message.
-
-        start_scans                    one round trip: a scan with a stored verdict is a redelivery
-                                       (audit only), the others are marked processing and get their
-                                       attempt numbers (refunded, pipelined, for the scans whose
-                                       outcome is an outage: is_outage)
-        fetch + decode on executor     PREPARE_CHUNK scans per job; each scan then goes to the batcher
-                                       without waiting, so a message's scans fill batches together
-        SET NX the verdicts            one round trip (the same Lua script as publish, for all of them)
-        audit records on executor      S3 PUTs in parallel
-
-    Returns when every scan has finished, so the message's late ack comes after its last verdict.
-    An exception is returned in its scan's slot (its mates go on); the caller retries the message and
-    on redelivery the scans that already have a verdict skip all work.
-    """
-    out: list[Verdict | BaseException | None] = [None] * len(msgs)
-    try:
-        started = ctx.verdicts.start_scans([m.scan_id for m in msgs])
-    except Exception as exc:  # noqa: BLE001 - Redis is down: every scan fails, the message is retried
-        return [exc] * len(msgs)
-    audits = []
-    jobs: list[tuple[int, ScanMessage, int]] = []  # (index, scan, attempt) of the scans to judge
-    for i, v in enumerate(started):
-        if isinstance(v, Verdict):
-            out[i] = v
-            audits.append((i, executor.submit(write_audit, v, ctx.objects, True, ctx.signer)))
-            log.info("scan_redelivered", scan_id=v.scan_id, decision=v.decision, attempt=v.attempt)
-        else:
-            jobs.append((i, msgs[i], v))
-    todo = [i for i, _, _ in jobs]
-    # fetch + decode a few scans per executor job; as each job finishes, its scans go to the batcher
-    ready: list[tuple[int, int, _Stages, Verdict, float]] = []
-    inferring: list[tuple[int, _Judging, Future]] = []
-    with ctx.runner.expecting(len(jobs)):  # the batcher may wait for these while they are decoded
-        prepared = [executor.submit(_prepare_chunk, jobs[k:k + PREPARE_CHUNK], ctx)
-                    for k in range(0, len(jobs), PREPARE_CHUNK)]
-        for chunk_future in prepared:
-            for i, j in chunk_future.result():
-                if isinstance(j, Exception):
-                    out[i] = j
-                elif j.verdict is not None:
-                    ready.append((i, j.attempt, j.stages, j.verdict, j.queue_wait_ms))
-                else:
-                    try:
-                        inferring.append((i, j, ctx.runner.submit(j.x)))
-                    except Exception as exc:  # noqa: BLE001 - e.g. the batcher is closing: retry this scan
-                        out[i] = exc
-    for i, j, future in inferring:
-        try:
-            ready.append((i, j.attempt, j.stages, _after_infer(j, ctx, ctx.runner.result(future)), j.queue_wait_ms))
-        except Exception as exc:  # noqa: BLE001 - this scan's own outcome
-            out[i] = exc
-    publish_started = time.monotonic()
-    try:
-        saved = ctx.verdicts.save_verdicts([r[3] for r in ready])
-    except Exception as exc:  # noqa: BLE001
-        for r in ready:
-            out[r[0]] = exc
-        saved = []
-    # audit records: AUDIT_CHUNK sequential PUTs per executor job
-    pairs = [(r[0], winner, raw) for r, (winner, raw) in zip(ready, saved, strict=True)]
-    for start in range(0, len(pairs), AUDIT_CHUNK):
-        chunk = pairs[start:start + AUDIT_CHUNK]
-        audits.append(([i for i, _, _ in chunk], executor.submit(_put_audits, chunk, ctx.objects, ctx.signer)))
-    for idx, future in audits:
-        try:
-            future.result()
-        except Exception as exc:  # noqa: BLE001 - the verdicts are stored; a redelivery writes the audits
-            for i in idx if isinstance(idx, list) else [idx]:
-                out[i] = exc
-    outages = [i for i in todo if is_outage(out[i])]
-    if outages:  # those scans give back the attempt this delivery counted
-        _refund([msgs[i].scan_id for i in outages], ctx, out[outages[0]])
-    publish_ms = round((time.monotonic() - publish_started) * 1000, 2)  # the message's pipelined publish
-    for (i, attempt, stages, _, queue_wait_ms), (winner, _) in zip(ready, saved, strict=True):
-        if out[i] is None:
-            stages.ms["publish_ms"] = publish_ms
-            _done(winner, attempt, queue_wait_ms, stages, scan_id=winner.scan_id, tenant=winner.tenant)
-            out[i] = winner
-    return out  # type: ignore[return-value]
+def _done(winner: Verdict, scan: Scan) -> None:
+    """The scan_done event and the metrics: the same numbers (the bench reads the metrics)."""
+    log.info("scan_done", scan_id=winner.scan_id, tenant=winner.tenant, decision=winner.decision,
+             reason=winner.reason, attempt=scan.attempt, batch_id=winner.batch_id, batch_size=winner.batch_size,
+             queue_wait_ms=scan.queue_wait_ms, **scan.stages.ms)
+    telemetry.observe_scan(winner.decision, winner.reason, dict(scan.stages.ms, queue_wait_ms=scan.queue_wait_ms))
 
 
 def fail_scan(msg: ScanMessage, ctx: WorkerContext, detail: str, reason: Reason = Reason.INTERNAL_ERROR,
@@ -319,7 +289,7 @@ def fail_scan(msg: ScanMessage, ctx: WorkerContext, detail: str, reason: Reason 
         attempt = int((ctx.verdicts.get_scan(msg.scan_id) or {}).get("attempts") or 1)
     now = format_time(ctx.clock())
     verdict = unjudged_verdict(msg, Decision.ERROR, reason, detail, max(attempt, 1), now, now)
-    winner = publish(verdict, ctx.verdicts, ctx.objects, ctx.signer)
+    winner = publish_one(verdict, ctx)
     log.warning("scan_failed", decision=winner.decision, reason=winner.reason, attempt=attempt)
     return winner
 
@@ -338,4 +308,4 @@ def reject_bad_message(scan_id: str, detail: str, ctx: WorkerContext) -> Verdict
                       sha256="", bytes=0, submitted_at=scan["submitted_at"])
     now = format_time(ctx.clock())
     verdict = unjudged_verdict(msg, Decision.REJECTED, Reason.BAD_MESSAGE, detail, 1, now, now)
-    return publish(verdict, ctx.verdicts, ctx.objects, ctx.signer)
+    return publish_one(verdict, ctx)

@@ -92,13 +92,7 @@ def _run(task, msgs: Sequence[ScanMessage], ctx: WorkerContext) -> list[str]:
     """The pipeline, then the failed scans settled: each scan's decision (`error` for one given up now).
     Raises the message's Retry while any scan is left without a verdict."""
     try:
-        if len(msgs) == 1:  # the pipeline's one-scan path (until it has one path for both)
-            try:
-                outcomes: list[Any] = [pipeline.process_scan(msgs[0], ctx)]
-            except Exception as exc:  # noqa: BLE001 - this scan's outcome
-                outcomes = [exc]
-        else:
-            outcomes = pipeline.process_scans(msgs, ctx, ctx.fanout)
+        outcomes: list[Any] = pipeline.process_scans(msgs, ctx)
     except Exception as exc:  # noqa: BLE001 - never let an unexpected error ack the message: retry it
         outcomes = [exc] * len(msgs)
     failed = [(m, o) for m, o in zip(msgs, outcomes, strict=True) if isinstance(o, BaseException)]

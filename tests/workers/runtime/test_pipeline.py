@@ -27,7 +27,7 @@ from workers.core.storage import MemoryObjectStore
 from workers.core.verdict_store import VerdictStore, redis_client
 from workers.runtime import pipeline
 from workers.runtime.context import WorkerContext
-from workers.runtime.publish import audit_key
+from workers.runtime.publish import AUDIT_CHUNK, audit_key
 from workers.runtime.retrying import RetryPolicy
 from workers.runtime.runner import ModelRunner
 
@@ -276,13 +276,20 @@ def test_fail_scan_and_bad_message_write_terminal_verdicts(env):
     assert pipeline.reject_bad_message(schemas.new_scan_id(), "unknown scan", env) is None
 
 
-# --- multi-scan messages (pipeline.process_scans) ------------------------------------------------------
-def test_process_scans_gives_each_scan_its_own_verdict_in_shared_batches(env):
+# --- multi-scan messages: the same path, fanned out ------------------------------------------------------
+@pytest.fixture()
+def fanned(env):
+    """`env` with fan-out threads, as a worker process has them (WorkerContext.load)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    with ThreadPoolExecutor(8, thread_name_prefix="test-fanout") as pool:
+        yield replace(env, fanout=pool)
+
+
+def test_process_scans_gives_each_scan_its_own_verdict_in_shared_batches(fanned):
+    env = fanned
     msgs = [scan(env, jpeg(10 * i)) for i in range(5)] + [scan(env, b"not an image at all, just text")]
-    with ThreadPoolExecutor(8) as pool:
-        out = pipeline.process_scans(msgs, env, pool)
+    out = pipeline.process_scans(msgs, env)
     assert [v.scan_id for v in out] == [m.scan_id for m in msgs]
     assert [v.decision for v in out[:5]] != ["rejected"] * 5 and out[5].decision == "rejected"
     assert len({v.batch_id for v in out[:5]}) == 1 and out[0].batch_size == 5  # one forward pass
@@ -291,31 +298,69 @@ def test_process_scans_gives_each_scan_its_own_verdict_in_shared_batches(env):
         assert env.objects.get(audit_key(v)).data.decode() == v.encode()
 
 
-def test_process_scans_redelivery_keeps_the_first_verdicts(env):
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_process_scans_redelivery_keeps_the_first_verdicts(fanned):
+    env = fanned
     msgs = [scan(env, jpeg(40)), scan(env, jpeg(80))]
-    with ThreadPoolExecutor(4) as pool:
-        first = pipeline.process_scans(msgs, env, pool)
-        env.objects.delete(audit_key(first[0]))  # lost before the ack
-        again = pipeline.process_scans(msgs, env, pool)
+    first = pipeline.process_scans(msgs, env)
+    env.objects.delete(audit_key(first[0]))  # lost before the ack
+    again = pipeline.process_scans(msgs, env)
     assert again == first
     assert env.objects.exists(audit_key(first[0]))
     assert env.verdicts.get_scan(msgs[0].scan_id)["attempts"] == "1"  # no second inference
 
 
-def test_process_scans_returns_a_transient_failure_in_its_own_slot(env):
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_process_scans_returns_a_transient_failure_in_its_own_slot(fanned):
+    env = fanned
     good = scan(env, jpeg(20))
     env.objects.down = True
-    with ThreadPoolExecutor(4) as pool:
-        out = pipeline.process_scans([good, scan(env, None)], env, pool)
+    out = pipeline.process_scans([good, scan(env, None)], env)
     env.objects.down = False
     assert all(isinstance(o, StorageUnavailable) for o in out)
     assert env.verdicts.get_verdict(good.scan_id) is None  # nothing stored: the message is retried
     state = env.verdicts.get_scan(good.scan_id)
     assert state["attempts"] == "0" and state["transient_failures"] == "1"  # the outage was refunded
+
+
+def test_a_failed_audit_write_is_the_outcome_of_its_own_chunk_only(fanned):
+    """Verdicts are stored for all; the scans whose audit PUT failed are retried (and refunded), the rest done."""
+    import threading
+
+    class FirstAuditPutFails(MemoryObjectStore):
+        refused = threading.Event()
+
+        def put(self, key, data, content_type="application/octet-stream", metadata=None):
+            with self._lock:
+                refuse = key.startswith("verdicts/") and not self.refused.is_set()
+                if refuse:
+                    self.refused.set()
+            if refuse:
+                raise StorageUnavailable("S3 PUT refused")
+            super().put(key, data, content_type, metadata)
+
+    store = FirstAuditPutFails(bucket="scans", objects=fanned.objects.objects)
+    env = replace(fanned, objects=store)
+    msgs = [scan(env, jpeg(30 + i)) for i in range(AUDIT_CHUNK + 1)]
+    out = pipeline.process_scans(msgs, env)
+    failed = [i for i, o in enumerate(out) if isinstance(o, StorageUnavailable)]
+    assert failed in (list(range(AUDIT_CHUNK)), [AUDIT_CHUNK])  # one chunk
+    assert all(isinstance(out[i], Verdict) for i in range(len(msgs)) if i not in failed)
+    assert all(env.verdicts.get_verdict(m.scan_id) is not None for m in msgs)  # every verdict is stored
+    assert {env.verdicts.get_scan(msgs[i].scan_id)["attempts"] for i in failed} == {"0"}  # refunded
+    again = pipeline.process_scans([msgs[i] for i in failed], env)  # the redelivery writes the records
+    assert all(env.objects.exists(audit_key(v)) for v in again)
+
+
+def test_a_message_of_one_runs_in_its_own_thread_start_to_end(env):
+    """No fan-out hop for one scan: the single-scan task's thread fetches, decodes, publishes."""
+    from concurrent.futures import Executor
+
+    class Refuses(Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            raise AssertionError("a message of one must not use the fan-out threads")
+
+    ctx = replace(env, fanout=Refuses())
+    v = pipeline.process_scan(scan(ctx, jpeg(200)), ctx)
+    assert v.decision in ("genuine", "counterfeit", "review") and ctx.objects.exists(audit_key(v))
 
 
 def direct_upload(ctx, data: bytes, content_type: str = "image/jpeg", *, sha256: str | None = None,
