@@ -1,7 +1,7 @@
 """workers/runtime/pipeline.py: every scan gets its own verdict, and bad scans never spoil their batch.
 
 Real Redis (clean_redis), the in-memory object store twin, and the real ModelRunner + Batcher
-around a stand-in model (tests/test_inference.py::twin_model).
+around a stand-in model (tests/workers/runtime/test_runner.py::twin_model).
 """
 
 from __future__ import annotations
