@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from producer import devstack
-from tests.workers.audit.test_audit import verdict
+from tests.workers.audit.records import verdict
 from workers.audit import manifests, signing
 from workers.core.errors import StorageError
 from workers.core.settings import Settings
