@@ -81,6 +81,9 @@ INLINE = InlineExecutor()  # stateless
 
 @dataclass(eq=False)
 class WorkerContext:
+    """Everything one worker process holds (see the module docstring). Mutable: load() and the
+    services fill it in; a test builds one by hand with the fields a scan needs."""
+
     # --- what a scan needs (pipeline.py, publish.py, retrying.py) ---------------------------------------
     objects: ObjectStore | None = None  # the scans bucket: images in, audit records out
     verdicts: VerdictStore | None = None  # scan states and verdicts in Redis
@@ -90,6 +93,7 @@ class WorkerContext:
     policy: RetryPolicy = field(default_factory=RetryPolicy)  # max_attempts, the outage window, backoff
     clock: Callable[[], datetime] = now
     fanout: Executor | None = None  # threads for the scans of a multi-scan message (None: in the caller's)
+    # scans of multi-scan messages in flight in this process (tasks.py takes them per message)
     slots: ScanSlots = field(default_factory=lambda: ScanSlots(2 * Settings().effective_concurrency))
     # --- the worker's own services (runtime/worker.py starts and stops them) --------------------------
     settings: Settings | None = None  # what load() builds from; None for a context built by hand
