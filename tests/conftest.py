@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from producer import devstack
-from workers.settings import Settings
-from workers.storage import S3ObjectStore
+from workers.core.settings import Settings
+from workers.core.storage import S3ObjectStore
 
 ACCESS_KEY = "tenderscan"
 SECRET_KEY = "tenderscan-secret"

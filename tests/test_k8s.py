@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from workers.settings import env_names
+from workers.core.settings import env_names
 
 K8S = Path(__file__).resolve().parent.parent / "infra" / "k8s"
 NPM_DIR = Path(__file__).resolve().parent.parent / ".tenderscan" / "npm"

@@ -18,8 +18,8 @@ import redis
 
 from producer import devstack
 from tests.conftest import ACCESS_KEY, SECRET_KEY
-from workers.settings import Settings
-from workers.storage import S3ObjectStore
+from workers.core.settings import Settings
+from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +120,8 @@ def prefill(stack: Stack, images: list[bytes], count: int, tenant: str = "acme",
     from concurrent.futures import ThreadPoolExecutor
 
     from producer.submit import CeleryEnqueuer, Submitter, Upload
-    from workers.imaging import Limits
-    from workers.verdict_store import VerdictStore
+    from workers.core.imaging import Limits
+    from workers.core.verdict_store import VerdictStore
 
     submitter = Submitter(S3ObjectStore.from_settings(stack.settings), VerdictStore.from_settings(stack.settings),
                           CeleryEnqueuer.from_settings(stack.settings), Limits.from_settings(stack.settings),

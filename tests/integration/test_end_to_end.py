@@ -19,9 +19,9 @@ import redis
 from models.synth import make_scans
 from producer.client import ClientError
 from tests.integration.conftest import start_stack, tenant_clients
-from workers import contract
-from workers.contract import Verdict
-from workers.storage import S3ObjectStore
+from workers.core import keys
+from workers.core.schemas import Verdict
+from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +69,8 @@ def test_every_scan_gets_exactly_one_verdict_in_redis_and_s3(stack, run):
     for row in run:
         sid = row["accepted"]["scan_id"]
         assert row["done"]["status"] == "done"
-        in_redis = Verdict.decode(r.get(contract.verdict_key(sid)))
-        key = contract.verdict_s3_key(row["tenant"], sid, in_redis.timestamps.submitted)
+        in_redis = Verdict.decode(r.get(keys.verdict_key(sid)))
+        key = keys.verdict_s3_key(row["tenant"], sid, in_redis.timestamps.submitted)
         assert key in audit_keys
         in_s3 = Verdict.decode(store.get(key).data)
         assert in_s3 == in_redis == Verdict.decode(row["done"]["verdict"])
