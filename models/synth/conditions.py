@@ -215,8 +215,16 @@ def base_condition(rng: np.random.Generator, device: str | None = None) -> dict:
             "light_azimuth_deg": round(rng.uniform(0, 360), 1), "light_elevation_deg": round(rng.uniform(35, 75), 1)}
 
 
+CONTROL = "none"  # the suite's control cell: an ordinary capture, no family applied
+
+
 def family_condition(rng: np.random.Generator, family: str, strength: str) -> dict:
-    """One cell of the robustness suite: an ordinary capture plus one family at a named strength (±10 %)."""
+    """One cell of the robustness suite: an ordinary capture plus one family at a named strength (±10 %);
+    family "none" is the control: the ordinary capture alone."""
+    if family == CONTROL:
+        c = base_condition(rng)
+        c["family"], c["strength"] = CONTROL, strength
+        return c
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose from {sorted(FAMILIES)}")
     if strength not in STRENGTHS:
