@@ -95,15 +95,21 @@ class Seen:
     visible_share: float = 1.0
 
 
+def geometry_reason(seen: Seen, thresholds: Thresholds) -> str | None:
+    """The first two rules: what the locator saw alone rejects the scan (before any forward pass)."""
+    if seen.notes >= 2:
+        return "multiple_notes"
+    if seen.visible_share < thresholds.min_visible:
+        return "note_incomplete"
+    return None
+
+
 def decide_scan(p_counterfeit: float, thresholds: Thresholds, kind: Sequence[float] | None = None,
                 ood: float | None = None, seen: Seen | None = None) -> tuple[str, str | None]:
     """(decision, reason): the whole rule of the module docstring. `kind` is the kind head's
     probabilities in KINDS order (None for a model without one), `ood` the out-of-distribution score."""
-    if seen is not None:
-        if seen.notes >= 2:
-            return REJECTED, "multiple_notes"
-        if seen.visible_share < thresholds.min_visible:
-            return REJECTED, "note_incomplete"
+    if seen is not None and (reason := geometry_reason(seen, thresholds)) is not None:
+        return REJECTED, reason
     if kind is not None:
         p_note = float(kind[0])
         if p_note < thresholds.note_reject:

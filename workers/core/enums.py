@@ -19,15 +19,16 @@ class Decision(StrEnum):
 
     GENUINE = "genuine"  # auto-decided: legal tender
     COUNTERFEIT = "counterfeit"  # auto-decided: a fake
-    REVIEW = "review"  # the model is unsure: a person must look at the bill
-    REJECTED = "rejected"  # the scan could not be judged (bad image); `reason` says why
+    REVIEW = "review"  # the model is unsure: a person must look at the bill; `reason` says why
+    REJECTED = "rejected"  # the scan could not be judged (bad image, or not one whole note); `reason` says why
     EXPIRED = "expired"  # dequeued after its deadline; no inference was run
     ERROR = "error"  # terminal: a poison scan (failed its worker max_attempts times, reason internal_error)
     #                  or one S3/Redis kept failing for the transient retry window (infrastructure_unavailable)
 
 
 class Reason(StrEnum):
-    """Why a scan was rejected, expired or ended in error. Also the `reason` of the edge's 4xx answers."""
+    """Why a scan was rejected, expired, ended in error or went to review. Also the `reason` of the
+    edge's 4xx answers."""
 
     IMAGE_MISSING = "image_missing"  # no object at the scan's key
     IMAGE_EMPTY = "image_empty"  # zero bytes
@@ -44,3 +45,11 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "internal_error"  # a poison scan: it kept failing its worker
     INFRASTRUCTURE_UNAVAILABLE = "infrastructure_unavailable"  # S3 or Redis kept failing for the whole
     #                                                            transient retry window (TRANSIENT_RETRY_WINDOW_S)
+    # the scan is a readable image but not one whole note of ours (rejected: ask for a new scan)
+    NOT_A_BANKNOTE = "not_a_banknote"  # no note of ours in it: a card, a receipt, another currency, nothing
+    NOTE_INCOMPLETE = "note_incomplete"  # under about 60 % of the note is in the frame or uncovered
+    MULTIPLE_NOTES = "multiple_notes"  # two or more notes in one scan: scan them one at a time
+    # why a scan went to `review` (a person looks; the model would otherwise guess)
+    UNCERTAIN = "uncertain"  # the counterfeit probability lies between the two thresholds
+    UNFAMILIAR_CAPTURE = "unfamiliar_capture"  # the scan is unlike anything the model learned (out of distribution)
+    NOT_SURE_IT_IS_A_NOTE = "not_sure_it_is_a_note"  # the model is unsure the scan shows one whole note

@@ -205,7 +205,9 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
     scan.stages.ms.update(batch_wait_ms=round(pred.batch_wait_ms, 2), forward_ms=round(pred.forward_ms, 2))
     scan.stages.lap("infer")
     msg = scan.msg
-    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, ctx.runner.thresholds)
+    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, ctx.runner.thresholds,
+                           kind=getattr(pred, "kind", None), ood=getattr(pred, "ood", None),
+                           seen=getattr(scan.x, "seen", None))
     verdict = Verdict(
         scan_id=msg.scan_id, tenant=msg.tenant, store_id=msg.store_id, terminal_id=msg.terminal_id,
         input=_input_ref(msg, scan.info),
@@ -215,7 +217,7 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
         model=ctx.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=scan.attempt,
         **fields.as_verdict_fields(),
     )
-    return replace(scan, verdict=verdict, x=None)
+    return replace(scan, verdict=verdict, x=None)  # the input is no longer needed: let it go
 
 
 def _input_ref(msg: ScanMessage, info: imaging.ImageInfo | None = None) -> InputRef:

@@ -28,9 +28,11 @@ from typing import Any
 import structlog
 import torch
 
+from models.decision import KINDS
 from workers.core import telemetry
 from workers.core.clock import utcnow
-from workers.core.errors import TransientError
+from workers.core.enums import Reason
+from workers.core.errors import RejectedScan, TransientError
 from workers.core.schemas import ModelRef
 from workers.core.settings import Settings
 from workers.runtime.batching import Batcher
@@ -56,7 +58,7 @@ class LoadedModel:
     denominations: list[str]
     thresholds: Any  # models.decision.Thresholds
     input_shape: tuple[int, int, int]  # (3, H, W): what `preprocess` returns
-    preprocess: Callable[[Any], torch.Tensor]  # PIL RGB image -> [3, H, W] on the CPU (uint8: per scan)
+    preprocess: Callable[[Any], Any]  # PIL RGB image -> ModelInput (or a bare [3, H, W] tensor: test twins)
     forward: Callable[[torch.Tensor], Any]  # float32 [B, 3, H, W] on `device` -> models.inference.Predictions
     device: torch.device
     # the stacked batch [B, 3, H, W] on `device` -> float32 model input: preprocessing's last, elementwise
@@ -65,8 +67,17 @@ class LoadedModel:
     input_dtype: torch.dtype = torch.float32  # what `preprocess` returns (uint8 for a real checkpoint)
 
     def input_batch(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Per-scan `preprocess` outputs -> the forward pass's input, on the device."""
-        return self.normalize(to_device(torch.stack(list(items)), self.device))
+        """Per-scan `preprocess` outputs (ModelInput or tensors) -> the forward pass's input, on the device."""
+        return self.normalize(to_device(torch.stack([getattr(i, "x", i) for i in items]), self.device))
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One scan, preprocessed in its task thread: the canonical view, and what the locator saw there
+    (models.decision.Seen: notes found, share of the note in frame), which the decision reads too."""
+
+    x: torch.Tensor  # uint8 [3, H, W]
+    seen: Any = None  # models.decision.Seen, or None (a model without a canonical view)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class ScanPrediction:
     inference_end: str
     batch_wait_ms: float  # from submit() until its batch started
     forward_ms: float  # the batch's stack + forward + copy back
+    kind: dict[str, float] | None = None  # note / not_a_banknote / note_incomplete / multiple_notes -> probability
+    ood: float | None = None  # how unlike the training notes the scan is (models.calibrate)
 
 
 def pick_device(setting: str) -> torch.device:
@@ -101,10 +114,30 @@ def resolve_model_path(settings: Settings, cache_dir: Path = MODEL_CACHE_DIR) ->
     return Path(registry.resolve(store, settings.model[len(REGISTRY_PREFIX):], cache_dir))
 
 
+def preprocess_with(params: Any, thresholds: Any) -> Callable[[Any], ModelInput]:
+    """The per-scan half of the checkpoint's preprocessing (models.transforms.canonical). A scan the
+    locator already shows to be several notes, or too little of one, is rejected here, before any
+    forward pass (models.decision.geometry_reason)."""
+    from models.decision import Seen, geometry_reason
+    from models.transforms import canonical
+
+    def prepare(image) -> ModelInput:
+        x, geo = canonical(image, params)
+        seen = Seen(found=geo.found, notes=geo.notes, visible_share=geo.visible_share) if params.canonicalize else None
+        reason = geometry_reason(seen, thresholds) if seen is not None else None
+        if reason is not None:
+            detail = (f"{geo.notes} note-shaped regions in the frame" if reason == Reason.MULTIPLE_NOTES
+                      else f"{geo.visible_share:.0%} of the note inside the frame")
+            raise RejectedScan(Reason(reason), detail)
+        return ModelInput(x, seen)
+
+    return prepare
+
+
 def load_model(settings: Settings) -> LoadedModel:
     from models.checkpoint import load_checkpoint
     from models.inference import predict
-    from models.transforms import normalize, to_uint8
+    from models.transforms import normalize
 
     device = pick_device(settings.device)
     path = resolve_model_path(settings)
@@ -123,7 +156,7 @@ def load_model(settings: Settings) -> LoadedModel:
         # models.transforms.preprocess_image split in its two stages: the per-scan canonical view in the
         # task thread (uint8), the elementwise normalisation on the stacked batch (bit-identical, one
         # op per batch instead of several per scan, and a quarter of the bytes to a GPU)
-        preprocess=lambda image: to_uint8(image, params),
+        preprocess=preprocess_with(params, ckpt.thresholds),
         forward=lambda x: predict(ckpt, x),
         device=device,
         normalize=lambda x: normalize(x, params),
@@ -175,16 +208,18 @@ class ModelRunner:
     def thresholds(self) -> Any:
         return self.model.thresholds
 
-    def preprocess(self, image) -> torch.Tensor:
+    def preprocess(self, image) -> Any:
+        """PIL image -> ModelInput (raises RejectedScan for a scan the geometry alone rejects)."""
         return self.model.preprocess(image)
 
-    def infer(self, x: torch.Tensor) -> ScanPrediction:
+    def infer(self, x) -> ScanPrediction:
         """Queue one preprocessed scan and wait for its batch. Runs in a task thread."""
         return self.result(self.submit(x))
 
-    def submit(self, x: torch.Tensor) -> Future:
-        """Queue one preprocessed scan without waiting (multi-scan messages queue all theirs first)."""
-        return self.batcher.submit((x, time.monotonic()))
+    def submit(self, x) -> Future:
+        """Queue one preprocessed scan (ModelInput or tensor) without waiting (multi-scan messages queue
+        all theirs first)."""
+        return self.batcher.submit((x.x if isinstance(x, ModelInput) else x, time.monotonic()))
 
     def expecting(self, n: int = 1) -> AbstractContextManager:
         """`n` scans will be submitted inside this block (they are being fetched and decoded)."""
@@ -223,6 +258,10 @@ class ModelRunner:
             p_cf = preds.p_counterfeit.detach().float().cpu().tolist()
             signs = preds.signs.detach().float().cpu().tolist()
             denom = preds.denomination.detach().float().cpu().tolist()
+            kind = getattr(preds, "kind", None)
+            kind = kind.detach().float().cpu().tolist() if kind is not None else None
+            ood = getattr(preds, "ood", None)
+            ood = ood.detach().float().cpu().tolist() if ood is not None else None
             ended = utcnow()
             forward_ms = (time.monotonic() - t0) * 1000
             fill_ms = (t0 - min(enq for _, enq in items)) * 1000
@@ -237,6 +276,8 @@ class ModelRunner:
                 denomination={n: float(v) for n, v in zip(classes, denom[i], strict=True)},
                 batch_id=batch_id, batch_size=len(items), inference_start=started, inference_end=ended,
                 batch_wait_ms=(t0 - enq) * 1000, forward_ms=forward_ms,
+                kind=None if kind is None else {n: float(v) for n, v in zip(KINDS, kind[i], strict=True)},
+                ood=None if ood is None else float(ood[i]),
             )
             for i, (_, enq) in enumerate(items)
         ]

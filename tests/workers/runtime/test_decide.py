@@ -53,3 +53,34 @@ def test_fields_fit_the_verdict_schema():
                 timestamps=Timestamps(submitted="2026-11-28T00:00:00.000000Z"), **fields)
     assert Verdict.decode(v.encode()) == v
     assert v.p_counterfeit == 0.123457  # rounded to 6 digits
+
+
+GATED = Thresholds(genuine_below=0.2, counterfeit_above=0.8, note_reject=0.3, note_accept=0.7, ood_review=4.0)
+NOTE = {"note": 0.97, "not_a_banknote": 0.01, "note_incomplete": 0.01, "multiple_notes": 0.01}
+
+
+def test_a_scan_the_kind_head_rejects_carries_its_reason_and_no_call():
+    card = {"note": 0.02, "not_a_banknote": 0.95, "note_incomplete": 0.02, "multiple_notes": 0.01}
+    fields = decide(0.999, SIGNS, DENOMS, GATED, kind=card, ood=1.0)
+    assert (fields.decision, fields.reason) == ("rejected", "not_a_banknote")
+    assert fields.confidence == pytest.approx(0.95)
+    assert fields.signs_detected == [] and fields.denomination is None  # no call on a scan that is no note
+
+
+def test_review_says_why():
+    from models.decision import Seen
+
+    assert decide(0.5, SIGNS, DENOMS, GATED, kind=NOTE, ood=1.0).reason == "uncertain"
+    assert decide(0.05, SIGNS, DENOMS, GATED, kind=NOTE, ood=9.0).reason == "unfamiliar_capture"
+    unsure = {**NOTE, "note": 0.5, "not_a_banknote": 0.48}
+    assert decide(0.05, SIGNS, DENOMS, GATED, kind=unsure, ood=1.0).reason == "not_sure_it_is_a_note"
+    assert decide(0.05, SIGNS, DENOMS, GATED, kind=NOTE, ood=1.0, seen=Seen(found=False)).decision == "review"
+    assert decide(0.05, SIGNS, DENOMS, GATED, kind=NOTE, ood=1.0).decision == "genuine"
+
+
+def test_every_reason_the_model_can_give_is_in_the_contract():
+    from models.decision import KINDS, UNCERTAIN, UNFAMILIAR, UNSURE_NOTE
+    from workers.core.enums import Reason
+
+    for reason in [*KINDS[1:], UNCERTAIN, UNFAMILIAR, UNSURE_NOTE]:
+        assert Reason(reason).value == reason

@@ -137,7 +137,8 @@ def test_load_model_reads_a_real_checkpoint_and_runs_through_the_runner(checkpoi
     assert model.ref.name == "tiny" and model.ref.version == "t1" and len(model.ref.sha256) == 64
     assert model.input_shape == (3, 32, 64)
     x = model.preprocess(Image.new("RGB", (300, 140), (200, 180, 90)))
-    assert tuple(x.shape) == (3, 32, 64) and x.dtype == torch.uint8  # normalised later, once per batch
+    assert tuple(x.x.shape) == (3, 32, 64) and x.x.dtype == torch.uint8  # normalised later, once per batch
+    assert x.seen is not None and x.seen.notes <= 1  # what the locator saw travels with the scan
     runner = ModelRunner(model, max_batch_size=4, max_wait_s=0.01)
     runner.warm_up()
     pred = runner.infer(x)
@@ -203,3 +204,19 @@ def test_warm_up_covers_every_batch_size_on_cuda_and_the_full_size_on_the_cpu():
 
     assert warm_up_sizes(torch.device("cuda"), 4) == [1, 2, 3, 4]
     assert warm_up_sizes(torch.device("cpu"), 32) == [32]
+
+
+def test_the_geometry_alone_rejects_two_notes_before_any_forward_pass(checkpoint_path):
+    import numpy as np
+
+    from models.synth.conditions import negative_scan
+    from models.synth.render import render_note, sample_note
+    from workers.core.errors import RejectedScan
+    from workers.core.settings import Settings
+
+    model = load_model(Settings().with_(model=str(checkpoint_path), device="cpu"))
+    image, _ = negative_scan(np.random.default_rng([5, 0]), "two_apart",
+                             lambda r: render_note(sample_note(r, counterfeit=False)))
+    with pytest.raises(RejectedScan) as exc:
+        model.preprocess(image)
+    assert exc.value.reason == "multiple_notes" and "2 note-shaped regions" in exc.value.detail
