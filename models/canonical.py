@@ -26,7 +26,7 @@ note, of two notes or of a fragment can be rejected with its own reason (`models
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -50,10 +50,11 @@ class NoteGeometry:
     visible_share: float  # share of the (completed) note inside the frame: 1.0 when nothing was cut
     aspect: float  # long / short side as measured, before completion
     score: float  # how note-shaped the best region was (0..1)
+    layout: float = 0.0  # correlation (-1..1) of the view with our notes' layouts (`view_layout`)
 
     def to_dict(self) -> dict:
         return {"found": self.found, "notes": self.notes, "visible_share": round(self.visible_share, 4),
-                "aspect": round(self.aspect, 3), "score": round(self.score, 3)}
+                "aspect": round(self.aspect, 3), "score": round(self.score, 3), "layout": round(self.layout, 4)}
 
 
 NO_NOTE = NoteGeometry(False, None, 0, 1.0, 0.0, 0.0)
@@ -508,7 +509,20 @@ def canonical_view(image: Image.Image, height: int, width: int, balance: bool = 
     pixels = np.asarray(view, dtype=np.uint8)
     if balance:
         pixels = white_balance(pixels)
-    return flatten(pixels), geo
+    pixels = flatten(pixels)
+    return pixels, replace(geo, layout=view_layout(pixels))
+
+
+def view_layout(pixels: np.ndarray) -> float:
+    """How much the canonical view looks like one of our notes: the best correlation of its grey 16 x 36
+    copy with the layouts of every denomination, upright or upside down. A design property, not a learned
+    one: a coupon, a receipt, coins or another currency correlate weakly whatever the network makes of them."""
+    h, w = _LAYOUT
+    grey = Image.fromarray(pixels).convert("L").resize((w, h), Image.Resampling.BOX)
+    v = np.asarray(grey, dtype=np.float32).ravel()
+    v = v - v.mean()
+    n = float(np.linalg.norm(v))
+    return 0.0 if n < 1e-3 else float((_layouts() @ (v / n)).max())
 
 
 def rectify(image: Image.Image, height: int, width: int) -> Image.Image:

@@ -238,7 +238,7 @@ def family_condition(rng: np.random.Generator, family: str, strength: str) -> di
 
 def training_condition(rng: np.random.Generator) -> dict:
     """0-3 families at strengths drawn uniformly in [0.05, 1.15]: the domain the model learns to ignore."""
-    k = int(rng.choice(4, p=[0.15, 0.4, 0.3, 0.15]))
+    k = int(rng.choice(4, p=[0.2, 0.45, 0.25, 0.1]))
     names = list(rng.choice(sorted(FAMILIES), size=k, replace=False)) if k else []
     device = "phone" if any(FAMILIES[n].device == "phone" for n in names) else None
     c = base_condition(rng, device)
@@ -246,6 +246,20 @@ def training_condition(rng: np.random.Generator) -> dict:
         FAMILIES[n].apply(c, float(rng.uniform(0.05, 1.15)), rng)
     c["family"] = "+".join(sorted(names)) or "none"
     c["strength"] = "mixed"
+    return c
+
+
+def validation_condition(rng: np.random.Generator) -> dict:
+    """What thresholds are chosen on: an ordinary capture (a third) or one family at a strength drawn in
+    [0.1, 1.05] - the captures a till meets, hard ones included, without the training mixture's stacks."""
+    if rng.random() < 1 / 3:
+        c = base_condition(rng)
+        c["family"], c["strength"] = CONTROL, "mixed"
+        return c
+    name = str(rng.choice(sorted(FAMILIES)))
+    c = base_condition(rng, FAMILIES[name].device)
+    FAMILIES[name].apply(c, float(rng.uniform(0.1, 1.05)), rng)
+    c["family"], c["strength"] = name, "mixed"
     return c
 
 
@@ -266,6 +280,7 @@ NEGATIVES_TRAIN: dict[str, str] = {  # kind -> the kind head's class
     "blank_card": "not_a_banknote", "card": "not_a_banknote", "receipt": "not_a_banknote",
     "foreign_ardenia": "not_a_banknote", "texture": "not_a_banknote", "noise": "not_a_banknote",
     "partial_frame": "note_incomplete", "two_apart": "multiple_notes", "two_overlap": "multiple_notes",
+    "random_print": "not_a_banknote", "two_random": "multiple_notes", "partial_object": "note_incomplete",
 }
 NEGATIVES_TEST: dict[str, str] = {  # never trained on
     "coupon": "not_a_banknote", "text_page": "not_a_banknote", "shapes": "not_a_banknote",
@@ -301,6 +316,19 @@ def negative_scan(rng: np.random.Generator, kind: str, make_note: Callable[[np.r
         sheets = [(objects.coupon(rng), at(ws))]
     elif kind == "text_page":
         sheets = [(objects.text_page(rng), at(rng.uniform(0.35, 0.6), angle + float(rng.choice([0, 90]))))]
+    elif kind == "random_print":
+        sheets = [(objects.random_print(rng), at(rng.uniform(0.45, 0.85), angle + float(rng.choice([0, 0, 90]))))]
+    elif kind == "partial_object":  # most of the note under a card or a sheet of another design
+        sheets = [(note_sheet(make_note(rng)), at(ws))]
+        cover = objects.random_print(rng) if rng.random() < 0.5 else objects.card(rng)
+        side = float(rng.choice([-1, 1]))
+        sheets.append((cover, at(ws * rng.uniform(0.75, 0.95), angle + rng.uniform(-20, 20),
+                              (side * ws * rng.uniform(0.05, 0.2), rng.uniform(-0.1, 0.1)))))
+    elif kind == "two_random":  # two notes anywhere: apart, touching, overlapping, turned by up to 40 degrees
+        small = ws * rng.uniform(0.45, 0.65)
+        for _ in range(2):
+            sheets.append((note_sheet(make_note(rng)), at(small, angle + rng.uniform(-40, 40),
+                                                          (rng.uniform(-0.3, 0.3), rng.uniform(-0.25, 0.25)))))
     elif kind.startswith("foreign_"):
         sheets = [(objects.foreign_note(rng, kind.split("_", 1)[1]), at(ws))]
     elif kind in ("texture", "noise", "shapes", "gradient"):

@@ -46,7 +46,7 @@ def capture_kinds() -> list[str]:
     from models.synth.capture import PRESETS
     from models.synth.conditions import FAMILIES, NEGATIVES_TEST, NEGATIVES_TRAIN, STRENGTHS
 
-    return ([*PRESETS, "mix", "negatives:train", "negatives:test"]
+    return ([*PRESETS, "mix", "valmix", "negatives:train", "negatives:test"]
             + [f"family:{f}:{s}" for f in FAMILIES for s in STRENGTHS]
             + [f"negative:{k}" for k in [*NEGATIVES_TRAIN, *NEGATIVES_TEST]])
 
@@ -57,6 +57,7 @@ def render_item(rng: np.random.Generator, capture: str, counterfeit: bool, sever
         clean | default | harsh       a scanner preset (capture.py)
         family:NAME:STRENGTH          one robustness family at a named strength (conditions.py)
         mix                           the training mixture: presets, scenes of 0-3 families, negatives
+        valmix                        the validation mixture: presets, single families, negatives
         negatives:train|test          a negative of a kind drawn from that split
         negative:KIND                 one negative kind
     """
@@ -70,14 +71,14 @@ def render_item(rng: np.random.Generator, capture: str, counterfeit: bool, sever
     if capture in PRESETS:
         image, ann = render_scan(rng, counterfeit=counterfeit, severity=severity, capture=capture)
         return image, {"kind": "note", **ann}
-    if capture == "mix":
+    if capture in ("mix", "valmix"):
         u = rng.random()
         if u < MIX_PRESET:
             image, ann = render_scan(rng, counterfeit=counterfeit, severity=severity, capture="default")
             return image, {"kind": "note", **ann}
         if u > 1 - MIX_NEGATIVE:
             return cond.negative_scan(rng, str(rng.choice(sorted(cond.NEGATIVES_TRAIN))), make_note)
-        c = cond.training_condition(rng)
+        c = cond.training_condition(rng) if capture == "mix" else cond.validation_condition(rng)
     elif capture.startswith("negatives:"):
         kinds = cond.NEGATIVES_TRAIN if capture == "negatives:train" else cond.NEGATIVES_TEST
         return cond.negative_scan(rng, str(rng.choice(sorted(kinds))), make_note)

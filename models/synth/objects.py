@@ -245,3 +245,55 @@ def foreign_note(rng: np.random.Generator, family: str) -> Image.Image:
     d.rectangle([6, 6, w - 7, h - 7], outline=_hsv(hue, 0.7, 0.35), width=4)
     out = out.convert("RGBA")
     return out
+
+
+def random_print(rng: np.random.Generator) -> Image.Image:
+    """A printed sheet of a random design (a ticket, a voucher, a leaflet, some currency nobody issued):
+    light paper of any tint and aspect (1.3-3.0), and one to four of: a field of wavy fine lines,
+    concentric rings, a large figure, a frame, an oval portrait window, a barcode, lines of text. Trained
+    on as "not a banknote", so that what the model calls a note is our notes' layout, not "paper with print"."""
+    h = 256
+    w = int(h * rng.uniform(1.3, 3.0))
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    paper = np.array(_hsv(rng.uniform(0, 360), rng.uniform(0, 0.2), rng.uniform(0.8, 0.98)), np.float32) / 255
+    ink = np.array(_hsv(rng.uniform(0, 360), rng.uniform(0.3, 0.9), rng.uniform(0.2, 0.7)), np.float32) / 255
+    alpha = np.zeros((h, w), np.float32)
+    for element in rng.choice(["lines", "rings", "oval", "stripes"], size=int(rng.integers(1, 4)), replace=False):
+        if element == "lines":
+            a, period = rng.uniform(0, np.pi), rng.uniform(4, 14)
+            wave = rng.uniform(0, 8) * np.sin(2 * np.pi * (x * np.sin(a) - y * np.cos(a)) / rng.uniform(40, 140))
+            alpha = np.maximum(alpha, (np.cos(2 * np.pi * (x * np.cos(a) + y * np.sin(a) + wave) / period) > 0.4)
+                               * rng.uniform(0.3, 0.7))
+        elif element == "rings":
+            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+            r = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
+            alpha = np.maximum(alpha, (np.cos(2 * np.pi * r / rng.uniform(4, 10)) > 0.5) * (r < rng.uniform(40, 150))
+                               * rng.uniform(0.4, 0.8))
+        elif element == "oval":
+            cx, cy, rx, ry = rng.uniform(0.2, 0.8) * w, h / 2, rng.uniform(30, 80), rng.uniform(50, 110)
+            alpha = np.maximum(alpha, ((((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2) < 1) * rng.uniform(0.2, 0.6))
+        else:
+            period = rng.uniform(10, 40)
+            alpha = np.maximum(alpha, ((x // period) % 2 == 0) * rng.uniform(0.1, 0.35))
+    img = paper * (1 - alpha[:, :, None]) + ink * alpha[:, :, None]
+    out = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+    d = ImageDraw.Draw(out)
+    dark = _hsv(rng.uniform(0, 360), rng.uniform(0.5, 1.0), rng.uniform(0.1, 0.4))
+    if rng.random() < 0.6:
+        d.text((rng.uniform(10, w * 0.6), rng.uniform(10, h * 0.5)), str(int(rng.integers(1, 1000))),
+               font=font(int(rng.integers(30, 90))), fill=dark)
+    if rng.random() < 0.5:
+        m = int(rng.integers(4, 16))
+        d.rectangle([m, m, w - 1 - m, h - 1 - m], outline=dark, width=int(rng.integers(1, 5)))
+    if rng.random() < 0.4:
+        x0 = int(rng.uniform(0.1, 0.6) * w)
+        for k in range(int(rng.integers(3, 8))):
+            yy = int(h * 0.55) + 12 * k
+            d.rectangle([x0, yy, x0 + int(rng.uniform(60, 200)), yy + 4], fill=dark)
+    if rng.random() < 0.3:
+        xx = int(rng.uniform(0.1, 0.6) * w)
+        while xx < w - 20 and rng.random() < 0.97:
+            bw = int(rng.integers(1, 4))
+            d.rectangle([xx, int(h * 0.75), xx + bw, h - 15], fill=(0, 0, 0))
+            xx += bw + int(rng.integers(1, 4))
+    return out.convert("RGBA")

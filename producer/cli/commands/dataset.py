@@ -15,7 +15,12 @@ def register(subparsers) -> None:
     g.add_argument("--count", type=int, required=True, help="number of scans")
     g.add_argument("--seed", type=int, required=True)
     g.add_argument("--counterfeit-ratio", type=float, default=0.5, help="share of counterfeits (default 0.5)")
-    g.add_argument("--capture", default="default", help="capture preset: clean, default or harsh")
+    g.add_argument("--capture", default="default",
+                   help="what the scans show: a scanner preset (clean, default, harsh); mix (the training "
+                   "mixture: presets, scenes of 0-3 capture families, negatives); family:NAME:STRENGTH (one "
+                   "robustness family, e.g. family:glare:realistic; strengths mild, realistic, strong); "
+                   "negatives:train|test or negative:KIND (scans that are not one whole note). "
+                   "docs/MODEL.md lists the families and kinds")
     g.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=run)
@@ -50,11 +55,11 @@ def _s3_sink(url: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.synth import PRESETS
-    from models.synth.dataset import folder_sink, generate
+    from models.synth.dataset import capture_kinds, folder_sink, generate
 
-    if args.capture not in PRESETS:
-        raise SystemExit(f"tenderscan: error: --capture must be one of {', '.join(PRESETS)}")
+    if args.capture not in capture_kinds():
+        raise SystemExit(f"tenderscan: error: unknown --capture {args.capture!r}; one of: "
+                         + ", ".join(capture_kinds()))
     if args.count < 1 or not 0.0 <= args.counterfeit_ratio <= 1.0:
         raise SystemExit("tenderscan: error: --count must be >= 1 and --counterfeit-ratio within [0, 1]")
     if args.out.startswith("s3://"):
@@ -68,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         close()
     wall = time.perf_counter() - t0
-    n_cf = sum(a["counterfeit"] for a in anns)
-    print(f"wrote {len(anns)} scans ({n_cf} counterfeit) and manifest.jsonl to {args.out} "
+    n_cf = sum(a["counterfeit"] for a in anns if a.get("kind", "note") == "note")
+    n_other = sum(a.get("kind", "note") != "note" for a in anns)
+    print(f"wrote {len(anns)} scans ({n_cf} counterfeit notes, {n_other} not one whole note) and manifest.jsonl "
+          f"to {args.out} "
           f"in {wall:.1f} s ({len(anns) / wall:.1f} scans/s)")
     return 0
