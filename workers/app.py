@@ -1,8 +1,11 @@
-"""The worker's Celery app: `celery -A workers.app worker -P threads` (or `tenderscan worker`).
+"""The worker's Celery app: `celery -A workers.app worker` (or `tenderscan worker`).
 
 Settings are read from the environment once, here. Importing this module registers the task and
 the hooks that build the model runner in the process that will use it:
 
+    celeryd_init          a worker process: TENDERSCAN_WORKER_PROCESSES > 1 is refused (exit 2), since
+                          only `tenderscan worker`'s supervisor runs several
+    celeryd_after_setup   log `worker_starting` (node, pool, concurrency, queues)
     worker_init           TLS endpoints (rediss://, https:// S3) verify against the configured CAs, or exit
     worker_process_init   prefork children and the solo pool: build after the fork
     worker_init           threads pool: build in the worker's main process before it consumes
@@ -16,6 +19,12 @@ the hooks that build the model runner in the process that will use it:
 `workers.tasks` also builds the runner lazily, under a lock, should no hook have run.
 A model that does not load stops the worker at start (SystemExit: Celery swallows ordinary
 exceptions from signal handlers), instead of consuming scans it can only fail.
+
+The bare `celery -A workers.app worker` (no -P, -c, -Q) starts the same worker as `tenderscan worker`:
+this app's `worker_pool` is threads (the task threads share one process, one model, one batcher;
+Celery's default prefork would fork `concurrency` children that each load the model and batch alone),
+and the concurrency and queue come from workers/celery_app.py. Celery cannot tell an explicit
+`-P prefork` from its default, so that one gets threads too: use `tenderscan worker --pool prefork`.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from workers.settings import Settings
 settings = Settings.from_env()
 configure_logging(settings.log_level, settings.log_json)  # before any hook below logs
 app = make_celery(settings)
+app.conf.worker_pool = "threads"  # the worker's, not the producer's app: see the module docstring
 app.set_current()
 log = get_logger("workers.app")
 
@@ -43,6 +53,28 @@ def _setup_logging(**_) -> None:
 def _pool_name(worker) -> str:
     pool = getattr(worker, "pool_cls", None)
     return pool if isinstance(pool, str) else getattr(pool, "__module__", "").rsplit(".", 1)[-1]
+
+
+@signals.celeryd_init.connect
+def _one_process_only(**_) -> None:
+    """`celery -A workers.app worker` is one process: a setting that asks for more gets a clear no."""
+    from workers.supervisor import resolve_processes
+
+    processes = resolve_processes(settings.worker_processes)
+    if processes > 1:
+        log.critical("worker_processes_unsupported", setting="TENDERSCAN_WORKER_PROCESSES",
+                     value=settings.worker_processes, processes=processes,
+                     detail="celery -A workers.app worker runs one process; start `tenderscan worker`, "
+                            "which supervises that many")
+        raise SystemExit(2)
+
+
+@signals.celeryd_after_setup.connect
+def _log_start(sender=None, instance=None, **_) -> None:
+    pool = _pool_name(instance)
+    queues = sorted(instance.app.amqp.queues.consume_from) if instance is not None else []
+    log.info("worker_starting", node=sender, pool={"thread": "threads"}.get(pool, pool),  # the -P name
+             concurrency=getattr(instance, "concurrency", None), queues=queues)
 
 
 def _build_runner() -> None:
