@@ -5,7 +5,8 @@ the hooks that build the model runner in the process that will use it:
 
     celeryd_init          a worker process: TENDERSCAN_WORKER_PROCESSES > 1 is refused (exit 2), since
                           only `tenderscan worker`'s supervisor runs several
-    celeryd_after_setup   log `worker_starting` (node, pool, concurrency, queues)
+    celeryd_after_setup   log `worker_starting` (node, pool, concurrency, queues); with JSON logs this
+                          event replaces Celery's text banner, so every line of the worker is JSON
     worker_init           TLS endpoints (rediss://, https:// S3) verify against the configured CAs, or exit
     worker_process_init   prefork children and the solo pool: build after the fork
     worker_init           threads pool: build in the worker's main process before it consumes
@@ -33,11 +34,15 @@ from celery import signals
 
 from workers import publish, signing
 from workers.celery_app import make_celery
-from workers.logging import configure_logging, get_logger
+from workers.logging import configure_logging, get_logger, say_as_json
 from workers.settings import Settings
 
 settings = Settings.from_env()
 configure_logging(settings.log_level, settings.log_json)  # before any hook below logs
+if settings.log_json:  # Celery prints a few lines from its signal handlers ("worker: Warm shutdown"): JSON too
+    import celery.apps.worker
+
+    celery.apps.worker.safe_say = say_as_json
 app = make_celery(settings)
 app.conf.worker_pool = "threads"  # the worker's, not the producer's app: see the module docstring
 app.set_current()
@@ -46,7 +51,8 @@ log = get_logger("workers.app")
 
 @signals.setup_logging.connect
 def _setup_logging(**_) -> None:
-    """Connected so that Celery leaves logging to us (its own records still reach stdout)."""
+    """Connected so that Celery leaves logging to us: its own records (and kombu's) reach stdout as
+    JSON through the root handler workers/logging.py installs."""
     configure_logging(settings.log_level, settings.log_json)
 
 
@@ -71,6 +77,8 @@ def _one_process_only(**_) -> None:
 
 @signals.celeryd_after_setup.connect
 def _log_start(sender=None, instance=None, **_) -> None:
+    if settings.log_json and instance is not None:
+        instance.quiet = True  # read right after this signal: no multi-line text banner on stdout
     pool = _pool_name(instance)
     queues = sorted(instance.app.amqp.queues.consume_from) if instance is not None else []
     log.info("worker_starting", node=sender, pool={"thread": "threads"}.get(pool, pool),  # the -P name

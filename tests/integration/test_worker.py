@@ -225,7 +225,10 @@ def test_the_bare_celery_command_gives_the_tenderscan_worker(stack):
     assert stats["pool"]["max-concurrency"] == 16 == 2 * settings.max_batch_size
     assert queues == [contract.QUEUE]
     assert len(stats["pool"].get("processes", [])) == 0  # no forked children: one process, one model
-    events = [json.loads(line) for line in (log_dir / "worker.log").read_text().splitlines() if line.startswith("{")]
+    lines = [line for line in (log_dir / "worker.log").read_text().splitlines() if line.strip()]
+    assert [line for line in lines if not line.startswith("{")] == []  # every line JSON: no text banner
+    events = [json.loads(line) for line in lines]
+    assert any(e.get("logger", "").startswith("celery") and e["event"].endswith(" ready.") for e in events)
     [start] = [e for e in events if e.get("event") == "worker_starting"]
     assert (start["pool"], start["concurrency"], start["queues"]) == ("threads", 16, [contract.QUEUE])
 
