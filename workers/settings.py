@@ -118,6 +118,7 @@ class Settings:
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # sha256(key) -> tenant
     public_url: str = ""  # prefix for poll URLs in 202 answers; empty = relative URLs
     max_body_bytes: int = 10 * 1024 * 1024  # largest accepted upload
+    body_timeout_s: int = 60  # a request body must arrive whole this long after its request began: 408 otherwise
     max_pixels: int = 24_000_000  # Pillow decompression-bomb cap (width * height)
     min_side: int = 32  # smaller images cannot hold a readable bill
     max_side: int = 8000  # longest accepted side in pixels
@@ -217,6 +218,7 @@ class Settings:
             api_keys=parse_api_keys(env.get(PREFIX + "API_KEYS", "")),
             public_url=_str(env, PREFIX + "PUBLIC_URL", d.public_url).rstrip("/"),
             max_body_bytes=_int(env, PREFIX + "MAX_BODY_BYTES", d.max_body_bytes, 1),
+            body_timeout_s=_int(env, PREFIX + "BODY_TIMEOUT_S", d.body_timeout_s, 1),
             max_pixels=_int(env, PREFIX + "MAX_PIXELS", d.max_pixels, 1),
             min_side=_int(env, PREFIX + "MIN_SIDE", d.min_side, 1),
             max_side=_int(env, PREFIX + "MAX_SIDE", d.max_side, 1),
