@@ -15,7 +15,8 @@
                                                       client_disconnected, request_timeout (408)    [API]
     tenderscan_backlog                     gauge      queued + in flight (kombu's `unacked` hash): what
                                                       KEDA's prometheus trigger scales on, since the list
-                                                      alone hides what workers prefetched            [API]
+                                                      alone hides what workers prefetched; every API
+                                                      replica reports the same value (take `max`) [API]
 
 Workers serve `/metrics` on TENDERSCAN_METRICS_PORT (a small HTTP thread, `serve`); the API serves
 `GET /metrics` with the queue gauges computed at scrape time (`QueueCollector`). Under a threads or
