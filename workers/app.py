@@ -11,8 +11,9 @@ the hooks that build the model runner in the process that will use it:
     worker_process_init   prefork children and the solo pool: build after the fork
     worker_init           threads pool: build in the worker's main process before it consumes
     worker_ready          serve Prometheus /metrics on TENDERSCAN_METRICS_PORT (workers/metrics.py);
-                          start the reconciler thread (workers/reconcile.py; every
-                          TENDERSCAN_RECONCILE_INTERVAL_S, one worker at a time via a Redis lock)
+                          start the reconciler thread (workers/reconcile.py; the scans in flight every
+                          TENDERSCAN_RECONCILE_INTERVAL_S, the S3 sweep every ..._SWEEP_INTERVAL_S and
+                          after a Redis restart; one worker at a time via a Redis lock)
     worker_shutting_down  SIGTERM: warm shutdown bounded by TENDERSCAN_SHUTDOWN_GRACE_S; past it the
                           scans still in hand go back to the queue and the process exits (workers/shutdown.py)
     worker_shutdown       stop the reconciler, close the batcher (pending scans finish first)
@@ -136,15 +137,17 @@ def _start_reconciler(**_) -> None:
     if settings.reconcile_interval_s <= 0:
         return
     from workers import contract
-    from workers.reconcile import Reconciler
+    from workers.reconcile import Reconciler, queue_head_reader
     from workers.storage import S3ObjectStore
-    from workers.verdict_store import VerdictStore
+    from workers.verdict_store import VerdictStore, redis_client
 
     def enqueue(msg: contract.ScanMessage) -> None:
         app.send_task(contract.TASK_NAME, args=[msg.encode()], queue=contract.QUEUE)
 
     _reconciler = Reconciler(S3ObjectStore.from_settings(settings), VerdictStore.from_settings(settings), enqueue,
-                             settings.reconcile_interval_s, settings.reconcile_stale_after_s, settings.reconcile_days)
+                             settings.reconcile_interval_s, settings.reconcile_stale_after_s, settings.reconcile_days,
+                             sweep_interval_s=settings.reconcile_sweep_interval_s,
+                             queue_head=queue_head_reader(redis_client(settings.effective_broker_url)))
     _reconciler.start()
 
 

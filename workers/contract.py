@@ -13,6 +13,10 @@ Redis keys (all prefixed `ts:`):
     ts:rate:{tenant}           hash   token bucket of the tenant's request rate: tokens, ts (TTL one full refill)
     ts:inflight:{tenant}       zset   scan ids accepted and not yet verdicted, score = acceptance time (unix s);
                                       save_verdict removes, entries older than in_flight_ttl_s age out
+    ts:inflight-tenants        set    tenants that have had scans in flight (TTL in_flight_ttl_s, refreshed by
+                                      create_scan): where the reconciler's outstanding pass starts
+    ts:reconcile:sweep         string the Redis run_id at the last full S3 sweep (TTL the sweep interval): a
+                                      missing key or another run_id (a restart, a failover) makes a sweep due
     ts:keyuse:{tenant}         hash   key_id -> last use (ISO time); lossy, at most every KEY_USE_EVERY_S per key
 
 S3 keys (bucket settings.s3_bucket):
@@ -117,6 +121,11 @@ def rate_key(tenant: str) -> str:
 
 def in_flight_key(tenant: str) -> str:
     return f"ts:inflight:{tenant}"
+
+
+IN_FLIGHT_TENANTS_KEY = "ts:inflight-tenants"  # set: tenants with in-flight zsets (a '-', not ':', so no
+#                                              tenant's ts:inflight:{tenant} can have this name)
+RECONCILE_SWEEP_KEY = "ts:reconcile:sweep"  # Redis run_id at the reconciler's last S3 sweep
 
 
 def key_use_key(tenant: str) -> str:

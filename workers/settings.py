@@ -154,9 +154,11 @@ class Settings:
     compile: bool = False  # torch.compile the model at load (CUDA mostly; the warm-up pays the compile)
     metrics_port: int = 0  # worker: serve Prometheus /metrics on this port (0 = off); the API serves /metrics
     # --- reconciler (S3 is the source of truth; see workers/reconcile.py) -------------------------
-    reconcile_interval_s: int = 15  # how often one worker re-checks accepted scans (0 = never)
+    reconcile_interval_s: int = 15  # how often one worker re-checks the scans in flight (0 = never: no reconciler)
     reconcile_stale_after_s: int = 60  # a scan with no verdict this long after (re)enqueue is re-enqueued
-    reconcile_days: int = 2  # how many daily partitions back the reconciler looks
+    reconcile_sweep_interval_s: int = 3600  # the backstop: a full pass over the S3 intents this often, and
+    #                                         at once after Redis restarted or failed over (0 = never)
+    reconcile_days: int = 2  # how many daily partitions back the sweep looks
     heartbeat_file: str = "/tmp/tenderscan-worker.heartbeat"  # liveness: refreshed while the batcher runs
     # --- audit (docs/AUDIT.md) ------------------------------------------------------------------
     audit_signing_key: str = field(default="", repr=False)  # Ed25519 seed, 64 hex; empty = audit records
@@ -247,6 +249,8 @@ class Settings:
             metrics_port=_int(env, PREFIX + "METRICS_PORT", d.metrics_port, 0),
             reconcile_interval_s=_int(env, PREFIX + "RECONCILE_INTERVAL_S", d.reconcile_interval_s, 0),
             reconcile_stale_after_s=_int(env, PREFIX + "RECONCILE_STALE_AFTER_S", d.reconcile_stale_after_s, 1),
+            reconcile_sweep_interval_s=_int(env, PREFIX + "RECONCILE_SWEEP_INTERVAL_S",
+                                            d.reconcile_sweep_interval_s, 0),
             reconcile_days=_int(env, PREFIX + "RECONCILE_DAYS", d.reconcile_days, 1),
             heartbeat_file=_str(env, PREFIX + "HEARTBEAT_FILE", d.heartbeat_file),
             audit_signing_key=_audit_key(env, PREFIX + "AUDIT_SIGNING_KEY"),
