@@ -137,8 +137,8 @@ class BodyGuard:
         client gone mid-body      the reader gets Starlette's ClientDisconnect, answered by
                                   errors.handle_disconnect (499, nothing sent); event `client_disconnected`
     Both are counted in tenderscan_requests_aborted_total{reason}. Without this, a disconnect was an
-    `unhandled_error` 500 with a traceback and a body trickled at 1 byte per 100 ms held its request
-    (and a thread of the body read) for as long as the client liked.
+    `unhandled_error` 500 with a traceback, and a body trickled at 1 byte per 100 ms held its request
+    and connection open for as long as the client liked.
     """
 
     def __init__(self, app, timeout_s: float, aborted) -> None:

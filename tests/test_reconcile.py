@@ -317,3 +317,24 @@ def test_the_sweep_is_due_at_start_then_every_interval_and_after_a_redis_restart
         assert rec.run_once()[1] is None
     finally:
         red.stop()
+
+
+def test_the_sweep_copes_with_a_partial_state_left_by_a_delivery_after_redis_lost_the_scan(world):
+    """start_scans on a scan whose state Redis lost leaves a hash with `attempts` only."""
+    objects, verdicts = world
+    msg = accepted(objects, verdicts, with_state=False)
+    verdicts.start_scans([msg.scan_id])
+    assert set(verdicts.get_scan(msg.scan_id)) == {"attempts"}
+    sent = []
+    report = reconcile_once(objects, verdicts, sent.append, stale_after_s=60)
+    assert report.requeued == [msg.scan_id] and report.states_restored == 1
+    assert verdicts.get_scan(msg.scan_id)["tenant"] == "acme"
+
+
+def test_an_unreadable_queue_holds_nothing_back():
+    import redis
+
+    from workers.reconcile import queue_head_reader
+
+    head = queue_head_reader(redis.Redis(port=1, socket_connect_timeout=0.2))  # nothing listens on port 1
+    assert head() is None

@@ -140,7 +140,9 @@ def _sweep_chunk(keys: list[str], objects: ObjectStore, verdicts: VerdictStore,
         return
     states = verdicts.get_scans([k.rsplit("/", 1)[-1].removesuffix(".json") for k in keys])
     for key, state in zip(keys, states, strict=True):
-        if state and _age_s(now, state["submitted_at"], state) < stale_after_s:
+        state = state or {}
+        tracked = "tenant" in state  # a whole state (a delivery after Redis lost it leaves `attempts` only)
+        if tracked and _age_s(now, state.get("submitted_at", ""), state) < stale_after_s:
             report.fresh += 1  # tracked in Redis: nothing to read
             continue
         try:
@@ -149,13 +151,13 @@ def _sweep_chunk(keys: list[str], objects: ObjectStore, verdicts: VerdictStore,
             report.unreadable += 1
             log.warning("reconcile_unreadable_intent", key=key, error=type(exc).__name__)
             continue
-        if not state and _age_s(now, msg.submitted_at, {}) < stale_after_s:
+        if not tracked and _age_s(now, msg.submitted_at, state) < stale_after_s:
             report.fresh += 1
             # Redis lost it (a restart): back in flight, so the outstanding pass finds it once stale
             if not dry_run and verdicts.get_verdict(msg.scan_id) is None and verdicts.restore_scan(msg):
                 report.states_restored += 1
             continue
-        _reconcile_scan(msg, state or {}, objects, verdicts, enqueue, now, stale_after_s, head, report, dry_run,
+        _reconcile_scan(msg, state, objects, verdicts, enqueue, now, stale_after_s, head, report, dry_run,
                         audited=False)
 
 
@@ -169,7 +171,7 @@ def reconcile_outstanding(objects: ObjectStore, verdicts: VerdictStore, enqueue:
     report = Report()
     accepted_before = (now - timedelta(seconds=stale_after_s)).timestamp()
     for tenant in verdicts.in_flight_tenants():
-        offset = 0
+        offset = 0  # an entry dropped below shifts the rest: one may be skipped, till the next pass
         while entries := verdicts.stale_in_flight(tenant, accepted_before, offset, CHUNK):
             offset += len(entries)
             report.outstanding += len(entries)
@@ -219,7 +221,7 @@ def last_activity(msg: ScanMessage, state: dict[str, str]) -> datetime:
 
 
 def _last_activity(submitted_at: str, state: dict[str, str]) -> datetime:
-    times = [submitted_at, state.get("requeued_at"), state.get("transient_at")]
+    times = [submitted_at or state.get("submitted_at"), state.get("requeued_at"), state.get("transient_at")]
     return max(contract.parse_time(t) for t in times if t)
 
 
@@ -263,11 +265,17 @@ def _reconcile_scan(msg: ScanMessage, state: dict[str, str], objects: ObjectStor
 
 
 def queue_head_reader(client, queue: str = contract.QUEUE) -> QueueHead:
-    """A QueueHead on the broker's Redis: submitted_at of the message BRPOP hands out next."""
+    """A QueueHead on the broker's Redis: submitted_at of the message BRPOP hands out next. An unreadable
+    queue holds nothing back (the broker's own errors show when re-enqueueing)."""
+    import redis
+
     from workers.metrics import oldest_submitted_at
 
     def head() -> datetime | None:
-        submitted = oldest_submitted_at(client.lindex(queue, -1))  # kombu LPUSHes and BRPOPs
+        try:
+            submitted = oldest_submitted_at(client.lindex(queue, -1))  # kombu LPUSHes and BRPOPs
+        except redis.RedisError:
+            return None
         return contract.parse_time(submitted) if submitted else None
 
     return head
