@@ -123,3 +123,21 @@ def test_celerys_signal_handler_lines_can_be_said_as_json():
     """)
     event = json.loads(line)
     assert event["event"] == "worker: Warm shutdown (MainProcess)" and event["logger"] == "celery.apps.worker"
+
+
+def test_records_still_reach_the_stream_when_celery_redirects_stdout_into_logging():
+    """A Celery app that leaves logging to Celery (the bench's naive app) redirects sys.stdout into a
+    LoggingProxy at worker start: a handler that followed sys.stdout there wrote each record back into
+    logging, where the proxy's recursion guard dropped it, so the worker's " ready." never showed."""
+    lines = _run_logging("""
+        import logging
+        from celery import Celery
+        from workers.logging import get_logger
+        Celery(set_as_current=False).log.redirect_stdouts("WARNING")
+        logging.getLogger("celery.apps.worker").info("%s ready.", "naive@host")
+        get_logger("producer.bench").info("bench_event")
+        print("a task's print")
+    """)
+    events = [json.loads(line) for line in lines]
+    assert [e["event"] for e in events] == ["naive@host ready.", "bench_event", "a task's print"]
+    assert events[2]["logger"] == "celery.redirected"

@@ -93,16 +93,25 @@ def redact(_logger, _method, event: dict) -> dict:
 
 
 class _Stream:
-    """sys.stdout or sys.stderr, looked up at each write (so a replaced stream is followed)."""
+    """sys.stdout or sys.stderr, looked up at each write (so a replaced stream is followed: pytest's
+    capture), except Celery's LoggingProxy (worker_redirect_stdouts, in an app that leaves logging to
+    Celery): it turns writes into log records, which would come back here and be dropped by its
+    recursion guard. The process's own stream is written then."""
 
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def _target(self):
+        stream = getattr(sys, self.name)
+        if type(stream).__module__ == "celery.utils.log":  # LoggingProxy, without importing Celery here
+            return getattr(sys, f"__{self.name}__")
+        return stream
+
     def write(self, text: str) -> int:
-        return getattr(sys, self.name).write(text)
+        return self._target().write(text)
 
     def flush(self) -> None:
-        getattr(sys, self.name).flush()
+        self._target().flush()
 
 
 def configure_logging(level: str = "INFO", json_output: bool = True, stream="stdout") -> None:
