@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test test-unit test-integration chaos lint model clean
+.PHONY: help venv demo test test-unit test-integration check-extras chaos lint model clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ test: venv  ## the whole suite on real Redis, SeaweedFS and celery workers
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-unit: venv  ## only the fast tests (no worker subprocesses)
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration and not extras"
 
 test-integration: venv
 	$(PY) -m pytest -q -m integration
@@ -38,8 +38,12 @@ chaos: venv  ## the documented fault-injection run (20,000 scans per fault; long
 model: venv  ## rebuild models/default/ (checkpoint + evaluation.json + plots) from fixed seeds; ~25 min on 2 shared cores
 	$(PY) -m models.make_default
 
-lint: venv  ## ruff
+lint: venv  ## ruff, and deptry (every import declared in pyproject.toml, every declared package used)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/deptry .
+
+check-extras: venv  ## each image's extras (core, api, worker) in a fresh venv: installs alone, entry points import (minutes)
+	$(PY) -m pytest -q -p no:cacheprovider -m extras tests/test_packaging.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .tenderscan

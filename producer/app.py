@@ -3,7 +3,7 @@
     lifespan:  Deps (S3 store, verdict store, Celery enqueuer, async Redis) built once per process
                -> tenant registry read (and re-read every TENANT_REFRESH_S), limiter
                -> one DoneListener (pub/sub) for every long poll -> serve -> stop listener, close
-    request:   log middleware -> auth + rate limit -> route (routes.py) -> Submitter / poll -> JSON
+    request:   log middleware -> body guard -> auth + rate limit -> route (routes.py) -> Submitter / poll -> JSON
 
 Tests pass `deps` (Deps.with_twins: a MemoryObjectStore and a list Enqueuer on the real Redis);
 `uvicorn --factory producer.app:create_app_from_env` reads the environment once per process.
@@ -93,7 +93,8 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
         app.state.submitter = Submitter(app.state.deps.objects, app.state.deps.verdicts, app.state.deps.enqueuer,
                                         Limits.from_settings(settings), settings.idempotency_ttl_s,
                                         scans_per_message=settings.scans_per_message)
-        app.state.metrics_registry = telemetry.api_registry(app.state.deps.verdicts.r)  # gauges read at scrape
+        queue_gauges = telemetry.QueueCollector(app.state.deps.verdicts.r)  # read at scrape time
+        app.state.metrics_registry.register(queue_gauges)
         app.state.tenants, refresher = await _start_registry(settings, app.state.deps.objects)
         app.state.limiter = Limiter(app.state.deps.verdicts.r, settings.in_flight_ttl_s)
         app.state.key_use = KeyUseRecorder(app.state.deps.verdicts.r)
@@ -108,6 +109,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
             with suppress(asyncio.CancelledError):
                 await refresher
             await app.state.listener.stop()
+            app.state.metrics_registry.unregister(queue_gauges)
             if built:
                 await app.state.deps.aclose()
             log.info("api_stopped")
@@ -115,11 +117,63 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     app = FastAPI(title="tenderscan", version="1", lifespan=lifespan,
                   description="Counterfeit-banknote detection. POST a scan, poll (or long-poll) its verdict.")
     app.state.settings = settings
+    app.state.metrics_registry = telemetry.api_registry()
     app.include_router(router)
     for exc_type, handler in errors.HANDLERS:
         app.add_exception_handler(exc_type, handler)
+    app.add_middleware(BodyGuard, timeout_s=settings.body_timeout_s,
+                       aborted=telemetry.requests_aborted(app.state.metrics_registry))
     app.add_middleware(RequestLog)
     return app
+
+
+class BodyGuard:
+    """A request body arrives whole within `timeout_s` of the request's start, or the client is gone.
+
+    Wraps `receive` while the body is being read (once it is complete, later receives, e.g. a long
+    poll listening for the disconnect, pass untouched):
+        slower than timeout_s     ApiError 408 `request_timeout` (Connection: close) raised to the reader,
+                                  answered by the usual handler; event `request_timeout`
+        client gone mid-body      the reader gets Starlette's ClientDisconnect, answered by
+                                  errors.handle_disconnect (499, nothing sent); event `client_disconnected`
+    Both are counted in tenderscan_requests_aborted_total{reason}. Without this, a disconnect was an
+    `unhandled_error` 500 with a traceback, and a body trickled at 1 byte per 100 ms held its request
+    and connection open for as long as the client liked.
+    """
+
+    def __init__(self, app, timeout_s: float, aborted) -> None:
+        self.app, self.timeout_s, self.aborted = app, timeout_s, aborted
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = time.monotonic() + self.timeout_s
+        body_done = False
+
+        async def receive_in_time():
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    message = await receive()
+            except TimeoutError:
+                body_done = True
+                self._count(scope, errors.REQUEST_TIMEOUT, timeout_s=self.timeout_s)
+                raise errors.request_timeout(self.timeout_s) from None
+            if message["type"] == "http.disconnect":
+                body_done = True
+                self._count(scope, errors.CLIENT_DISCONNECTED)
+            elif not message.get("more_body", False):
+                body_done = True
+            return message
+
+        await self.app(scope, receive_in_time, send)
+
+    def _count(self, scope, reason: str, **fields) -> None:
+        self.aborted.labels(reason=reason).inc()
+        log.info(reason, method=scope["method"], path=scope["path"], **fields)
 
 
 class RequestLog:

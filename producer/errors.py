@@ -9,6 +9,8 @@ Every error body has one shape: `{"error": {"status": 413, "reason": "image_too_
     401     key_malformed              a `tsk_` key whose checksum does not match (mistyped, truncated): no lookup made
     401     key_revoked                a key its tenant revoked (`tenderscan tenant key-revoke`)
     404     not_found                  unknown scan, another tenant's scan, malformed scan id (one answer: no oracle)
+    408     request_timeout            the body did not arrive whole within settings.body_timeout_s of the request's
+                                       start (a client trickling bytes); Connection: close
     413     image_too_large            body above settings.max_body_bytes (checked before and while reading)
     415     unsupported_format         not JPEG/PNG by content, or a body type that is not an image upload
     422     image_empty                zero bytes
@@ -25,6 +27,9 @@ Every error body has one shape: `{"error": {"status": 413, "reason": "image_too_
 
 Errors are classified by what the caller does (see workers/core/errors.py): a `RejectedScan` is the
 client's fault (4xx, do not retry), a `TransientError` or `StorageError` is ours (503, retry later).
+A client that disconnects before its body arrived is neither: nobody is left to answer, so it is an
+event (`client_disconnected`), a 499 in the request log, and a count in
+`tenderscan_requests_aborted_total{reason}` (with the 408s), never a 500.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from workers.core.enums import Reason
 from workers.core.errors import RejectedScan, StorageError, TransientError
@@ -53,6 +60,9 @@ BAD_REQUEST = "bad_request"
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 UNAVAILABLE = "unavailable"
 INTERNAL_ERROR = "internal_error"
+REQUEST_TIMEOUT = "request_timeout"
+CLIENT_DISCONNECTED = "client_disconnected"  # not an answer anyone reads: the request log's and the metric's
+CLIENT_CLOSED_STATUS = 499  # nginx's "client closed request": what the request log records for a disconnect
 
 # enums.Reason of a rejected upload -> HTTP status
 REJECTION_STATUS: dict[str, int] = {
@@ -97,6 +107,11 @@ def unavailable(detail: str, retry_after_s: int = RETRY_AFTER_S) -> ApiError:
     return ApiError(503, UNAVAILABLE, detail, {"Retry-After": str(retry_after_s)})
 
 
+def request_timeout(timeout_s: float) -> ApiError:
+    return ApiError(408, REQUEST_TIMEOUT, f"the request body did not arrive within {timeout_s:g} s",
+                    {"Connection": "close"})
+
+
 def from_rejection(exc: RejectedScan) -> ApiError:
     return ApiError(REJECTION_STATUS.get(exc.reason, 422), exc.reason, exc.detail)
 
@@ -139,6 +154,12 @@ async def handle_http(request: Request, exc: StarletteHTTPException) -> JSONResp
     return _answer(request, ApiError(exc.status_code, reason, str(exc.detail), dict(exc.headers or {})))
 
 
+async def handle_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+    """The client left mid-body (producer/app.py's BodyGuard logged and counted it): nothing to say."""
+    request.state.reason = CLIENT_DISCONNECTED
+    return Response(status_code=CLIENT_CLOSED_STATUS)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", error=type(exc).__name__)
     return _answer(request, ApiError(500, INTERNAL_ERROR, "unexpected error"))
@@ -151,5 +172,6 @@ HANDLERS = [
     (StorageError, handle_infrastructure),
     (RequestValidationError, handle_validation),
     (StarletteHTTPException, handle_http),
+    (ClientDisconnect, handle_disconnect),
     (Exception, handle_unexpected),
 ]

@@ -187,9 +187,8 @@ class Submitter:
                 else:
                     self.enqueuer.enqueue_many([m for _, m in chunk])
             except (TransientError, StorageError) as exc:
-                for i, msg in chunk:
-                    self._withdraw(msg, upload)
-                    self._release_claim(uploads[i])
+                for i, msg in chunk:  # this chunk's own uploads: `_withdraw` releases each one's claim
+                    self._withdraw(msg, uploads[i])
                     out[i] = exc
         return out
 

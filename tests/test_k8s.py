@@ -157,3 +157,17 @@ def test_the_gpu_prometheus_trigger_counts_a_whole_pods_in_flight_window():
     redis_trigger = next(t for t in so["spec"]["triggers"] if t["type"] == "redis")
     prometheus = next(t for t in so["spec"]["triggers"] if t["type"] == "prometheus")
     assert int(prometheus["metadata"]["threshold"]) == int(redis_trigger["metadata"]["listLength"]) + in_flight
+
+
+def test_the_api_pods_are_scraped_where_they_serve_the_backlog_gauge():
+    """KEDA's prometheus trigger reads tenderscan_backlog, which only the API exports: its pods must be
+    scraped, at their container port, and the query must not add up the replicas' identical values."""
+    [api] = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "tenderscan-api"]
+    pod = api["spec"]["template"]
+    notes = pod["metadata"]["annotations"]
+    [port] = pod["spec"]["containers"][0]["ports"]
+    assert notes["prometheus.io/scrape"] == "true" and notes["prometheus.io/path"] == "/metrics"
+    assert int(notes["prometheus.io/port"]) == port["containerPort"]
+    [so] = by_kind("ScaledObject")
+    query = next(t for t in so["spec"]["triggers"] if t["type"] == "prometheus")["metadata"]["query"]
+    assert query.startswith("max(tenderscan_backlog") and "sum(" not in query

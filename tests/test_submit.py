@@ -360,6 +360,51 @@ def test_accept_many_chunks_scans_per_message(deps):
     assert len(multi["scans"]) == 2 and single["scan_id"] == out[2].scan_id
 
 
+class FailFirstEnqueuer:
+    """The list twin, except that its first `fail` sends are refused (the broker drops out, then recovers)."""
+
+    def __init__(self, inner, fail: int = 1) -> None:
+        self.inner, self.fail = inner, fail
+
+    def enqueue(self, msg) -> None:
+        self._maybe_fail()
+        self.inner.enqueue(msg)
+
+    def enqueue_many(self, msgs) -> None:
+        self._maybe_fail()
+        self.inner.enqueue_many(msgs)
+
+    def _maybe_fail(self) -> None:
+        if self.fail > 0:
+            self.fail -= 1
+            raise TransientError("broker is down")
+
+    def close(self) -> None:
+        pass
+
+
+def test_accept_many_withdraws_only_the_chunk_that_failed(deps):
+    """4 uploads, 2 per message, the first message refused: uploads 0-1 get 503s (claims released,
+    intents withdrawn), 2-3 are accepted and keep theirs, so a retry of the whole batch replays 2-3
+    instead of accepting them a second time (issue #13, bug 2: the loop's last `upload` was released)."""
+    submitter = Submitter(deps.objects, deps.verdicts, FailFirstEnqueuer(deps.enqueuer), Limits(), 600,
+                          scans_per_message=2)
+    uploads = [Upload("acme", "s1", "t1", image(size=(96 + i, 64)), idempotency_key=f"bulk-{i}") for i in range(4)]
+    out = submitter.accept_many(uploads)
+    assert [type(o).__name__ for o in out] == ["TransientError", "TransientError", "Accepted", "Accepted"]
+    intents = {k.rsplit("/", 1)[-1].removesuffix(".json") for k in deps.objects.list("scans/") if k.endswith(".json")}
+    assert intents == {out[2].scan_id, out[3].scan_id}
+    for i in range(4):
+        claim = deps.verdicts.r.get(keys.idempotency_key("acme", f"bulk-{i}"))
+        assert (claim is None) == (i < 2), f"upload {i}: claim {claim}"
+    retry = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 600, scans_per_message=2)
+    again = retry.accept_many(uploads)
+    assert [o.replayed for o in again] == [False, False, True, True]
+    assert [o.scan_id for o in again[2:]] == [out[2].scan_id, out[3].scan_id]
+    sent = [m.scan_id for msg in deps.enqueuer.sent for m in schemas.MultiScanMessage.decode_parts(msg)[0]]
+    assert sorted(sent) == sorted([out[2].scan_id, out[3].scan_id, again[0].scan_id, again[1].scan_id])
+
+
 def test_batch_broker_down_is_503_per_item_and_withdraws(api, deps):
     deps.enqueuer.down = True
     body = post_batch(api, [image(), image("PNG")], **{"Idempotency-Key": "bulk-1"}).json()

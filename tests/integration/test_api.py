@@ -8,6 +8,7 @@ one reference-only task message in the broker's Redis list) and plays the worker
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -21,7 +22,7 @@ import redis
 from PIL import Image
 
 from producer.client import ClientError, TenderscanClient
-from tests.integration.conftest import BIN, TENANT_KEYS, start_stack
+from tests.integration.conftest import BIN, TENANT_KEYS, start_stack, tenant_clients, wait_until
 from workers.core import clock, keys
 from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
 from workers.core.storage import S3ObjectStore
@@ -133,3 +134,107 @@ def test_probes_and_refusals_over_real_http(stack):
                          content=b"\xff\xd8\xff" + b"\0" * (stack.settings.max_body_bytes + 1),
                          headers={"Authorization": f"Bearer {TENANT_KEYS['acme']}", "Content-Type": "image/jpeg"})
     assert too_big.status_code == 413
+
+
+# --- clients that stop sending: a disconnect is not an error, a crawl is a 408 (issue #13, bug 6) --------
+BODY_TIMEOUT_S = 2
+
+
+@pytest.fixture()
+def slow_stack(tmp_path, seaweedfs):
+    stack = start_stack(tmp_path, seaweedfs, REDIS_DB, workers=0,
+                        extra_env={"TENDERSCAN_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)})
+    yield stack
+    stack.stop()
+
+
+def _raw_post(stack, length: int):
+    """A socket that has sent a scan's request line and headers (Content-Length `length`), no body yet."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(stack.api_url)
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    sock.sendall((f"POST /v1/scans?store_id=store-1&terminal_id=pos-1 HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                  f"Authorization: Bearer {TENANT_KEYS['acme']}\r\nContent-Type: image/jpeg\r\n"
+                  f"Content-Length: {length}\r\n\r\n").encode())
+    return sock
+
+
+def _api_events(stack) -> list[dict]:
+    lines = [line for line in (stack.logs / "api.log").read_text(errors="replace").splitlines() if line.strip()]
+    assert [line for line in lines if not line.startswith("{")] == [], "the API printed non-JSON lines"
+    return [json.loads(line) for line in lines]
+
+
+def _aborted(stack, reason: str) -> float:
+    import httpx
+
+    text = httpx.get(f"{stack.api_url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f'tenderscan_requests_aborted_total{{reason="{reason}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_client_that_disconnects_mid_body_is_an_event_not_a_500(slow_stack):
+    with tenant_clients(slow_stack):  # the API is ready
+        pass
+    data = jpeg()
+    for _ in range(5):
+        sock = _raw_post(slow_stack, len(data))
+        sock.sendall(data[: len(data) // 3])
+        time.sleep(0.2)
+        sock.close()  # gone mid-body, as a POS terminal losing its network
+    assert wait_until(lambda: _aborted(slow_stack, "client_disconnected") == 5, 15), \
+        (_aborted(slow_stack, "client_disconnected"), slow_stack.services[0].log_tail())
+    events = _api_events(slow_stack)
+    assert not [e for e in events if e["event"] == "unhandled_error" or e.get("level") == "error"], events[-10:]
+    assert len([e for e in events if e["event"] == "client_disconnected"]) == 5
+    requests = [e for e in events if e["event"] == "request" and e["path"] == "/v1/scans"]
+    assert [(e["status"], e["reason"]) for e in requests] == [(499, "client_disconnected")] * 5
+    assert not any(k.endswith(".json") for k in S3ObjectStore.from_settings(slow_stack.settings).list("scans/"))
+
+
+def test_a_body_slower_than_the_timeout_gets_408_request_timeout(slow_stack):
+    """1 byte per 100 ms, for as long as the server lets it: the answer is a 408 with the error
+    envelope within BODY_TIMEOUT_S (+ slack), and the connection is closed."""
+    with tenant_clients(slow_stack):
+        pass
+    data = jpeg()
+    sock = _raw_post(slow_stack, len(data))
+    sock.settimeout(0.1)
+    started, answer = time.monotonic(), b""
+    try:
+        for byte in data:
+            if time.monotonic() - started > BODY_TIMEOUT_S + 8:
+                break
+            try:
+                sock.sendall(bytes([byte]))
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            answer += chunk
+            if b"\r\n\r\n" in answer:
+                break
+        took = time.monotonic() - started
+        sock.settimeout(2)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), (round(took, 1), answer[:300])
+    assert took < BODY_TIMEOUT_S + 2
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"] == {"status": 408, "reason": "request_timeout",
+                                         "detail": f"the request body did not arrive within {BODY_TIMEOUT_S} s"}
+    assert _aborted(slow_stack, "request_timeout") == 1
+    events = _api_events(slow_stack)
+    [timeout] = [e for e in events if e["event"] == "request_timeout"]
+    assert timeout["timeout_s"] == BODY_TIMEOUT_S and not [e for e in events if e["event"] == "unhandled_error"]

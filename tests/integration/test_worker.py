@@ -6,6 +6,7 @@ Own Redis DBs (13: verdicts, 14: broker) so that other test modules cannot see o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -202,3 +203,48 @@ def test_worker_with_an_unloadable_model_exits_at_start_instead_of_failing_scans
     assert worker.proc.returncode == 3, worker.log_tail()
     log_text = (log_dir / "worker.log").read_text(errors="replace")
     assert '"event": "model_load_failed"' in log_text and " ready." not in log_text
+
+
+# --- the bare command: `celery -A workers.app worker`, as Celery users type it (issue #13, bug 3) ----------
+def test_the_bare_celery_command_gives_the_tenderscan_worker(stack):
+    """No -P, -c or -Q: the threads pool, TENDERSCAN_WORKER_CONCURRENCY (here 2 x MAX_BATCH_SIZE = 16) and
+    the scans queue, as `tenderscan worker` starts it; not Celery's default prefork x the concurrency,
+    each child loading the model and every batch of size 1. Asked of the running worker itself."""
+    settings, env, log_dir = stack
+    node = f"bare-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
+    cmd = [str(devstack.VENV_BIN / "celery"), "-A", "workers.app", "worker", "-n", node]
+    worker = devstack.spawn("worker", cmd, log_dir, env=env, cwd=Path(__file__).resolve().parents[2])
+    try:
+        worker.wait_for_log(" ready.", timeout=120)
+        inspect = make_celery(settings).control.inspect(destination=[node], timeout=5)
+        stats = inspect.stats()[node]
+        queues = [q["name"] for q in inspect.active_queues()[node]]
+    finally:
+        worker.stop()
+    assert stats["pool"]["implementation"] == "celery.concurrency.thread:TaskPool", stats["pool"]
+    assert stats["pool"]["max-concurrency"] == 16 == 2 * settings.max_batch_size
+    assert queues == [keys.QUEUE]
+    assert len(stats["pool"].get("processes", [])) == 0  # no forked children: one process, one model
+    lines = [line for line in (log_dir / "worker.log").read_text().splitlines() if line.strip()]
+    assert [line for line in lines if not line.startswith("{")] == []  # every line JSON: no text banner
+    events = [json.loads(line) for line in lines]
+    assert any(e.get("logger", "").startswith("celery") and e["event"].endswith(" ready.") for e in events)
+    [start] = [e for e in events if e.get("event") == "worker_starting"]
+    assert (start["pool"], start["concurrency"], start["queues"]) == ("threads", 16, [keys.QUEUE])
+
+
+def test_the_bare_command_refuses_a_process_count_it_cannot_honour(stack):
+    """TENDERSCAN_WORKER_PROCESSES = 2 asks for two worker processes, which only `tenderscan worker`'s
+    supervisor runs: the bare command says so and exits, before it loads a model or takes a message."""
+    _, env, log_dir = stack
+    cmd = [str(devstack.VENV_BIN / "celery"), "-A", "workers.app", "worker"]
+    worker = devstack.spawn("worker", cmd, log_dir, env=dict(env, TENDERSCAN_WORKER_PROCESSES="2"),
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        worker.proc.wait(60)
+    finally:
+        worker.stop()
+    log_text = (log_dir / "worker.log").read_text(errors="replace")
+    assert worker.proc.returncode == 2, log_text[-3000:]
+    assert '"event": "worker_processes_unsupported"' in log_text and "TENDERSCAN_WORKER_PROCESSES" in log_text
+    assert "model_loaded" not in log_text and " ready." not in log_text

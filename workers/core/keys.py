@@ -17,10 +17,16 @@ Redis keys (ours all start `ts:`), and who writes them:
     ts:inflight:{tenant}       zset    scan ids accepted, not yet verdicted, score = acceptance time
                                        (unix s); save_verdict removes, older than
                                        settings.in_flight_ttl_s age out                     [edge, worker]
+    ts:inflight-tenants        set     tenants that have had scans in flight: where the reconciler's
+                                       outstanding pass starts (refreshed by create_scan)   [edge]
+                                       TTL: settings.in_flight_ttl_s
     ts:keyuse:{tenant}         hash    key_id -> last use (time); lossy, at most every
                                        KEY_USE_EVERY_S per key and API process               [edge]
     ts:reconcile:lock          string  held by the worker reconciling now                   [worker]
                                        TTL: settings.reconcile_interval_s
+    ts:reconcile:sweep         string  the Redis run_id at the reconciler's last full S3 sweep: a missing
+                                       key or another run_id (a restart, a failover) makes a sweep due
+                                       TTL: settings.reconcile_sweep_interval_s             [worker]
     tenderscan.scans           list    the queue (QUEUE): kombu pushes task messages here    [edge, reconciler]
     unacked                    hash    kombu's own: messages delivered and not yet acked (read by the
                                        API's backlog gauge, core/telemetry.py)              [kombu]
@@ -81,6 +87,11 @@ def rate_key(tenant: str) -> str:
 
 def in_flight_key(tenant: str) -> str:
     return f"ts:inflight:{tenant}"
+
+
+IN_FLIGHT_TENANTS_KEY = "ts:inflight-tenants"  # set: tenants with in-flight zsets (a '-', not ':', so no
+#                                              tenant's ts:inflight:{tenant} can have this name)
+RECONCILE_SWEEP_KEY = "ts:reconcile:sweep"  # Redis run_id at the reconciler's last S3 sweep
 
 
 def key_use_key(tenant: str) -> str:

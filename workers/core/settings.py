@@ -124,6 +124,7 @@ class Settings:
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # sha256(key) -> tenant
     public_url: str = ""  # prefix for poll URLs in 202 answers; empty = relative URLs
     max_body_bytes: int = 10 * 1024 * 1024  # largest accepted upload
+    body_timeout_s: int = 60  # a request body must arrive whole this long after its request began: 408 otherwise
     max_pixels: int = 24_000_000  # Pillow decompression-bomb cap (width * height)
     min_side: int = 32  # smaller images cannot hold a readable bill
     max_side: int = 8000  # longest accepted side in pixels
@@ -159,9 +160,11 @@ class Settings:
     compile: bool = False  # torch.compile the model at load (CUDA mostly; the warm-up pays the compile)
     metrics_port: int = 0  # worker: serve Prometheus /metrics on this port (0 = off); the API serves /metrics
     # --- reconciler (S3 is the source of truth; see workers/runtime/reconcile.py) -------------------------
-    reconcile_interval_s: int = 15  # how often one worker re-checks accepted scans (0 = never)
+    reconcile_interval_s: int = 15  # how often one worker re-checks the scans in flight (0 = never: no reconciler)
     reconcile_stale_after_s: int = 60  # a scan with no verdict this long after (re)enqueue is re-enqueued
-    reconcile_days: int = 2  # how many daily partitions back the reconciler looks
+    reconcile_sweep_interval_s: int = 3600  # the backstop: a full pass over the S3 intents this often, and
+    #                                         at once after Redis restarted or failed over (0 = never)
+    reconcile_days: int = 2  # how many daily partitions back the sweep looks
     heartbeat_file: str = "/tmp/tenderscan-worker.heartbeat"  # liveness: refreshed while the batcher runs
     # --- audit (docs/AUDIT.md) ------------------------------------------------------------------
     audit_signing_key: str = field(default="", repr=False)  # Ed25519 seed, 64 hex; empty = audit records
@@ -223,6 +226,7 @@ class Settings:
             api_keys=parse_api_keys(env.get(PREFIX + "API_KEYS", "")),
             public_url=_str(env, PREFIX + "PUBLIC_URL", d.public_url).rstrip("/"),
             max_body_bytes=_int(env, PREFIX + "MAX_BODY_BYTES", d.max_body_bytes, 1),
+            body_timeout_s=_int(env, PREFIX + "BODY_TIMEOUT_S", d.body_timeout_s, 1),
             max_pixels=_int(env, PREFIX + "MAX_PIXELS", d.max_pixels, 1),
             min_side=_int(env, PREFIX + "MIN_SIDE", d.min_side, 1),
             max_side=_int(env, PREFIX + "MAX_SIDE", d.max_side, 1),
@@ -251,6 +255,8 @@ class Settings:
             metrics_port=_int(env, PREFIX + "METRICS_PORT", d.metrics_port, 0),
             reconcile_interval_s=_int(env, PREFIX + "RECONCILE_INTERVAL_S", d.reconcile_interval_s, 0),
             reconcile_stale_after_s=_int(env, PREFIX + "RECONCILE_STALE_AFTER_S", d.reconcile_stale_after_s, 1),
+            reconcile_sweep_interval_s=_int(env, PREFIX + "RECONCILE_SWEEP_INTERVAL_S",
+                                            d.reconcile_sweep_interval_s, 0),
             reconcile_days=_int(env, PREFIX + "RECONCILE_DAYS", d.reconcile_days, 1),
             heartbeat_file=_str(env, PREFIX + "HEARTBEAT_FILE", d.heartbeat_file),
             audit_signing_key=_audit_key(env, PREFIX + "AUDIT_SIGNING_KEY"),

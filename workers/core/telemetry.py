@@ -11,9 +11,12 @@
                                                       and task retries as reason="retry:<ErrorClass>"
     tenderscan_queue_depth                 gauge      LLEN of the scans queue (messages, not scans)   [API]
     tenderscan_queue_oldest_age_seconds    gauge      now - submitted_at of the oldest queued message [API]
+    tenderscan_requests_aborted_total{reason}  counter  requests whose body never arrived whole:
+                                                      client_disconnected, request_timeout (408)    [API]
     tenderscan_backlog                     gauge      queued + in flight (kombu's `unacked` hash): what
                                                       KEDA's prometheus trigger scales on, since the list
-                                                      alone hides what workers prefetched            [API]
+                                                      alone hides what workers prefetched; every API
+                                                      replica reports the same value (take `max`) [API]
 
 Workers serve `/metrics` on TENDERSCAN_METRICS_PORT (a small HTTP thread, `serve`); the API serves
 `GET /metrics` with the queue gauges computed at scrape time (`QueueCollector`). Under a threads or
@@ -162,11 +165,19 @@ class QueueCollector:
         yield age
 
 
-def api_registry(redis_client) -> CollectorRegistry:
-    """The API's registry: the queue gauges (the edge runs no pipeline stages of its own)."""
+def api_registry(redis_client=None) -> CollectorRegistry:
+    """The API's registry: the queue gauges (the edge runs no pipeline stages of its own). Without a
+    client, empty: the app registers its QueueCollector once its Redis client exists (lifespan)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector(redis_client))
+    if redis_client is not None:
+        registry.register(QueueCollector(redis_client))
     return registry
+
+
+def requests_aborted(registry: CollectorRegistry) -> Counter:
+    """tenderscan_requests_aborted_total{reason}: the API's requests whose body never arrived whole."""
+    return Counter("tenderscan_requests_aborted", "Requests whose body never arrived whole, by reason "
+                   "(client_disconnected, request_timeout)", ["reason"], registry=registry)
 
 
 def render(registry: CollectorRegistry = REGISTRY) -> bytes:

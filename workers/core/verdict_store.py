@@ -3,6 +3,7 @@
 A scan's life in Redis (its keys are in keys.py):
     create_scan       ts:scan:{id} = {status: queued, tenant, ...}          (edge, after the S3 write)
                       + ZADD ts:inflight:{tenant} id (the tenant's scans in flight, producer/limits.py)
+                      + SADD ts:inflight-tenants tenant (where the reconciler's outstanding pass starts)
     start_scans       per scan: its verdict if one is stored (a redelivery),  (worker, on dequeue; one
                       else status queued -> processing,                      round trip per message)
                       attempts += 1
@@ -89,6 +90,18 @@ return 1
 """
 
 
+# KEYS: the sweep key. ARGV: Redis's run_id now, the sweep interval (s). The reconciler's S3 sweep is due
+# when the key is gone (expired, or Redis lost its data) or holds another run_id (a restart or a failover
+# since the last sweep): then it is claimed for this run_id, atomically, so one worker sweeps.
+_CLAIM_SWEEP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
 # KEYS: idempotency key. ARGV: scan_id, or "" for any. Deletes the claim (if it is that scan's).
 _RELEASE_CLAIM = """
 local v = redis.call('GET', KEYS[1])
@@ -124,6 +137,7 @@ class VerdictStore:
         self._start = client.register_script(_START_SCANS)
         self._refund = client.register_script(_REFUND_ATTEMPT)
         self._release = client.register_script(_RELEASE_CLAIM)
+        self._claim_sweep = client.register_script(_CLAIM_SWEEP)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VerdictStore:
@@ -146,6 +160,8 @@ class VerdictStore:
             pipe.expire(key, self.ttl_s)
             pipe.zadd(in_flight, {msg.scan_id: clock.parse_time(msg.submitted_at).timestamp()})
             pipe.expire(in_flight, self.in_flight_ttl_s)
+            pipe.sadd(keys.IN_FLIGHT_TENANTS_KEY, msg.tenant)
+            pipe.expire(keys.IN_FLIGHT_TENANTS_KEY, self.in_flight_ttl_s)
             pipe.execute()
 
     def restore_scan(self, msg: ScanMessage) -> bool:
@@ -251,6 +267,45 @@ class VerdictStore:
         with _translate():
             raw = self.r.get(keys.verdict_key(scan_id))
         return None if raw is None else Verdict.decode(raw)
+
+    # --- the reconciler (workers/reconcile.py) --------------------------------------------------------
+    def in_flight_tenants(self) -> list[str]:
+        with _translate():
+            return sorted(self.r.smembers(keys.IN_FLIGHT_TENANTS_KEY))
+
+    def stale_in_flight(self, tenant: str, accepted_before: float, offset: int = 0,
+                        count: int = 500) -> list[tuple[str, float]]:
+        """(scan id, acceptance time) of the tenant's in-flight scans accepted before `accepted_before`
+        (unix s), oldest first; the fresh ones are never read."""
+        with _translate():
+            return [(sid, float(score)) for sid, score in self.r.zrangebyscore(
+                keys.in_flight_key(tenant), "-inf", repr(accepted_before), start=offset, num=count,
+                withscores=True)]
+
+    def drop_in_flight(self, tenant: str, scan_id: str) -> None:
+        with _translate():
+            self.r.zrem(keys.in_flight_key(tenant), scan_id)
+
+    def server_run_id(self) -> str:
+        """The Redis server's run_id (new at every start, and on another server after a failover);
+        "" where INFO is not permitted."""
+        try:
+            with _translate():
+                return str(self.r.info("server").get("run_id", ""))
+        except StoreUnavailable as exc:
+            if "refused" not in str(exc):
+                raise
+            return ""
+
+    def claim_sweep(self, run_id: str, interval_s: int) -> bool:
+        """True (and claimed) when the reconciler's S3 sweep is due: see _CLAIM_SWEEP."""
+        with _translate():
+            return bool(self._claim_sweep(keys=[keys.RECONCILE_SWEEP_KEY], args=[run_id, interval_s]))
+
+    def release_sweep(self) -> None:
+        """A sweep that failed part-way is due again at the next pass."""
+        with _translate():
+            self.r.delete(keys.RECONCILE_SWEEP_KEY)
 
 
 def _save_keys(verdict: Verdict) -> list[str]:

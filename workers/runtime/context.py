@@ -167,8 +167,9 @@ class WorkerContext:
         (`python -m workers.health`), the Prometheus exporter (TENDERSCAN_METRICS_PORT; 0 = off)."""
         from workers.core import keys, telemetry
         from workers.core.storage import S3ObjectStore
+        from workers.core.verdict_store import redis_client
         from workers.runtime import health
-        from workers.runtime.reconcile import Reconciler
+        from workers.runtime.reconcile import Reconciler, queue_head_reader
 
         settings = self.settings
         self.consumer = consumer
@@ -178,7 +179,9 @@ class WorkerContext:
 
             self.reconciler = Reconciler(S3ObjectStore.from_settings(settings), VerdictStore.from_settings(settings),
                                          enqueue, settings.reconcile_interval_s, settings.reconcile_stale_after_s,
-                                         settings.reconcile_days, signer=self.signer)
+                                         settings.reconcile_days, signer=self.signer,
+                                         sweep_interval_s=settings.reconcile_sweep_interval_s,
+                                         queue_head=queue_head_reader(redis_client(settings.effective_broker_url)))
             self.reconciler.start()
         self.heartbeat = health.start_heartbeat(self.alive, Path(settings.heartbeat_file))
         self.metrics_server = telemetry.serve(settings.metrics_port)

@@ -1,10 +1,14 @@
-"""The worker's Celery app (`celery -A workers.app worker -P threads`, or `tenderscan worker`) and the
-hooks that build, start and stop its context (runtime/context.py), one per worker process.
+"""The worker's Celery app (`celery -A workers.app worker`, or `tenderscan worker`) and the hooks that
+build, start and stop its context (runtime/context.py), one per worker process.
 
 Settings are read from the environment once, here. Importing this module registers the tasks and
 the hooks; it builds nothing else (`celery -A workers.app inspect ...` imports it too, and its
 stdout must stay clean JSON):
 
+    celeryd_init          a worker process: TENDERSCAN_WORKER_PROCESSES > 1 is refused (exit 2), since
+                          only `tenderscan worker`'s supervisor runs several
+    celeryd_after_setup   log `worker_starting` (node, pool, concurrency, queues); with JSON logs this
+                          event replaces Celery's text banner, so every line of the worker is JSON
     worker_init           TLS endpoints (rediss://, https:// S3) verify against the configured CAs, or
                           exit; then the WorkerContext (settings, audit signer, retry policy, slots) is
                           attached to the app. A threads pool loads its runner and stores here, in the
@@ -20,6 +24,12 @@ stdout must stay clean JSON):
 A model that does not load stops the worker at start (SystemExit: Celery swallows ordinary
 exceptions from signal handlers), instead of consuming scans it can only fail. A benchmark may
 attach a context of its own before the worker starts (producer/bench/ceiling.py); worker_init keeps it.
+
+The bare `celery -A workers.app worker` (no -P, -c, -Q) starts the same worker as `tenderscan worker`:
+this app's `worker_pool` is threads (the task threads share one process, one model, one batcher;
+Celery's default prefork would fork `concurrency` children that each load the model and batch alone),
+and the concurrency and queue come from core/celery_app.py. Celery cannot tell an explicit
+`-P prefork` from its default, so that one gets threads too: use `tenderscan worker --pool prefork`.
 """
 
 from __future__ import annotations
@@ -27,14 +37,19 @@ from __future__ import annotations
 from celery import signals
 
 from workers.core.celery_app import make_celery
-from workers.core.logging import configure_logging, get_logger
+from workers.core.logging import configure_logging, get_logger, say_as_json
 from workers.core.settings import Settings
 from workers.runtime import tasks
 from workers.runtime.context import WorkerContext, attach, context_of
 
 settings = Settings.from_env()
 configure_logging(settings.log_level, settings.log_json)  # before any hook below logs
+if settings.log_json:  # Celery prints a few lines from its signal handlers ("worker: Warm shutdown"): JSON too
+    import celery.apps.worker
+
+    celery.apps.worker.safe_say = say_as_json
 app = make_celery(settings)
+app.conf.worker_pool = "threads"  # the worker's, not the producer's app: see the module docstring
 app.set_current()
 tasks.register(app)
 log = get_logger("workers.runtime.worker")
@@ -42,13 +57,38 @@ log = get_logger("workers.runtime.worker")
 
 @signals.setup_logging.connect
 def _setup_logging(**_) -> None:
-    """Connected so that Celery leaves logging to us (its own records still reach stdout)."""
+    """Connected so that Celery leaves logging to us: its own records (and kombu's) reach stdout as
+    JSON through the root handler core/logging.py installs."""
     configure_logging(settings.log_level, settings.log_json)
 
 
 def _pool_name(worker) -> str:
     pool = getattr(worker, "pool_cls", None)
     return pool if isinstance(pool, str) else getattr(pool, "__module__", "").rsplit(".", 1)[-1]
+
+
+@signals.celeryd_init.connect
+def _one_process_only(**_) -> None:
+    """`celery -A workers.app worker` is one process: a setting that asks for more gets a clear no."""
+    from workers.runtime.supervisor import resolve_processes
+
+    processes = resolve_processes(settings.worker_processes)
+    if processes > 1:
+        log.critical("worker_processes_unsupported", setting="TENDERSCAN_WORKER_PROCESSES",
+                     value=settings.worker_processes, processes=processes,
+                     detail="celery -A workers.app worker runs one process; start `tenderscan worker`, "
+                            "which supervises that many")
+        raise SystemExit(2)
+
+
+@signals.celeryd_after_setup.connect
+def _log_start(sender=None, instance=None, **_) -> None:
+    if settings.log_json and instance is not None:
+        instance.quiet = True  # read right after this signal: no multi-line text banner on stdout
+    pool = _pool_name(instance)
+    queues = sorted(instance.app.amqp.queues.consume_from) if instance is not None else []
+    log.info("worker_starting", node=sender, pool={"thread": "threads"}.get(pool, pool),  # the -P name
+             concurrency=getattr(instance, "concurrency", None), queues=queues)
 
 
 def _load(ctx: WorkerContext) -> None:

@@ -1,7 +1,10 @@
 """`tenderscan reconcile`: re-enqueue accepted scans that have no verdict (S3 is the source of truth).
 
-Workers run the same pass every TENDERSCAN_RECONCILE_INTERVAL_S; this command runs it once, by hand
-or from a cron job, and prints what it found.
+Runs the sweep once (every intent of the last --days partitions against its audit record), by hand or
+from a cron job, and prints what it found; `--outstanding` runs the cheap pass over the scans in flight
+instead. Workers run both on their own (workers/reconcile.py): the outstanding pass every
+TENDERSCAN_RECONCILE_INTERVAL_S, the sweep every TENDERSCAN_RECONCILE_SWEEP_INTERVAL_S and after a
+Redis restart.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default TENDERSCAN_RECONCILE_STALE_AFTER_S)")
     p.add_argument("--days", type=int, default=None,
                    help="daily partitions to scan, today backwards (default TENDERSCAN_RECONCILE_DAYS)")
+    p.add_argument("--outstanding", action="store_true",
+                   help="only the scans in flight (Redis), not the S3 sweep: what workers run every interval")
     p.add_argument("--dry-run", action="store_true", help="report what would be re-enqueued, change nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
@@ -29,24 +34,31 @@ def run(args: argparse.Namespace) -> int:
     from workers.audit import signing
     from workers.core.settings import Settings
     from workers.core.storage import S3ObjectStore
-    from workers.core.verdict_store import VerdictStore
-    from workers.runtime.reconcile import reconcile_once
+    from workers.core.verdict_store import VerdictStore, redis_client
+    from workers.runtime.reconcile import queue_head_reader, reconcile_once, reconcile_outstanding
 
     settings = Settings.from_env()
     objects = S3ObjectStore.from_settings(settings)
     verdicts = VerdictStore.from_settings(settings)
     enqueue = (lambda msg: None) if args.dry_run else CeleryEnqueuer.from_settings(settings).enqueue
-    report = reconcile_once(objects, verdicts, enqueue,
-                            stale_after_s=args.stale_after if args.stale_after is not None
-                            else settings.reconcile_stale_after_s,
-                            days=args.days or settings.reconcile_days, dry_run=args.dry_run,
-                            signer=signing.signer_from_settings(settings))  # repaired audit records are signed too
+    stale_after_s = args.stale_after if args.stale_after is not None else settings.reconcile_stale_after_s
+    queue_head = queue_head_reader(redis_client(settings.effective_broker_url))
+    signer = signing.signer_from_settings(settings)  # repaired audit records are signed too
+    if args.outstanding:
+        report = reconcile_outstanding(objects, verdicts, enqueue, stale_after_s=stale_after_s, dry_run=args.dry_run,
+                                       queue_head=queue_head, signer=signer)
+    else:
+        report = reconcile_once(objects, verdicts, enqueue, stale_after_s=stale_after_s,
+                                days=args.days or settings.reconcile_days, dry_run=args.dry_run, queue_head=queue_head,
+                                signer=signer)
     data = dataclasses.asdict(report)
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         verb = "would re-enqueue" if args.dry_run else "re-enqueued"
-        print(f"intents {report.intents}  done {report.done}  fresh {report.fresh}  {verb} {len(report.requeued)}  "
+        seen = f"in flight past stale_after {report.outstanding}" if args.outstanding else \
+            f"intents {report.intents}  done {report.done}"
+        print(f"{seen}  fresh {report.fresh}  waiting in the queue {report.waiting}  {verb} {len(report.requeued)}  "
               f"states restored {report.states_restored}  audit records repaired {report.audit_repaired}  "
-              f"unreadable {report.unreadable}")
+              f"withdrawn {report.withdrawn}  unreadable {report.unreadable}")
     return 0

@@ -10,12 +10,15 @@
                    its own node name, metrics port and heartbeat file; SIGTERM reaches every one, and
                    one dying stops the rest (the pod restarts)
 
-Equivalent, with one process, to `celery -A workers.app worker -P threads -c N -Q tenderscan.scans`.
+Equivalent, with one process, to `celery -A workers.app worker` (workers/app.py and workers/celery_app.py
+configure the pool, concurrency and queue; the bare command refuses TENDERSCAN_WORKER_PROCESSES > 1,
+which only this command's supervisor can run).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 POOLS = ("threads", "solo", "prefork")
@@ -73,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     processes = resolve_processes(settings.worker_processes if args.processes is None else args.processes)
     if processes > 1:
         return supervise(child_command(args), processes, settings, hostname=args.hostname)
+    os.environ["TENDERSCAN_WORKER_PROCESSES"] = "1"  # this process is the one worker (as each supervised child)
     from workers.app import app  # one process: exactly the worker it always was
 
+    app.conf.worker_pool = args.pool  # Celery takes `--pool=prefork` for its default and would use the config's
     app.worker_main(worker_argv(args, settings))
     return 0
