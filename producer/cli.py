@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # name -> module under producer.commands; each module defines register(subparsers)
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Commands' own events go to stderr; `api` and `worker` reconfigure for JSON on stdout.
     configure_logging("INFO", json_output=not sys.stderr.isatty(), stream="stderr")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise (submit, status)
 
     try:
         return int(args.func(args) or 0)
