@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="daily partitions to scan, today backwards (default TENDERSCAN_RECONCILE_DAYS)")
     p.add_argument("--dry-run", action="store_true", help="report what would be re-enqueued, change nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="also log an event per scan re-enqueued or repaired (stderr); default: warnings only")
     p.set_defaults(func=run)
 
 
@@ -33,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from workers.verdict_store import VerdictStore
 
     settings = Settings.from_env()
+    if not args.verbose:  # the report below says what the per-scan events would; keep them out of it
+        from workers.logging import configure_logging
+
+        configure_logging("WARNING", json_output=False, stream="stderr")
     publish.configure_signing(signing.signer_from_settings(settings))  # repaired audit records are signed too
     objects = S3ObjectStore.from_settings(settings)
     verdicts = VerdictStore.from_settings(settings)
