@@ -13,9 +13,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="folder, or synth:COUNT:SEED[:PRESET]")
     p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
     p.add_argument("--plots", default=None, metavar="DIR", help="write confusion.png, roc.png, reliability.png")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--workers", type=int, default=2, help="data processes (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
