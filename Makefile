@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv  ## run the whole job locally: S3 + Redis + API + worker, submit synthetic scans, print verdicts
-	$(PY) -m producer.demo
+	$(PY) -m producer.dev.demo
 
 test: venv  ## the whole suite on real Redis, SeaweedFS and celery workers
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from producer.devstack import free_port
+from producer.dev.services import free_port
 from workers import contract
 from workers.contract import InputRef, ScanMessage, Timestamps, Verdict
 from workers.errors import StoreUnavailable

@@ -28,12 +28,11 @@ from workers.storage import S3ObjectStore
 from workers.verdict_store import VerdictStore
 
 pytestmark = pytest.mark.integration
-REDIS_DB = 11
 
 
 @pytest.fixture()
 def stack(tmp_path, seaweedfs):
-    stack = start_stack(tmp_path, seaweedfs, REDIS_DB, workers=0)
+    stack = start_stack(tmp_path, seaweedfs, workers=0)
     yield stack
     stack.stop()
 

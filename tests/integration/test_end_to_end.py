@@ -32,7 +32,7 @@ EVALUATION = Path(__file__).resolve().parents[2] / "models" / "default" / "evalu
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, seaweedfs):
-    stack = start_stack(tmp_path_factory.mktemp("e2e"), seaweedfs, redis_db=12, workers=1)
+    stack = start_stack(tmp_path_factory.mktemp("e2e"), seaweedfs, workers=1)
     yield stack
     stack.stop()
 
