@@ -47,3 +47,13 @@ def test_cli_help_does_not_import_torch():
 def test_the_check_can_fail():
     proc = run_python(f"import json; sys_modules = __import__('sys').modules; sys_modules['torch'] = json; {NO_TORCH}")
     assert proc.returncode != 0
+
+
+def test_the_service_never_imports_the_local_stack():
+    """producer/dev/ (launcher, demo, `tenderscan dev`) is for people and tests, never the service."""
+    code = ("from workers.settings import Settings; from producer.app import create_app; create_app(Settings()); "
+            f"import {', '.join(m for m in MODULES if m != 'producer.cli')}; import sys; "
+            "assert not [m for m in sys.modules if m.startswith('producer.dev')], "
+            "sorted(m for m in sys.modules if m.startswith('producer.dev'))")
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr

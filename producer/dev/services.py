@@ -174,7 +174,7 @@ def start_seaweedfs(data_dir: Path, access_key: str | None, secret_key: str | No
         svc.stop()
         raise RuntimeError(f"SeaweedFS did not start:\n{svc.log_tail()}") from None
     svc.extra.update(endpoint=f"http://127.0.0.1:{s3_port}", port_base=base, data_dir=data_dir,
-                     filer=f"http://127.0.0.1:{base + 2}")
+                     filer=f"http://127.0.0.1:{base + 2}", sockets=sockets)
     if buckets:
         _wait_buckets(svc, access_key, secret_key, buckets)
     return svc
