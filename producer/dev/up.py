@@ -83,7 +83,8 @@ def up(state_dir: Path, redis_port: int | None = None, s3_port_base: int | None 
         stopping.append(signum)
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a parent that ignores it (nohup, some runners) would otherwise make Ctrl-C a no-op here
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     stack = None
     try:
         stack = LocalStack.start(state_dir.resolve(), api_keys={DEV_TENANT: key}, redis_port=redis_port,

@@ -76,27 +76,31 @@ def test_up_prints_working_variables_and_down_stops_everything(tmp_path):
         assert not [p for p in Path("/tmp").glob("seaweedfs-*.sock") if str(port_base + 10000) in p.name]
         assert "no dev stack" in cli("--dir", str(state), "env").stderr
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        proc.kill()
+        cli("--dir", str(state), "down")
 
 
 def test_ctrl_c_stops_it_and_a_killed_up_is_cleaned_by_down(tmp_path):
     state = tmp_path / "dev"
     proc = start_up(state)
-    assert cli("--dir", str(state), "env", "--wait", "90").returncode == 0
-    services = pids_of(state)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 0 and "stopped" in proc.stderr.read()
-    assert all(gone(pid) for pid in services)
+    try:
+        assert cli("--dir", str(state), "env", "--wait", "90").returncode == 0
+        services = pids_of(state)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0 and "stopped" in proc.stderr.read()
+        assert all(gone(pid) for pid in services)
 
-    proc = start_up(state)  # again, in the same directory: it starts empty
-    assert cli("--dir", str(state), "env", "--wait", "90").returncode == 0
-    services = pids_of(state)
-    proc.kill()  # `up` dies without stopping its services
-    proc.wait(10)
-    assert not any(gone(pid) for pid in services)
-    assert cli("--dir", str(state), "down").returncode == 0
-    assert wait_until(lambda: all(gone(pid) for pid in services), 10)
+        proc = start_up(state)  # again, in the same directory: it starts empty
+        assert cli("--dir", str(state), "env", "--wait", "90").returncode == 0
+        services = pids_of(state)
+        proc.kill()  # `up` dies without stopping its services
+        proc.wait(10)
+        assert not any(gone(pid) for pid in services)
+        assert cli("--dir", str(state), "down").returncode == 0
+        assert wait_until(lambda: all(gone(pid) for pid in services), 10)
+    finally:
+        proc.kill()
+        cli("--dir", str(state), "down")
 
 
 def test_env_without_a_stack_says_how_to_start_one(tmp_path):
