@@ -135,3 +135,26 @@ def test_the_cli_requeues_from_the_real_s3_onto_the_real_broker(s3_settings, cle
     queued = redis.Redis.from_url(clean_redis).lrange(contract.QUEUE, 0, -1)
     assert len(queued) == 1 and msg.scan_id.encode() in queued[0]
     assert verdicts.get_scan(msg.scan_id)["status"] == "queued"
+
+
+def test_the_cli_prints_its_report_alone_unless_verbose(s3_settings, clean_redis):
+    import os
+    import subprocess
+    import sys
+
+    from workers.storage import S3ObjectStore
+
+    accepted(S3ObjectStore.from_settings(s3_settings), VerdictStore(redis_client(clean_redis), ttl_s=600),
+             with_state=False)
+    env = dict(os.environ, TENDERSCAN_REDIS_URL=clean_redis, TENDERSCAN_S3_ENDPOINT_URL=s3_settings.s3_endpoint_url,
+               TENDERSCAN_S3_ACCESS_KEY=s3_settings.s3_access_key, TENDERSCAN_S3_SECRET_KEY=s3_settings.s3_secret_key,
+               TENDERSCAN_S3_BUCKET=s3_settings.s3_bucket, TENDERSCAN_AUDIT_SIGNING_KEY="")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "producer", "reconcile", *args], env=env, capture_output=True,
+                              text=True, timeout=60, check=True)
+
+    quiet = run("--dry-run")
+    assert quiet.stdout.startswith("intents 1 ") and "would re-enqueue 1" in quiet.stdout
+    assert quiet.stderr == ""  # no events, no signing warning for a run that writes nothing
+    assert "reconcile_done" in run("--dry-run", "--verbose").stderr

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         from workers.logging import configure_logging
 
         configure_logging("WARNING", json_output=False, stream="stderr")
-    publish.configure_signing(signing.signer_from_settings(settings))  # repaired audit records are signed too
+    if not args.dry_run:  # repaired audit records are signed too (a dry run writes none)
+        publish.configure_signing(signing.signer_from_settings(settings))
     objects = S3ObjectStore.from_settings(settings)
     verdicts = VerdictStore.from_settings(settings)
     enqueue = (lambda msg: None) if args.dry_run else CeleryEnqueuer.from_settings(settings).enqueue
