@@ -55,6 +55,12 @@ def pytest_unconfigure(config) -> None:
 _TMP = pytest.StashKey[Path]()
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Integration tests first (a stable sort): they are the long ones, so a parallel run does not end
+    with one process working through them while the others have nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> services.Service:
     if shutil.which("redis-server") is None:
