@@ -155,7 +155,7 @@ def start_seaweedfs(data_dir: Path, access_key: str | None, secret_key: str | No
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     s3_port = base + 3
-    sockets = Path(tempfile.mkdtemp(prefix="weed-"))  # short: a unix socket path has ~100 bytes
+    sockets = _socket_dir(data_dir)
     env = dict(os.environ)
     if access_key is not None:
         env.update(AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key or "")
@@ -200,6 +200,15 @@ def _wait_buckets(svc: Service, access_key: str, secret_key: str, buckets: list[
                     svc.stop()
                     raise RuntimeError(f"SeaweedFS bucket {bucket} never appeared:\n{svc.log_tail()}") from None
                 time.sleep(0.1)
+
+
+def _socket_dir(data_dir: Path) -> Path:
+    """Beside the data when the path is short enough for a unix socket (~100 bytes), else a temp dir."""
+    beside = data_dir.resolve().parent / f"{data_dir.name}-sock"
+    if len(str(beside / "filer.sock")) <= 100:
+        beside.mkdir(parents=True, exist_ok=True)
+        return beside
+    return Path(tempfile.mkdtemp(prefix="weed-"))
 
 
 def remove_weed_sockets(port_base: int, sockets: Path | None = None) -> None:

@@ -167,6 +167,7 @@ class LocalStack:
     def kill_s3(self) -> None:
         self.s3.signal(signal.SIGKILL)
         self.s3.proc.wait(10)
+        self.s3.cleanup()  # the sockets a killed SeaweedFS leaves behind
 
     def start_s3_again(self) -> None:
         old = self.s3
