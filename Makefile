@@ -6,9 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # pytest-xdist processes. The tests wait on real services and subprocesses (workers loading the model)
 # more than they compute, so more processes than cores pay; each starts its own redis-server and
-# SeaweedFS, and modules that share an expensive stack stay in one process (xdist_group).
+# SeaweedFS, and a module of tests/integration/ stays in one process (tests/conftest.py).
 JOBS   ?= 3
-PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(JOBS) --dist loadgroup --durations=15
+PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(JOBS) --durations=15
 
 .PHONY: help venv dev demo test test-unit test-integration chaos lint model bench clean
 

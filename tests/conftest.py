@@ -61,6 +61,21 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: item.get_closest_marker("integration") is None)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N`: a module of tests/integration/ runs whole in one process, since several build one
+    module-wide stack that a split would build once per process; every other test is scheduled alone.
+    (xdist_group marks would say the same, but pytest 9.2 ignores the node ids xdist 3.8 rewrites.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class IntegrationModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.startswith("tests/integration/") else nodeid
+
+    return IntegrationModules(config, log) if config.getvalue("dist") == "load" else None
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> services.Service:
     if shutil.which("redis-server") is None:

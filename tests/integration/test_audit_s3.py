@@ -22,7 +22,7 @@ from workers.publish import audit_key, write_audit
 from workers.settings import Settings
 from workers.storage import S3ObjectStore, s3_client
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_audit_s3")]  # one process: a module-wide stack
+pytestmark = pytest.mark.integration
 
 BUCKET = "ts-audit"
 LOCKED = "ts-audit-locked"

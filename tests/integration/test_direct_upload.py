@@ -24,7 +24,7 @@ from workers import contract
 from workers.errors import ObjectNotFound
 from workers.storage import S3ObjectStore
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_direct_upload")]  # one process: a module-wide stack
+pytestmark = pytest.mark.integration
 
 
 def image(fmt: str = "JPEG", shade: int = 10) -> bytes:

@@ -23,7 +23,7 @@ from workers import contract
 from workers.contract import Verdict
 from workers.storage import S3ObjectStore
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_end_to_end")]  # one process: a module-wide stack
+pytestmark = pytest.mark.integration
 
 N_SCANS = 200
 TERMINALS = 8

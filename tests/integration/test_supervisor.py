@@ -34,7 +34,7 @@ from workers import contract
 from workers.settings import Settings
 from workers.storage import S3ObjectStore
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_supervisor")]  # one process: a module-wide stack
+pytestmark = pytest.mark.integration
 
 UNACKED = "unacked"  # kombu's Redis transport: delivered, not yet acked
 

@@ -39,7 +39,7 @@ from workers import contract
 from workers.contract import InputRef, Timestamps, Verdict
 from workers.verdict_store import VerdictStore
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_tenants")]  # one process: a module-wide stack
+pytestmark = pytest.mark.integration
 SECRET = "integration-key-hmac-secret-0123456789"
 
 

@@ -30,7 +30,7 @@ from workers.storage import S3ObjectStore
 from workers.transport import TransportError, check_tls
 from workers.verdict_store import VerdictStore
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_transport_tls")]  # one process: a module-wide stack
+pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
 
