@@ -18,7 +18,7 @@ import redis
 
 from models.synth import make_scans
 from producer.client import ClientError
-from tests.integration.conftest import start_stack, tenant_clients
+from tests.integration.conftest import start_stack, tenant_clients, wait_until
 from workers import contract
 from workers.contract import Verdict
 from workers.storage import S3ObjectStore
@@ -64,6 +64,8 @@ def test_every_scan_gets_exactly_one_verdict_in_redis_and_s3(stack, run):
     store = S3ObjectStore.from_settings(stack.settings)
     scan_ids = [row["accepted"]["scan_id"] for row in run]
     assert len(set(scan_ids)) == N_SCANS
+    # a verdict reaches Redis (what the clients waited for) just before its audit record reaches S3
+    assert wait_until(lambda: len(set(store.list("verdicts/"))) >= N_SCANS, 30)
     audit_keys = set(store.list("verdicts/"))
     assert len(audit_keys) == N_SCANS  # one record per scan, no strays
     for row in run:
