@@ -7,7 +7,7 @@
     naive.py       the naive Celery app: one task per scan, one forward pass per image
     ceiling.py     the tenderscan worker with the stand-ins swapped in (queue ceiling only)
     contenders.py  model limit, work limit, tenderscan drain and open loop, naive, queue ceiling
-    harness.py     services (a producer.dev LocalStack: SeaweedFS, a private redis-server), the run,
+    harness.py     services (a producer.dev DevStack: SeaweedFS, a private redis-server), the run,
                    ratios, JSON
     plot.py        latency against throughput (PNG)
 

@@ -1,6 +1,6 @@
 """One benchmark run: private services, every contender on the same scans, ratios, JSON and a plot.
 
-    services     SeaweedFS (`weed mini`) and a private redis-server: a producer.dev LocalStack on free
+    services     SeaweedFS (`weed mini`) and a private redis-server: a producer.dev DevStack on free
                  ports, so the run never touches a Redis already running here
     contenders   model limit -> work limit -> tenderscan drain (single, bulk messages; one worker
                  process per core, and once with one) -> naive prefork, naive solo -> queue ceiling
@@ -30,7 +30,7 @@ from producer.bench import corpus as corpus_mod
 from producer.bench.watch import VerdictWatcher
 from producer.dev import services
 from producer.dev.services import Service
-from producer.dev.stack import LocalStack
+from producer.dev.stack import DevStack
 from workers import contract
 from workers.settings import Settings
 
@@ -70,12 +70,12 @@ class BenchConfig:
 
 @dataclass
 class Stack:
-    """The services (a LocalStack) and the worker/API subprocesses of one run."""
+    """The services (a DevStack) and the worker/API subprocesses of one run."""
 
     settings: Settings
     env: dict[str, str]
     logs: Path
-    local: LocalStack
+    local: DevStack
     api_url: str = ""
     api_key: str = API_KEY
     metrics_ports: list[int] = field(default_factory=list)  # of the workers started last
@@ -84,7 +84,7 @@ class Stack:
     @classmethod
     def start(cls, root: Path, log_level: str) -> Stack:
         # the environment's TENDERSCAN_* settings (batch size, concurrency, ...) are what the workers run
-        local = LocalStack.start(root, scans_bucket="bench-scans", models_bucket="bench-models", access_key=ACCESS,
+        local = DevStack.start(root, scans_bucket="bench-scans", models_bucket="bench-models", access_key=ACCESS,
                                  secret_key=SECRET, api_keys={corpus_mod.TENANT: API_KEY}, inherit=True, extra={
                                      "TENDERSCAN_RECONCILE_INTERVAL_S": "0",
                                      # the benchmark measures the pipeline, not the per-tenant limiter: no limits

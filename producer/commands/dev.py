@@ -23,20 +23,21 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("dev", help="a local S3 and Redis for trying tenderscan by hand (up, env, down)",
                               description=up.__doc__, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dir", type=Path, default=up.DEFAULT_DIR,
-                   help=f"state, logs and data of the stack (default {up.DEFAULT_DIR})")
+    dir_help = f"state, logs and data of the stack (default {up.DEFAULT_DIR})"
+    p.add_argument("--dir", type=Path, default=up.DEFAULT_DIR, help=dir_help)
     sub = p.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
     u = sub.add_parser("up", help="start SeaweedFS and Redis, print the variables, run until Ctrl-C or `dev down`")
     u.add_argument("--redis-port", type=int, default=None, help="Redis port (default: a free one)")
-    u.add_argument("--s3-port", type=int, default=None,
-                   help="S3 port (default: a free one); SeaweedFS also takes the 2 ports below it, 2 above "
-                        "it and the same 6 + 10000")
+    u.add_argument("--s3-port", type=int, default=None, metavar="P",
+                   help="S3 port (default: a free one); SeaweedFS also listens on P-3 .. P+2 and on each + 10000")
     u.set_defaults(func=run_up)
     e = sub.add_parser("env", help="print the running stack's variables as `export` lines")
     e.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds for `dev up`")
     e.set_defaults(func=run_env)
     d = sub.add_parser("down", help="stop the stack `dev up` started (in --dir) and wait until it has")
     d.set_defaults(func=run_down)
+    for action in (u, e, d):  # `dev up --dir X` as well as `dev --dir X up`
+        action.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help=dir_help)
 
 
 def run_up(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """`make demo`: the whole job on one machine, with embedded defaults.
 
-Starts a LocalStack (SeaweedFS and a private redis-server on free loopback ports: no Redis already
+Starts a DevStack (SeaweedFS and a private redis-server on free loopback ports: no Redis already
 running here is touched), the API and one worker as plain processes; generates genuine and
 counterfeit scans with the bill generator; submits them over HTTP as several POS terminals would;
 polls every verdict; prints a table and a summary; stops everything it started and removes its
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from producer.dev.services import tenderscan_command
-from producer.dev.stack import LocalStack
+from producer.dev.stack import DevStack
 
 DEMO_TENANT, DEMO_KEY = "acme", "demo-key-acme"  # the demo's own key; never use it outside the demo
 
@@ -37,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def start_stack(workdir: Path) -> LocalStack:
+def start_stack(workdir: Path) -> DevStack:
     """SeaweedFS, a private Redis, the API and one worker, ready."""
-    stack = LocalStack.start(workdir, api_keys={DEMO_TENANT: DEMO_KEY}, extra={"TENDERSCAN_LOG_LEVEL": "INFO"})
+    stack = DevStack.start(workdir, api_keys={DEMO_TENANT: DEMO_KEY}, extra={"TENDERSCAN_LOG_LEVEL": "INFO"})
     try:
         stack.start_api()
         stack.start_worker("worker", command=[*tenderscan_command(), "worker"], wait=True)  # model loaded, consuming

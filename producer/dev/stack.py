@@ -1,6 +1,6 @@
 """One local tenderscan stack: S3 and Redis, the TENDERSCAN_* variables that point at them, and the
 API and celery workers started on demand. `tenderscan dev up`, `make demo`, the benchmark, the
-integration tests and the chaos harness all start their services through `LocalStack.start`.
+integration tests and the chaos harness all start their services through `DevStack.start`.
 
     s3        a SeaweedFS (`weed mini`) started here, or one already running (tests share one per
               process and give each stack buckets of its own)
@@ -40,7 +40,7 @@ def clean_environ(inherit: bool = False) -> dict[str, str]:
 
 
 @dataclass
-class LocalStack:
+class DevStack:
     root: Path
     env: dict[str, str]  # the whole environment of the stack's child processes
     exports: dict[str, str]  # the TENDERSCAN_* variables the stack set (a subset of env)

@@ -1,6 +1,6 @@
 """`tenderscan dev up | env | down`: S3 and Redis for running tenderscan by hand.
 
-    up     SeaweedFS and a private redis-server on free loopback ports (a LocalStack), both buckets
+    up     SeaweedFS and a private redis-server on free loopback ports, both buckets
            created; prints the TENDERSCAN_* variables to export, then stays in the foreground until
            Ctrl-C, SIGTERM or `dev down`, and stops both. Each `up` starts empty.
     env    prints the running stack's variables again (`eval "$(tenderscan dev env)"` in another shell)
@@ -69,7 +69,7 @@ def running(state_dir: Path) -> dict | None:
 def up(state_dir: Path, redis_port: int | None = None, s3_port_base: int | None = None,
        out=sys.stdout, err=sys.stderr, ready=None) -> int:
     """Start, print, wait for a stop signal, stop. `ready(stack)` is called once up (tests)."""
-    from producer.dev.stack import LocalStack
+    from producer.dev.stack import DevStack
 
     if (state := running(state_dir)) is not None:
         raise DevError(f"a dev stack already runs in {state_dir} (pid {state['pid']}); "
@@ -87,7 +87,7 @@ def up(state_dir: Path, redis_port: int | None = None, s3_port_base: int | None 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     stack = None
     try:
-        stack = LocalStack.start(state_dir.resolve(), api_keys={DEV_TENANT: key}, redis_port=redis_port,
+        stack = DevStack.start(state_dir.resolve(), api_keys={DEV_TENANT: key}, redis_port=redis_port,
                                  s3_port_base=s3_port_base,
                                  extra={"TENDERSCAN_KEY_HMAC_SECRET": secrets.token_hex(32),
                                         "TENDERSCAN_API_URL": DEFAULT_API_URL, "TENDERSCAN_API_KEY": key})

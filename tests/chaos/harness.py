@@ -1,6 +1,6 @@
 """The fault-injection harness: a private stack, a load of unique scans, and a Jepsen-style checker.
 
-    ChaosStack.start(root, ...)   a producer.dev LocalStack: a PRIVATE redis-server (free port; never
+    ChaosStack.start(root, ...)   a producer.dev DevStack: a PRIVATE redis-server (free port; never
                                   a Redis already running here), a SeaweedFS, the real API (uvicorn)
                                   and real `celery worker` processes, all children of this process, all
                                   restartable (Redis and S3 come back on the same ports and data dirs)
@@ -33,7 +33,7 @@ import httpx
 import redis
 
 from producer.client import ClientError, TenderscanClient, Unavailable
-from producer.dev.stack import LocalStack
+from producer.dev.stack import DevStack
 from workers import contract
 from workers.contract import Verdict
 from workers.errors import TenderscanError
@@ -58,8 +58,8 @@ WORKER_ENV = {
 
 
 # --- the stack ------------------------------------------------------------------------------------
-class ChaosStack(LocalStack):
-    """A LocalStack with the API and its workers running, and ways to read the truth back."""
+class ChaosStack(DevStack):
+    """A DevStack with the API and its workers running, and ways to read the truth back."""
 
     @classmethod
     def start(cls, root: Path, workers: int = 1, appendonly: bool = True,

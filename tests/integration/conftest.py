@@ -1,4 +1,4 @@
-"""A running tenderscan stack for integration tests: a producer.dev LocalStack (its own redis-server,
+"""A running tenderscan stack for integration tests: a producer.dev DevStack (its own redis-server,
 buckets of its own on the session's SeaweedFS), the real API (uvicorn) and real `celery worker`
 processes.
 """
@@ -13,20 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from producer.dev.stack import LocalStack
+from producer.dev.stack import DevStack
 from workers.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 
 TENANT_KEYS = {"acme": "key-acme-integration", "globex": "key-globex-integration"}
 BIN = Path(sys.executable).parent
-Stack = LocalStack  # what the integration tests call a stack
+Stack = DevStack  # what the integration tests call a stack
 
 
-def start_stack(tmp: Path, seaweedfs, workers: int = 1, extra_env: dict[str, str] | None = None) -> LocalStack:
+def start_stack(tmp: Path, seaweedfs, workers: int = 1, extra_env: dict[str, str] | None = None) -> DevStack:
     """The API and `workers` workers (not waited for) on a private Redis and fresh buckets."""
     suffix = uuid.uuid4().hex[:8]
-    stack = LocalStack.start(tmp, s3=seaweedfs, scans_bucket=f"ts-e2e-{suffix}", models_bucket=f"ts-e2e-models-{suffix}",
+    stack = DevStack.start(tmp, s3=seaweedfs, scans_bucket=f"ts-e2e-{suffix}", models_bucket=f"ts-e2e-models-{suffix}",
                              api_keys=TENANT_KEYS, extra={"TENDERSCAN_LOG_JSON": "true", **(extra_env or {})})
     try:
         stack.start_api()

@@ -29,7 +29,7 @@ def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 
 
 def start_up(state: Path) -> subprocess.Popen:
-    return subprocess.Popen([*TENDERSCAN, "dev", "--dir", str(state), "up"], stdout=subprocess.PIPE,
+    return subprocess.Popen([*TENDERSCAN, "dev", "up", "--dir", str(state)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
