@@ -115,7 +115,8 @@ def report(rows: list[dict]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tenderscan-demo-"))
-    print(f"demo workdir: {workdir} (logs in {workdir / 'logs'})", flush=True)
+    kept = "kept" if args.workdir else "removed at the end unless the demo fails"
+    print(f"demo workdir: {workdir} (logs in {workdir / 'logs'}; {kept})", flush=True)
     stack = None
     ok = False
     try:
