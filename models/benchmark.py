@@ -52,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         out["generate_cpu_s"] = round(_cpu_s() - cpu0, 3)  # this process and its finished children
         out["generate_scans_per_s"] = round(args.scans / wall_s, 1)  # unrounded: a tiny run is not 0 s
     params = PreprocessParams()
-    model = BillNet(NetConfig()).to(memory_format=torch.channels_last)
+    model = BillNet(NetConfig(num_kinds=4, symmetric=True)).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(64, 3, params.height, params.width).contiguous(memory_format=torch.channels_last)
     y, s, d = torch.randint(0, 2, (64,)).float(), torch.randint(0, 2, (64, 5)).float(), torch.randint(0, 4, (64,))
     for i in range(args.train_batches + 2):
         if i == 2:
             t0 = time.perf_counter()
-        a, b, c = model(x)
+        a, b, c, *_ = model(x)
         loss = (torch.nn.functional.binary_cross_entropy_with_logits(a, y)
                 + torch.nn.functional.binary_cross_entropy_with_logits(b, s) + torch.nn.functional.cross_entropy(c, d))
         opt.zero_grad()

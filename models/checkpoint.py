@@ -18,6 +18,8 @@ A checkpoint is a `torch.save`d dict of plain values and tensors, readable with
     thresholds        Thresholds.to_dict(): the three-way decision and per-sign thresholds
     metrics           dict: validation metrics, train/inference throughput, train wall time
     data              dict: manifest sha256 of the training and validation data, counts, seeds
+    ood               optional {means [C, F], precision [F, F]}: the out-of-distribution score's
+                      statistics of the trunk's features (models.calibrate.OodModel)
 
 `load_checkpoint` raises `CheckpointError` with a sentence a human can act on for a missing,
 truncated, corrupt, tampered or foreign file.
@@ -34,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.calibrate import OodModel
 from models.decision import Thresholds
 from models.net import BillNet, NetConfig
 from models.transforms import PreprocessParams
@@ -62,6 +65,7 @@ class Checkpoint:
     generator_version: str = ""
     created_at: str = ""
     config: NetConfig | None = None
+    ood: OodModel | None = None
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
@@ -81,7 +85,7 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
 def save_checkpoint(path: str | Path, model: BillNet, *, name: str, version: str, sign_names: list[str],
                     denominations: list[str], preprocess: PreprocessParams, thresholds: Thresholds,
                     metrics: dict | None = None, data: dict | None = None, code_version: str = "",
-                    generator_version: str = "") -> str:
+                    generator_version: str = "", ood: OodModel | None = None) -> str:
     """Write one checkpoint; returns its weights sha256."""
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     digest = weights_sha256(state)
@@ -103,6 +107,8 @@ def save_checkpoint(path: str | Path, model: BillNet, *, name: str, version: str
         "metrics": metrics or {},
         "data": data or {},
     }
+    if ood is not None:
+        payload["ood"] = ood.to_dict()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -150,6 +156,7 @@ def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device
         preprocess = PreprocessParams.from_dict(payload["preprocess"])
         thresholds = Thresholds.from_dict(payload["thresholds"])
         sign_names, denominations = list(payload["sign_names"]), list(payload["denominations"])
+        ood = OodModel.from_dict(payload["ood"]) if payload.get("ood") is not None else None
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{label} lacks or garbles a required field: {exc!r}") from None
     actual = weights_sha256(state)
@@ -174,5 +181,5 @@ def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device
         thresholds=thresholds, metrics=dict(payload.get("metrics", {})), data=dict(payload.get("data", {})),
         code_version=str(payload.get("code_version", "")),
         generator_version=str(payload.get("generator_version", "")),
-        created_at=str(payload.get("created_at", "")), config=config,
+        created_at=str(payload.get("created_at", "")), config=config, ood=ood,
     )

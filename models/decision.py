@@ -1,8 +1,20 @@
-"""The three-way decision: genuine / counterfeit / review, and how its thresholds are chosen.
+"""The decision: genuine / counterfeit / review / rejected, and how its thresholds are chosen.
 
-    p_counterfeit < genuine_below       -> "genuine"
-    p_counterfeit > counterfeit_above   -> "counterfeit"
-    otherwise                           -> "review"  (a human looks at the note)
+`decide_scan` reads, in order (the first rule that applies decides):
+
+    the locator saw two or more notes             -> rejected, multiple_notes
+    less than `min_visible` of the note in frame  -> rejected, note_incomplete
+    kind head: p(note) < note_reject              -> rejected, the most probable other kind
+                                                     (not_a_banknote, note_incomplete, multiple_notes)
+    p(note) < note_accept, or no note-shaped
+      region was found                            -> review, not_sure_it_is_a_note
+    out-of-distribution score > ood_review        -> review, unfamiliar_capture
+    p_counterfeit < genuine_below                 -> genuine
+    p_counterfeit > counterfeit_above             -> counterfeit
+    otherwise                                     -> review, uncertain
+
+so a scan that is not one whole note of ours is never `genuine`, and a scan unlike anything the model
+learned goes to a person instead of getting a confident answer. `decide` is the last three lines alone.
 
 `choose_thresholds` picks the pair on the validation split: the smallest review rate such that,
 among the scans decided automatically, the genuine false-reject rate and the counterfeit miss
@@ -17,12 +29,15 @@ sign is reported as a reason when its head's probability is above its threshold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-GENUINE, COUNTERFEIT, REVIEW = "genuine", "counterfeit", "review"
+GENUINE, COUNTERFEIT, REVIEW, REJECTED = "genuine", "counterfeit", "review", "rejected"
+KINDS = ("note", "not_a_banknote", "note_incomplete", "multiple_notes")  # the kind head's classes
+# why a scan went to review (the verdict's `reason`)
+UNCERTAIN, UNFAMILIAR, UNSURE_NOTE = "uncertain", "unfamiliar_capture", "not_sure_it_is_a_note"
 
 
 @dataclass(frozen=True)
@@ -32,20 +47,35 @@ class Thresholds:
     signs: Mapping[str, float] = field(default_factory=dict)  # sign name -> report when p > this
     max_false_reject: float = 0.005  # the limits they were chosen for (documentation only)
     max_miss: float = 0.005
+    temperature: float = 1.0  # the counterfeit logit is divided by this before the sigmoid (calibration)
+    kind_temperature: float = 1.0  # the kind logits likewise, before the softmax
+    note_reject: float = 0.0  # p(note) below this: rejected with the most probable other kind
+    note_accept: float = 0.0  # p(note) below this (and above note_reject): review
+    ood_review: float = float("inf")  # out-of-distribution score above this: review
+    min_visible: float = 0.55  # share of the note inside the frame below this: rejected (note_incomplete)
 
     def sign_threshold(self, name: str) -> float:
         return float(self.signs.get(name, 0.5))
 
     def to_dict(self) -> dict:
         return {"genuine_below": self.genuine_below, "counterfeit_above": self.counterfeit_above,
-                "signs": dict(self.signs), "max_false_reject": self.max_false_reject, "max_miss": self.max_miss}
+                "signs": dict(self.signs), "max_false_reject": self.max_false_reject, "max_miss": self.max_miss,
+                "temperature": self.temperature, "kind_temperature": self.kind_temperature,
+                "note_reject": self.note_reject, "note_accept": self.note_accept,
+                "ood_review": self.ood_review if np.isfinite(self.ood_review) else None,
+                "min_visible": self.min_visible}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Thresholds:
+        ood = d.get("ood_review")
         return cls(genuine_below=float(d["genuine_below"]), counterfeit_above=float(d["counterfeit_above"]),
                    signs={str(k): float(v) for k, v in dict(d.get("signs", {})).items()},
                    max_false_reject=float(d.get("max_false_reject", 0.005)),
-                   max_miss=float(d.get("max_miss", 0.005)))
+                   max_miss=float(d.get("max_miss", 0.005)), temperature=float(d.get("temperature", 1.0)),
+                   kind_temperature=float(d.get("kind_temperature", 1.0)),
+                   note_reject=float(d.get("note_reject", 0.0)), note_accept=float(d.get("note_accept", 0.0)),
+                   ood_review=float("inf") if ood is None else float(ood),
+                   min_visible=float(d.get("min_visible", 0.55)))
 
 
 def decide(p_counterfeit: float, thresholds: Thresholds) -> str:
@@ -54,6 +84,43 @@ def decide(p_counterfeit: float, thresholds: Thresholds) -> str:
     if p_counterfeit < thresholds.genuine_below:
         return GENUINE
     return REVIEW
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the canonical view's locator reported about a scan (models.canonical.NoteGeometry)."""
+
+    found: bool = True
+    notes: int = 1
+    visible_share: float = 1.0
+
+
+def geometry_reason(seen: Seen, thresholds: Thresholds) -> str | None:
+    """The first two rules: what the locator saw alone rejects the scan (before any forward pass)."""
+    if seen.notes >= 2:
+        return "multiple_notes"
+    if seen.visible_share < thresholds.min_visible:
+        return "note_incomplete"
+    return None
+
+
+def decide_scan(p_counterfeit: float, thresholds: Thresholds, kind: Sequence[float] | None = None,
+                ood: float | None = None, seen: Seen | None = None) -> tuple[str, str | None]:
+    """(decision, reason): the whole rule of the module docstring. `kind` is the kind head's
+    probabilities in KINDS order (None for a model without one), `ood` the out-of-distribution score."""
+    if seen is not None and (reason := geometry_reason(seen, thresholds)) is not None:
+        return REJECTED, reason
+    if kind is not None:
+        p_note = float(kind[0])
+        if p_note < thresholds.note_reject:
+            other = 1 + int(np.argmax(np.asarray(kind[1:], dtype=np.float64)))
+            return REJECTED, KINDS[other]
+        if p_note < thresholds.note_accept or (seen is not None and not seen.found):
+            return REVIEW, UNSURE_NOTE
+    if ood is not None and ood > thresholds.ood_review:
+        return REVIEW, UNFAMILIAR
+    decision = decide(p_counterfeit, thresholds)
+    return decision, UNCERTAIN if decision == REVIEW else None
 
 
 def decide_many(p: np.ndarray, thresholds: Thresholds) -> np.ndarray:

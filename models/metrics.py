@@ -70,7 +70,7 @@ def confusion(y_true: np.ndarray, decisions: np.ndarray) -> dict[str, dict[str, 
     d = np.asarray(decisions)
     out = {}
     for name, mask in (("genuine", ~y), ("counterfeit", y)):
-        out[name] = {k: int((d[mask] == k).sum()) for k in ("genuine", "counterfeit", "review")}
+        out[name] = {k: int((d[mask] == k).sum()) for k in ("genuine", "counterfeit", "review", "rejected")}
     return out
 
 

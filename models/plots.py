@@ -28,14 +28,14 @@ def _save(plt, fig, out_dir, name: str) -> str:
 
 def plot_confusion(conf: dict[str, dict[str, int]], out_dir, title: str = "") -> str:
     plt = _pyplot()
-    rows, cols = ["genuine", "counterfeit"], ["genuine", "review", "counterfeit"]
-    m = np.array([[conf[r][c] for c in cols] for r in rows])
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    rows, cols = ["genuine", "counterfeit"], ["genuine", "review", "rejected", "counterfeit"]
+    m = np.array([[conf[r].get(c, 0) for c in cols] for r in rows])
+    fig, ax = plt.subplots(figsize=(5.5, 3))
     ax.imshow(m, cmap="Blues")
     for i in range(2):
-        for j in range(3):
+        for j in range(len(cols)):
             ax.text(j, i, str(m[i, j]), ha="center", va="center", color="black")
-    ax.set_xticks(range(3), [f"decided {c}" for c in cols])
+    ax.set_xticks(range(len(cols)), [f"decided\n{c}" for c in cols])
     ax.set_yticks(range(2), [f"true {r}" for r in rows])
     ax.set_title(f"three-way decision {title}".strip())
     return _save(plt, fig, out_dir, "confusion.png")

@@ -27,14 +27,14 @@ from producer.poll import DoneListener
 from producer.routes import router
 from producer.submit import CeleryEnqueuer, Enqueuer, ListEnqueuer, Submitter
 from producer.tenants import KeyUseRecorder, TenantRegistry, TenantStore
-from workers import metrics
-from workers.errors import StorageError, TransientError
-from workers.imaging import Limits
-from workers.logging import configure_logging, get_logger
-from workers.settings import DEV_KEY_HMAC_SECRET, Settings
-from workers.storage import MemoryObjectStore, ObjectStore, S3ObjectStore
-from workers.transport import check_tls
-from workers.verdict_store import VerdictStore
+from workers.core import telemetry
+from workers.core.errors import StorageError, TransientError
+from workers.core.imaging import Limits
+from workers.core.logging import configure_logging, get_logger
+from workers.core.settings import DEV_KEY_HMAC_SECRET, Settings
+from workers.core.storage import MemoryObjectStore, ObjectStore, S3ObjectStore
+from workers.core.transport import check_tls
+from workers.core.verdict_store import VerdictStore
 
 log = get_logger("producer.app")
 QUIET_PATHS = ("/healthz", "/readyz")  # probes log at debug level
@@ -93,7 +93,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
         app.state.submitter = Submitter(app.state.deps.objects, app.state.deps.verdicts, app.state.deps.enqueuer,
                                         Limits.from_settings(settings), settings.idempotency_ttl_s,
                                         scans_per_message=settings.scans_per_message)
-        app.state.metrics_registry = metrics.api_registry(app.state.deps.verdicts.r)  # gauges read at scrape
+        app.state.metrics_registry = telemetry.api_registry(app.state.deps.verdicts.r)  # gauges read at scrape
         app.state.tenants, refresher = await _start_registry(settings, app.state.deps.objects)
         app.state.limiter = Limiter(app.state.deps.verdicts.r, settings.in_flight_ttl_s)
         app.state.key_use = KeyUseRecorder(app.state.deps.verdicts.r)
@@ -162,5 +162,5 @@ def create_app_from_env() -> FastAPI:
     """uvicorn's factory (`tenderscan api`): settings read once, here, at the entry point."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_json)
-    check_tls(settings)  # a wrong CA stops the API at start, naming the variable (workers/transport.py)
+    check_tls(settings)  # a wrong CA stops the API at start, naming the variable (workers/core/transport.py)
     return create_app(settings)

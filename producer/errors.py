@@ -23,7 +23,7 @@ Every error body has one shape: `{"error": {"status": 413, "reason": "image_too_
     429     too_many_in_flight         the tenant has its maximum of accepted scans without a verdict (Retry-After)
     503     unavailable                S3, Redis or the broker failed (Retry-After set); retrying is safe
 
-Errors are classified by what the caller does (see workers/errors.py): a `RejectedScan` is the
+Errors are classified by what the caller does (see workers/core/errors.py): a `RejectedScan` is the
 client's fault (4xx, do not retry), a `TransientError` or `StorageError` is ours (503, retry later).
 """
 
@@ -34,15 +34,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers.contract import Reason
-from workers.errors import RejectedScan, StorageError, TransientError
-from workers.logging import get_logger
+from workers.core.enums import Reason
+from workers.core.errors import RejectedScan, StorageError, TransientError
+from workers.core.logging import get_logger
 
 log = get_logger("producer.errors")
 
 RETRY_AFTER_S = 2  # what a 503 tells the client to wait before retrying
 
-# Edge-only reasons (the rest come from contract.Reason).
+# Edge-only reasons (the rest come from enums.Reason).
 UNAUTHORIZED = "unauthorized"
 KEY_MALFORMED = "key_malformed"
 KEY_REVOKED = "key_revoked"
@@ -54,7 +54,7 @@ IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 UNAVAILABLE = "unavailable"
 INTERNAL_ERROR = "internal_error"
 
-# contract.Reason of a rejected upload -> HTTP status
+# enums.Reason of a rejected upload -> HTTP status
 REJECTION_STATUS: dict[str, int] = {
     Reason.IMAGE_EMPTY: 422,
     Reason.IMAGE_UNREADABLE: 422,

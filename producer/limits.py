@@ -28,10 +28,10 @@ from starlette.concurrency import run_in_threadpool
 
 from producer.errors import RATE_LIMITED, TOO_MANY_IN_FLIGHT, too_many
 from producer.tenants import TenantLimits
-from workers import contract
-from workers.errors import StoreUnavailable
-from workers.imaging import Limits
-from workers.settings import Settings
+from workers.core import keys
+from workers.core.errors import StoreUnavailable
+from workers.core.imaging import Limits
+from workers.core.settings import Settings
 
 IN_FLIGHT_RETRY_AFTER_S = 2  # what a too_many_in_flight answer tells the client to wait
 
@@ -105,7 +105,7 @@ class Limiter:
         if policy.rate_per_s <= 0:
             return 0.0
         try:
-            ok, wait_ms = self._take(keys=[contract.rate_key(tenant)],
+            ok, wait_ms = self._take(keys=[keys.rate_key(tenant)],
                                      args=[policy.rate_per_s, policy.burst, cost, "" if now is None else repr(now)])
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis unavailable for the rate limit ({type(exc).__name__})") from None
@@ -115,7 +115,7 @@ class Limiter:
         """Scans accepted without a verdict, after dropping the aged-out ones."""
         oldest = (time.time() if now is None else now) - self.in_flight_ttl_s
         try:
-            return int(self._count(keys=[contract.in_flight_key(tenant)], args=[repr(oldest)]))
+            return int(self._count(keys=[keys.in_flight_key(tenant)], args=[repr(oldest)]))
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis unavailable for the in-flight count ({type(exc).__name__})") from None
 

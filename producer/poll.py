@@ -1,7 +1,7 @@
 """Reading a scan's state, and long-polling for its verdict without busy-looping.
 
 One `DoneListener` per API process holds ONE Redis pub/sub connection, psubscribed to
-contract.DONE_CHANNEL_PATTERN (`ts:done:*`; VerdictStore.save_verdict publishes there). Each waiting
+keys.DONE_CHANNEL_PATTERN (`ts:done:*`; VerdictStore.save_verdict publishes there). Each waiting
 request registers an asyncio.Event for its scan id; the listener sets the events of the scan a
 message names. A waiter registers BEFORE it re-reads the scan's status, so a verdict that lands
 between the read and the wait still wakes it:
@@ -25,12 +25,13 @@ import redis
 from starlette.concurrency import run_in_threadpool
 
 from producer.errors import INTERNAL_ERROR, ApiError, not_found
-from workers import contract
-from workers.contract import ScanMessage, ScanStatus, Verdict
-from workers.errors import ContractError, ObjectNotFound
-from workers.logging import get_logger
-from workers.storage import ObjectStore
-from workers.verdict_store import VerdictStore
+from workers.core import clock, keys, schemas
+from workers.core.enums import ScanStatus
+from workers.core.errors import ContractError, ObjectNotFound
+from workers.core.logging import get_logger
+from workers.core.schemas import ScanMessage, Verdict
+from workers.core.storage import ObjectStore
+from workers.core.verdict_store import VerdictStore
 
 log = get_logger("producer.poll")
 
@@ -41,7 +42,7 @@ DISCONNECTED_RECHECK_S = 1.0  # re-read period while the listener has no Redis c
 class DoneListener:
     """One pub/sub connection fanning `done` messages out to per-scan asyncio events."""
 
-    def __init__(self, aredis, pattern: str = contract.DONE_CHANNEL_PATTERN) -> None:
+    def __init__(self, aredis, pattern: str = keys.DONE_CHANNEL_PATTERN) -> None:
         self.r = aredis  # redis.asyncio.Redis
         self.pattern = pattern
         self.connected = False
@@ -135,7 +136,7 @@ def scan_view(verdicts: VerdictStore, tenant: str, scan_id: str, objects: Object
     the state's TTL ran out) S3, the source of truth, answers: the audit record if there is one,
     else the intent (still `queued`: the reconciler re-enqueues it).
     """
-    if not contract.is_scan_id(scan_id):
+    if not schemas.is_scan_id(scan_id):
         raise not_found()
     scan = verdicts.get_scan(scan_id)
     if scan is None and objects is not None:
@@ -159,9 +160,9 @@ def _view_from_s3(objects: ObjectStore, tenant: str, scan_id: str, days: int) ->
     """Look for the scan in the tenant's own partitions of the last `days` days (never another's)."""
     today = datetime.now(UTC)
     for back in range(days):
-        dt = (today - timedelta(days=back)).strftime("%Y-%m-%dT00:00:00.000000Z")
+        dt = clock.format_time(today - timedelta(days=back))  # the key functions read its date
         try:
-            record = objects.get(contract.verdict_s3_key(tenant, scan_id, dt)).data
+            record = objects.get(keys.verdict_s3_key(tenant, scan_id, dt)).data
         except ObjectNotFound:
             pass
         else:
@@ -169,7 +170,7 @@ def _view_from_s3(objects: ObjectStore, tenant: str, scan_id: str, days: int) ->
             return {"scan_id": scan_id, "status": ScanStatus.DONE.value,
                     "submitted_at": verdict.timestamps.submitted, "verdict": dataclasses.asdict(verdict)}
         try:
-            intent = ScanMessage.decode(objects.get(contract.intent_s3_key(tenant, scan_id, dt)).data)
+            intent = ScanMessage.decode(objects.get(keys.intent_s3_key(tenant, scan_id, dt)).data)
         except ObjectNotFound:
             continue
         return {"scan_id": scan_id, "status": ScanStatus.QUEUED.value, "submitted_at": intent.submitted_at}

@@ -4,7 +4,7 @@
                                 or JSON {upload_id, sha256, store_id, terminal_id}: a direct upload by reference
     POST /v1/uploads            JSON {content_type, bytes?} -> 201 a presigned POST for one key (producer/uploads.py)
     POST /v1/scans:batch        up to 64 multipart `image` parts -> 200 with one outcome per image
-    GET  /metrics               Prometheus: queue depth, oldest queued scan's age (workers/metrics.py)
+    GET  /metrics               Prometheus: queue depth, oldest queued scan's age (workers/telemetry.py)
     GET  /v1/scans/{scan_id}    state and verdict; `?wait=S` long-polls up to 30 s for the verdict
     GET  /healthz               the process is up
     GET  /readyz                Redis and S3 answer (503 naming the one that does not)
@@ -33,9 +33,9 @@ from producer.limits import admit_request, admit_scans
 from producer.poll import wait_for_scan
 from producer.submit import Upload
 from producer.uploads import claim_key, grant, read_json, read_reference, resolve
-from workers import contract
-from workers.contract import Reason
-from workers.errors import RejectedScan, TenderscanError
+from workers.core import schemas
+from workers.core.enums import Reason
+from workers.core.errors import RejectedScan, TenderscanError
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
@@ -268,10 +268,10 @@ async def _read_multipart_batch(request: Request, limit: int) -> tuple[list[byte
 @router.get("/metrics", summary="Prometheus metrics: queue depth and the oldest queued scan's age",
             include_in_schema=False)
 async def prometheus_metrics(request: Request) -> Response:
-    from workers import metrics
+    from workers.core import telemetry
 
-    body = await run_in_threadpool(metrics.render, request.app.state.metrics_registry)
-    return Response(body, media_type=metrics.CONTENT_TYPE)
+    body = await run_in_threadpool(telemetry.render, request.app.state.metrics_registry)
+    return Response(body, media_type=telemetry.CONTENT_TYPE)
 
 
 # --- GET /v1/scans/{scan_id} ----------------------------------------------------------------------
@@ -283,7 +283,7 @@ async def get_scan(
                                description="long-poll up to this many seconds for the verdict (max 30)"),
     tenant: str = Depends(require_tenant),
 ) -> dict:
-    request.state.scan_id = scan_id if contract.is_scan_id(scan_id) else None  # log only well-formed ids
+    request.state.scan_id = scan_id if schemas.is_scan_id(scan_id) else None  # log only well-formed ids
     state = request.app.state
     return await wait_for_scan(state.deps.verdicts, state.listener, tenant, scan_id, wait or 0.0,
                                objects=state.deps.objects)

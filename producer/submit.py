@@ -4,8 +4,8 @@
       1. store_id / terminal_id / Idempotency-Key are boring ids            400 bad_request
       2. imaging.inspect: JPEG/PNG by content, pixel cap, side limits        413 / 415 / 422
       3. Idempotency-Key claimed (SET NX {scan_id, sha256})                  replay -> same scan_id, no task
-      4. image -> S3 at contract.image_s3_key, metadata sha256 & co.; then the intent (ScanMessage
-         JSON) at contract.intent_s3_key: the durable source of truth the reconciler works from
+      4. image -> S3 at keys.image_s3_key, metadata sha256 & co.; then the intent (ScanMessage
+         JSON) at keys.intent_s3_key: the durable source of truth the reconciler works from
       5. VerdictStore.create_scan (status queued)
       6. Enqueuer.enqueue(ScanMessage)  -- a reference and a checksum, never the bytes
     by reference (a direct upload, producer/uploads.py): 2 is skipped (the worker checks the bytes), the
@@ -29,13 +29,14 @@ from typing import Protocol
 
 from producer.errors import IDEMPOTENCY_KEY_REUSED, ApiError, bad_request, unavailable
 from producer.uploads import UPLOAD_ALREADY_SUBMITTED, Reference
-from workers import contract
-from workers.contract import ScanMessage, ScanStatus
-from workers.errors import ObjectNotFound, RejectedScan, StorageError, TransientError
-from workers.imaging import ImageInfo, Limits, inspect
-from workers.logging import get_logger
-from workers.storage import ObjectStore
-from workers.verdict_store import VerdictStore
+from workers.core import clock, keys, schemas
+from workers.core.enums import ScanStatus
+from workers.core.errors import ObjectNotFound, RejectedScan, StorageError, TransientError
+from workers.core.imaging import ImageInfo, Limits, inspect
+from workers.core.logging import get_logger
+from workers.core.schemas import MultiScanMessage, ScanMessage
+from workers.core.storage import ObjectStore
+from workers.core.verdict_store import VerdictStore
 
 log = get_logger("producer.submit")
 
@@ -69,7 +70,7 @@ class ListEnqueuer:
         if self.down:
             raise TransientError("broker is down")
         with self._lock:
-            self.sent.append(contract.MultiScanMessage(tuple(msgs)).encode())
+            self.sent.append(MultiScanMessage(tuple(msgs)).encode())
 
     def close(self) -> None:
         pass
@@ -86,23 +87,23 @@ class CeleryEnqueuer:
 
     @classmethod
     def from_settings(cls, settings) -> CeleryEnqueuer:
-        from workers.celery_app import make_celery  # JSON-only app; must not import torch
+        from workers.core.celery_app import make_celery  # JSON-only app; must not import torch
 
         return cls(make_celery(settings))
 
     def enqueue(self, msg: ScanMessage) -> None:
-        self._send(contract.TASK_NAME, msg.encode())
+        self._send(keys.TASK_NAME, msg.encode())
 
     def enqueue_many(self, msgs: list[ScanMessage]) -> None:
         """One `process_scans` message for several scans (bulk submissions)."""
-        self._send(contract.MULTI_TASK_NAME, contract.MultiScanMessage(tuple(msgs)).encode())
+        self._send(keys.MULTI_TASK_NAME, MultiScanMessage(tuple(msgs)).encode())
 
     def _send(self, task: str, arg: dict) -> None:
         import kombu.exceptions
         import redis
 
         try:
-            self.app.send_task(task, args=[arg], queue=contract.QUEUE, retry=True, retry_policy=self.RETRY_POLICY)
+            self.app.send_task(task, args=[arg], queue=keys.QUEUE, retry=True, retry_policy=self.RETRY_POLICY)
         except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
             raise TransientError(f"broker unavailable ({type(exc).__name__})") from None
 
@@ -201,7 +202,7 @@ class Submitter:
             sha256 = hashlib.sha256(upload.data).hexdigest()
         else:  # by reference: the edge saw a HEAD only; the worker checks the bytes against sha256
             info, sha256 = None, ref.sha256
-        scan_id, submitted_at = contract.new_scan_id(), contract.utcnow()
+        scan_id, submitted_at = schemas.new_scan_id(), clock.utcnow()
         key = upload.idempotency_key
         if key is not None:
             for _ in range(2):
@@ -217,7 +218,7 @@ class Submitter:
                 raise unavailable("a request with this Idempotency-Key is still in progress", retry_after_s=1)
         msg = ScanMessage(scan_id=scan_id, tenant=upload.tenant, store_id=upload.store_id,
                           terminal_id=upload.terminal_id,
-                          image_key=ref.key if ref else contract.image_s3_key(upload.tenant, scan_id, submitted_at,
+                          image_key=ref.key if ref else keys.image_s3_key(upload.tenant, scan_id, submitted_at,
                                                                               info.format),
                           sha256=sha256, bytes=ref.bytes if ref else len(upload.data), submitted_at=submitted_at,
                           deadline=_deadline(submitted_at, upload.deadline_s))
@@ -232,10 +233,10 @@ class Submitter:
         metadata = {"sha256": msg.sha256, "tenant": msg.tenant, "store_id": msg.store_id,
                     "terminal_id": msg.terminal_id, "submitted_at": msg.submitted_at}
         if upload.reference is None:  # a direct upload's image is in S3 already
-            self.objects.put(msg.image_key, upload.data, contract.CONTENT_TYPES[info.format], metadata)
+            self.objects.put(msg.image_key, upload.data, keys.CONTENT_TYPES[info.format], metadata)
         # The intent is the durable record of the acceptance: the reconciler re-enqueues from it
-        # if Redis or the broker later lose the scan (workers/reconcile.py).
-        intent_key = contract.intent_s3_key(msg.tenant, msg.scan_id, msg.submitted_at)
+        # if Redis or the broker later lose the scan (workers/runtime/reconcile.py).
+        intent_key = keys.intent_s3_key(msg.tenant, msg.scan_id, msg.submitted_at)
         self.objects.put(intent_key, json.dumps(msg.encode()).encode(), "application/json")
         try:
             self.verdicts.create_scan(msg)
@@ -253,7 +254,7 @@ class Submitter:
             log.warning("intent_kept", scan_id=msg.scan_id, tenant=msg.tenant)
             return
         try:
-            self.objects.delete(contract.intent_s3_key(msg.tenant, msg.scan_id, msg.submitted_at))
+            self.objects.delete(keys.intent_s3_key(msg.tenant, msg.scan_id, msg.submitted_at))
         except (TransientError, StorageError):
             log.warning("intent_withdraw_failed", scan_id=msg.scan_id, tenant=msg.tenant)
 
@@ -281,7 +282,7 @@ class Submitter:
             raise ApiError(409, UPLOAD_ALREADY_SUBMITTED, "this upload was submitted before with another sha256")
         if earlier_sha != sha256:
             raise ApiError(422, IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used for a different image")
-        intent_key = contract.intent_s3_key(upload.tenant, earlier_id, earlier_submitted_at or contract.utcnow())
+        intent_key = keys.intent_s3_key(upload.tenant, earlier_id, earlier_submitted_at or clock.utcnow())
         try:
             msg = ScanMessage.decode(self.objects.get(intent_key).data)
         except ObjectNotFound:
@@ -291,7 +292,7 @@ class Submitter:
             scan = self.verdicts.get_scan(earlier_id) or {}
             log.info("idempotent_replay", scan_id=earlier_id, tenant=upload.tenant)
             return Accepted(earlier_id, status=scan.get("status", ScanStatus.QUEUED.value), replayed=True)
-        age_s = (contract.parse_time(contract.utcnow()) - contract.parse_time(earlier_submitted_at)).total_seconds() \
+        age_s = (clock.parse_time(clock.utcnow()) - clock.parse_time(earlier_submitted_at)).total_seconds() \
             if earlier_submitted_at else IN_PROGRESS_S
         if age_s < IN_PROGRESS_S:
             raise unavailable("a request with this Idempotency-Key is still in progress", retry_after_s=1)
@@ -312,15 +313,14 @@ class Submitter:
 def _deadline(submitted_at: str, deadline_s: float | None) -> str | None:
     if deadline_s is None:
         return None
-    at = contract.parse_time(submitted_at) + timedelta(seconds=deadline_s)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return clock.format_time(clock.parse_time(submitted_at) + timedelta(seconds=deadline_s))
 
 
 def _check_ids(upload: Upload) -> None:
     for name in ("store_id", "terminal_id"):
         value = getattr(upload, name)
-        if not value or not contract.is_safe_id(value):
+        if not value or not schemas.is_safe_id(value):
             raise bad_request(f"{name} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
     key = upload.idempotency_key
-    if key is not None and upload.reference is None and not contract.is_safe_id(key):
+    if key is not None and upload.reference is None and not schemas.is_safe_id(key):
         raise bad_request("Idempotency-Key must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")

@@ -12,7 +12,7 @@
     lookup       Snapshot.lookup compares the presented digest with EVERY stored digest
                  (hmac.compare_digest, no early exit): the time does not depend on which key matched.
     last use     ts:keyuse:{tenant} hash, key_id -> time; each API process writes it at most every
-                 contract.KEY_USE_EVERY_S per key (lossy by design: a counter, not an audit trail).
+                 keys.KEY_USE_EVERY_S per key (lossy by design: a counter, not an audit trail).
 
 Concurrent edits of one tenant by two operators are last-writer-wins (S3 has no compare-and-swap
 here); the CLI re-reads the record right before each write to keep the window small.
@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 from starlette.concurrency import run_in_threadpool
 
-from workers import contract
-from workers.errors import ContractError, ObjectNotFound, StorageError, TenderscanError, TransientError
-from workers.logging import get_logger
-from workers.storage import ObjectStore
+from workers.core import clock, keys, schemas
+from workers.core.errors import ContractError, ObjectNotFound, StorageError, TenderscanError, TransientError
+from workers.core.logging import get_logger
+from workers.core.storage import ObjectStore
 
 log = get_logger("producer.tenants")
 
@@ -130,7 +130,7 @@ class TenantRecord:
 
     @classmethod
     def decode(cls, raw: str | bytes) -> TenantRecord:
-        data = contract._decode_json(raw, "tenant record")
+        data = schemas.decode_json(raw, "tenant record")
         if data.get("v") != TENANT_VERSION:
             raise ContractError(f"tenant record version {data.get('v')!r} is not {TENANT_VERSION}")
         try:
@@ -150,21 +150,21 @@ class TenantRecord:
 # --- the registry in S3 (operators' side: `tenderscan tenant`) -------------------------------------
 @dataclass(frozen=True)
 class TenantStore:
-    objects: ObjectStore  # the scans bucket; records live under contract.TENANTS_PREFIX
+    objects: ObjectStore  # the scans bucket; records live under keys.TENANTS_PREFIX
 
     def get(self, tenant: str) -> TenantRecord | None:
         try:
-            return TenantRecord.decode(self.objects.get(contract.tenant_s3_key(tenant), max_bytes=1 << 20).data)
+            return TenantRecord.decode(self.objects.get(keys.tenant_s3_key(tenant), max_bytes=1 << 20).data)
         except ObjectNotFound:
             return None
 
     def put(self, record: TenantRecord) -> None:
-        self.objects.put(contract.tenant_s3_key(record.tenant), record.encode(), "application/json")
+        self.objects.put(keys.tenant_s3_key(record.tenant), record.encode(), "application/json")
 
     def all(self) -> list[TenantRecord]:
         """Every record that decodes; a broken one is logged and skipped (its keys do not work)."""
         out = []
-        for key in sorted(self.objects.list(contract.TENANTS_PREFIX)):
+        for key in sorted(self.objects.list(keys.TENANTS_PREFIX)):
             if not key.endswith(".json"):
                 continue
             try:
@@ -187,7 +187,7 @@ class TenantStore:
             raise TenantError(f"tenant id {tenant!r} must be 1-64 letters, digits, '-' or '_'")
         if self.get(tenant) is not None:
             raise TenantError(f"tenant {tenant!r} exists (add a key with `tenderscan tenant key-add {tenant}`)")
-        record = TenantRecord(tenant, contract.utcnow(), limits)
+        record = TenantRecord(tenant, clock.utcnow(), limits)
         key = None
         if with_key:
             record, key = _with_new_key(record, secret)
@@ -203,7 +203,7 @@ class TenantStore:
         record = self.require(tenant)
         if not any(k.key_id == kid for k in record.keys):
             raise TenantError(f"tenant {tenant!r} has no key {kid!r} (see `tenderscan tenant list`)")
-        now = contract.utcnow()
+        now = clock.utcnow()
         keys = tuple(replace(k, revoked_at=k.revoked_at or now) if k.key_id == kid else k for k in record.keys)
         record = replace(record, keys=keys)
         self.put(record)
@@ -221,7 +221,7 @@ def _with_new_key(record: TenantRecord, secret: str) -> tuple[TenantRecord, str]
     key = new_key()
     while key_id(key) in taken:  # 62**8 ids: practically never
         key = new_key()
-    entry = ApiKey(key_id(key), key_digest(secret, key), contract.utcnow())
+    entry = ApiKey(key_id(key), key_digest(secret, key), clock.utcnow())
     return replace(record, keys=(*record.keys, entry)), key
 
 
@@ -296,7 +296,7 @@ class TenantRegistry:
 class KeyUseRecorder:
     """ts:keyuse:{tenant}[key_id] = now, at most once per `every_s` per key in this process."""
 
-    def __init__(self, redis_client, every_s: float = contract.KEY_USE_EVERY_S) -> None:
+    def __init__(self, redis_client, every_s: float = keys.KEY_USE_EVERY_S) -> None:
         self.r = redis_client
         self.every_s = every_s
         self._last: dict[str, float] = {}
@@ -310,7 +310,7 @@ class KeyUseRecorder:
                 return False
             self._last[kid] = now
         try:
-            self.r.hset(contract.key_use_key(tenant), kid, contract.utcnow())
+            self.r.hset(keys.key_use_key(tenant), kid, clock.utcnow())
         except Exception as exc:  # noqa: BLE001 - redis down: the request itself goes on
             log.warning("key_use_not_recorded", tenant=tenant, error=type(exc).__name__)
             return False

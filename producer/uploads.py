@@ -2,7 +2,7 @@
 
     1. POST /v1/uploads  {"content_type": "image/jpeg"|"image/png", "bytes": N?}          -> 201
          {"upload_id", "url", "fields", "content_type", "min_bytes", "max_bytes", "expires_at"}
-       `grant`: the key is uploads/tenant=T/{upload_id} (contract.upload_s3_key), chosen here; the
+       `grant`: the key is uploads/tenant=T/{upload_id} (keys.upload_s3_key), chosen here; the
        policy pins that key, that Content-Type, a content-length-range of 1..the tenant's body cap
        (exactly N when the device said N), and expires after settings.upload_expiry_s.
     2. the device POSTs the image to `url` as multipart/form-data: every `fields` entry, then `file`.
@@ -12,7 +12,7 @@
        size within the cap, Content-Type image/jpeg|png, not older than the idempotency window; then
        producer/submit.py accepts it like any scan (intent in S3 before the 202) without copying bytes.
        The upload id is the idempotency key: the same upload submitted again answers with its scan.
-    4. the worker re-checks what actually arrived (workers/pipeline.py): length, sha256, and the magic
+    4. the worker re-checks what actually arrived (workers/runtime/pipeline.py): length, sha256, and the magic
        bytes against the stored Content-Type -> `rejected` size_mismatch / checksum_mismatch /
        type_mismatch / unsupported_format. A policy is reusable until it expires, so the bytes may
        change after step 3: the checksum the device declared is what binds the scan to its image.
@@ -39,15 +39,15 @@ from datetime import UTC, datetime, timedelta
 from fastapi import Request
 
 from producer.errors import ApiError, bad_request
-from workers import contract
-from workers.contract import Reason
-from workers.errors import ObjectNotFound
-from workers.logging import get_logger
-from workers.storage import ObjectStore, PresignedPost
+from workers.core import keys, schemas
+from workers.core.enums import Reason
+from workers.core.errors import ObjectNotFound
+from workers.core.logging import get_logger
+from workers.core.storage import ObjectStore, PresignedPost
 
 log = get_logger("producer.uploads")
 
-CONTENT_TYPES = ("image/jpeg", "image/png")  # what a device may announce (contract.CONTENT_TYPES' values)
+CONTENT_TYPES = ("image/jpeg", "image/png")  # what a device may announce (keys.CONTENT_TYPES' values)
 BODY_MAX = 4096  # a JSON request body here is a few ids; anything longer is refused
 UPLOAD_MISSING = "upload_missing"
 UPLOAD_EXPIRED = "upload_expired"
@@ -82,8 +82,8 @@ def grant(objects: ObjectStore, tenant: str, content_type: object, declared_byte
     if declared_bytes is not None and declared_bytes > max_bytes:
         raise ApiError(413, Reason.IMAGE_TOO_LARGE, f"{declared_bytes} bytes > limit {max_bytes}")
     low, high = (declared_bytes, declared_bytes) if declared_bytes else (1, max_bytes)
-    upload_id = contract.new_scan_id()
-    post = objects.presigned_post(contract.upload_s3_key(tenant, upload_id), str(content_type), low, high, expiry_s)
+    upload_id = schemas.new_scan_id()
+    post = objects.presigned_post(keys.upload_s3_key(tenant, upload_id), str(content_type), low, high, expiry_s)
     expires_at = (datetime.now(UTC) + timedelta(seconds=expiry_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
     log.info("upload_granted", tenant=tenant, upload_id=upload_id, content_type=content_type, max_bytes=high,
              expiry_s=expiry_s)  # never the policy or its signature
@@ -128,7 +128,7 @@ async def read_json(request: Request) -> dict:
 async def read_reference(request: Request) -> ReferenceBody:
     data = await read_json(request)
     upload_id, sha256 = data.get("upload_id"), data.get("sha256")
-    if not isinstance(upload_id, str) or not contract.is_scan_id(upload_id):
+    if not isinstance(upload_id, str) or not schemas.is_scan_id(upload_id):
         raise bad_request("upload_id must be the id POST /v1/uploads answered (32 hex digits)")
     if not isinstance(sha256, str) or not _SHA256.match(sha256):
         raise bad_request("sha256 must be the image's SHA-256, 64 lowercase hex digits")
@@ -146,7 +146,7 @@ def claim_key(upload_id: str) -> str:
 def resolve(objects: ObjectStore, tenant: str, body: ReferenceBody, max_bytes: int, max_age_s: int,
             now: datetime | None = None) -> Reference:
     """HEAD the tenant's upload and check it (blocking). Only this tenant's prefix is ever looked at."""
-    key = contract.upload_s3_key(tenant, body.upload_id)
+    key = keys.upload_s3_key(tenant, body.upload_id)
     try:
         info = objects.stat(key)
     except ObjectNotFound:

@@ -26,8 +26,8 @@ import pytest
 
 from producer.dev import services
 from producer.dev.stack import ACCESS_KEY, SECRET_KEY
-from workers.settings import Settings
-from workers.storage import S3ObjectStore
+from workers.core.settings import Settings
+from workers.core.storage import S3ObjectStore
 
 ROOT = Path(__file__).resolve().parent.parent
 __all__ = ["ACCESS_KEY", "SECRET_KEY"]  # tests import the local stack's S3 credentials from here

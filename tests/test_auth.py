@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from producer.auth import authenticate, bearer_key, key_hash, tenant_for_key
 from producer.cli import main as cli_main
 from producer.errors import ApiError
-from workers.settings import Settings, parse_api_keys
+from workers.core.settings import Settings, parse_api_keys
 
 KEYS = {"acme": "key-acme-1", "globex": "key-globex-1"}
 API_KEYS = {hashlib.sha256(k.encode()).hexdigest(): t for t, k in KEYS.items()}

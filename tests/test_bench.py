@@ -50,7 +50,7 @@ def test_ratios_and_the_half_load_step():
 
 def test_the_cli_registers_bench():
     args = build_parser().parse_args(["bench", "--scans", "10", "--loads", "0.5,0.7", "--only", "model"])
-    assert args.scans == 10 and args.loads == (0.5, 0.7) and args.func.__module__ == "producer.commands.bench"
+    assert args.scans == 10 and args.loads == (0.5, 0.7) and args.func.__module__ == "producer.cli.commands.bench"
 
 
 def test_stage_means_of_several_workers_are_weighted_by_their_counts():

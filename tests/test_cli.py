@@ -88,7 +88,7 @@ def test_status_without_a_key_says_which_variable(monkeypatch, capsys):
 
 
 def test_tenant_warns_about_the_dev_hmac_secret_only_when_it_makes_a_key(monkeypatch, capsys):
-    from producer.commands import tenant
+    from producer.cli.commands import tenant
 
     monkeypatch.delenv("TENDERSCAN_KEY_HMAC_SECRET", raising=False)
     tenant._context()

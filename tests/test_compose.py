@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from workers.settings import env_names
+from workers.core.settings import env_names
 
 
 @pytest.fixture(scope="module")

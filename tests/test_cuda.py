@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from models.decision import decide_many
-from workers import imaging
-from workers.inference import ModelRunner, load_model, to_device
-from workers.settings import Settings
+from workers.core import imaging
+from workers.core.settings import Settings
+from workers.runtime.runner import ModelRunner, load_model, to_device
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.hostile.build import FILES, HERE
-from workers.errors import RejectedScan
-from workers.imaging import Limits, decode, inspect
+from workers.core.errors import RejectedScan
+from workers.core.imaging import Limits, decode, inspect
 
 EXPECTED = json.loads((HERE / "expected.json").read_text())
 LIMITS = Limits()

@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from workers.settings import env_names
+from workers.core.settings import env_names
 
 K8S = Path(__file__).resolve().parent.parent / "infra" / "k8s"
 KEDA_SCHEMA = Path(__file__).resolve().parent / "schemas" / "keda-scaledobject-v1alpha1.json"

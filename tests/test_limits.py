@@ -13,10 +13,11 @@ from PIL import Image
 
 from producer.limits import Limiter, Policy
 from producer.tenants import TenantLimits, TenantStore, key_id
-from workers import contract
-from workers.contract import InputRef, ScanMessage, Timestamps, Verdict
-from workers.settings import Settings
-from workers.verdict_store import VerdictStore, redis_client
+from workers.core import clock, schemas
+from workers.core.keys import in_flight_key, key_use_key, rate_key
+from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
+from workers.core.settings import Settings
+from workers.core.verdict_store import VerdictStore, redis_client
 
 SECRET = "limits-test-secret-0123"
 T0 = 1_800_000_000.0
@@ -55,7 +56,7 @@ def test_bucket_uses_redis_time_and_expires(r):
     lim = Limiter(r, 900)
     p = policy(rate=10, burst=10)
     assert lim.take("acme", p) == 0.0
-    assert 0 < r.pttl(contract.rate_key("acme")) <= 2000  # a full refill + 1 s: an idle tenant costs nothing
+    assert 0 < r.pttl(rate_key("acme")) <= 2000  # a full refill + 1 s: an idle tenant costs nothing
     assert Limiter(r, 900).take("acme", policy(rate=0), now=T0) == 0.0  # 0 = no limit, no Redis call
 
 
@@ -72,7 +73,7 @@ def test_check_rate_is_429_with_retry_after(r):
 
 # --- in flight -------------------------------------------------------------------------------------
 def _msg(tenant: str = "acme", at: str | None = None) -> ScanMessage:
-    return ScanMessage(contract.new_scan_id(), tenant, "s1", "t1", "scans/k.jpg", "ab" * 32, 3, at or contract.utcnow())
+    return ScanMessage(schemas.new_scan_id(), tenant, "s1", "t1", "scans/k.jpg", "ab" * 32, 3, at or clock.utcnow())
 
 
 def _verdict(msg: ScanMessage) -> Verdict:
@@ -86,7 +87,7 @@ def test_in_flight_counts_recorded_scans_until_their_verdict(r):
     for m in msgs:
         vs.create_scan(m)
     assert lim.in_flight("acme") == 3 and lim.in_flight("globex") == 1
-    assert 0 < r.ttl(contract.in_flight_key("acme")) <= 900
+    assert 0 < r.ttl(in_flight_key("acme")) <= 900
     vs.save_verdict(_verdict(msgs[0]))
     assert lim.in_flight("acme") == 2
     vs.save_verdict(_verdict(msgs[0]))  # a redelivery's second verdict: nothing more to remove
@@ -110,9 +111,9 @@ def test_entries_of_scans_lost_without_a_verdict_age_out(r):
     old = _msg(at="2020-01-01T00:00:00.000000Z")
     vs.create_scan(old)
     vs.create_scan(_msg())
-    assert lim.in_flight("acme", now=contract.parse_time(old.submitted_at).timestamp() + 30) == 2
+    assert lim.in_flight("acme", now=clock.parse_time(old.submitted_at).timestamp() + 30) == 2
     assert lim.in_flight("acme") == 1  # the 2020 one is older than 60 s: gone
-    assert r.zscore(contract.in_flight_key("acme"), old.scan_id) is None
+    assert r.zscore(in_flight_key("acme"), old.scan_id) is None
 
 
 def test_check_in_flight_admits_up_to_the_limit_and_counts_a_batch_whole(r):
@@ -226,7 +227,7 @@ def test_per_tenant_body_and_pixel_caps(client, keys):
 
 def test_registry_keys_record_last_use_and_stop_when_revoked(client, keys, deps):
     assert post(client, keys["free"]).status_code == 202
-    used = deps.verdicts.r.hget(contract.key_use_key("free"), key_id(keys["free"]))
+    used = deps.verdicts.r.hget(key_use_key("free"), key_id(keys["free"]))
     assert used and used[:4].isdigit()
     TenantStore(deps.objects).revoke_key("free", key_id(keys["free"]))
     assert post(client, keys["free"]).status_code == 202  # until the registry is re-read

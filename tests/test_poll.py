@@ -17,9 +17,9 @@ from PIL import Image
 from producer.app import Deps, create_app
 from producer.errors import ApiError
 from producer.poll import DoneListener, scan_view, wait_for_scan
-from workers import contract
-from workers.contract import InputRef, ScanMessage, Timestamps, Verdict
-from workers.settings import Settings
+from workers.core import clock, keys
+from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
+from workers.core.settings import Settings
 
 KEY = "key-acme"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -43,7 +43,7 @@ def verdict_for(msg: dict, decision: str = "genuine") -> Verdict:
     m = ScanMessage.decode(msg)
     return Verdict(scan_id=m.scan_id, tenant=m.tenant, store_id=m.store_id, terminal_id=m.terminal_id,
                    decision=decision, input=InputRef(m.image_key, m.sha256, m.bytes, 64, 64),
-                   timestamps=Timestamps(submitted=m.submitted_at, completed=contract.utcnow()),
+                   timestamps=Timestamps(submitted=m.submitted_at, completed=clock.utcnow()),
                    confidence=0.97, p_counterfeit=0.03)
 
 
@@ -215,7 +215,7 @@ def test_a_scan_redis_forgot_is_answered_from_its_s3_intent_then_its_audit_recor
     resp = api.get(f"/v1/scans/{scan_id}", headers=AUTH)
     assert resp.status_code == 200 and resp.json()["status"] == "queued"
     verdict = verdict_for(deps.enqueuer.sent[0], "counterfeit")
-    key = contract.verdict_s3_key("acme", scan_id, verdict.timestamps.submitted)
+    key = keys.verdict_s3_key("acme", scan_id, verdict.timestamps.submitted)
     deps.objects.put(key, verdict.encode().encode())
     body = api.get(f"/v1/scans/{scan_id}", headers=AUTH).json()
     assert body["status"] == "done" and body["verdict"]["decision"] == "counterfeit"

@@ -12,7 +12,7 @@ from PIL import Image
 from structlog.testing import capture_logs
 
 from producer.app import Deps, create_app
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 KEY = "key-acme"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from producer.commands.scale_plan import per_worker_from_bench, plan
+from producer.cli.commands.scale_plan import per_worker_from_bench, plan
 
 
 def test_workers_cover_the_peak_with_headroom():

@@ -20,11 +20,11 @@ from PIL import Image
 from producer.app import Deps, create_app
 from producer.errors import ApiError
 from producer.submit import Submitter, Upload
-from workers import contract
-from workers.contract import ScanMessage
-from workers.errors import RejectedScan, TransientError
-from workers.imaging import Limits
-from workers.settings import Settings
+from workers.core import clock, keys, schemas
+from workers.core.errors import RejectedScan, TransientError
+from workers.core.imaging import Limits
+from workers.core.schemas import MultiScanMessage, ScanMessage
+from workers.core.settings import Settings
 
 KEY = "key-acme"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -66,7 +66,7 @@ def test_accepted_scan_is_stored_recorded_and_enqueued_as_a_reference(api, deps)
     assert resp.status_code == 202
     body = resp.json()
     scan_id = body["scan_id"]
-    assert contract.is_scan_id(scan_id)
+    assert schemas.is_scan_id(scan_id)
     assert body == {"scan_id": scan_id, "status": "queued", "poll_url": f"/v1/scans/{scan_id}"}
     assert resp.headers["Location"] == body["poll_url"]
 
@@ -75,7 +75,7 @@ def test_accepted_scan_is_stored_recorded_and_enqueued_as_a_reference(api, deps)
     sha = hashlib.sha256(data).hexdigest()
     assert (msg.scan_id, msg.tenant, msg.store_id, msg.terminal_id) == (scan_id, "acme", "store-1", "pos-7")
     assert msg.sha256 == sha and msg.bytes == len(data)
-    assert msg.image_key == contract.image_s3_key("acme", scan_id, msg.submitted_at, "JPEG")
+    assert msg.image_key == keys.image_s3_key("acme", scan_id, msg.submitted_at, "JPEG")
     assert all(not isinstance(v, bytes) and len(str(v)) < 200 for v in sent.values())  # a reference, not bytes
 
     stored = deps.objects.get(msg.image_key)
@@ -240,7 +240,7 @@ def test_s3_down_is_503_with_retry_after_and_the_retry_works(api, deps):
 def test_broker_down_is_503_and_releases_the_claim(api, deps):
     deps.enqueuer.down = True
     assert post(api, image(), **{"Idempotency-Key": "order-4"}).status_code == 503
-    assert deps.verdicts.r.get(contract.idempotency_key("acme", "order-4")) is None
+    assert deps.verdicts.r.get(keys.idempotency_key("acme", "order-4")) is None
 
 
 def test_redis_down_is_503(settings):
@@ -256,8 +256,8 @@ def test_submitter_replay_while_the_first_is_in_flight_asks_to_retry(deps):
     sub = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 60)
     data = image()
     # a fresh claim without an intent in S3: the first request is still between claim and intent
-    deps.verdicts.claim_idempotency("acme", "k1", contract.new_scan_id(), hashlib.sha256(data).hexdigest(),
-                                    contract.utcnow(), 60)
+    deps.verdicts.claim_idempotency("acme", "k1", schemas.new_scan_id(), hashlib.sha256(data).hexdigest(),
+                                    clock.utcnow(), 60)
     with pytest.raises(ApiError) as info:
         sub.accept(Upload("acme", "s", "t", data, idempotency_key="k1"))
     assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
@@ -270,8 +270,8 @@ def test_an_abandoned_claim_without_intent_is_taken_over_not_replayed(deps):
     never-queued scan (the chaos suite's redis_restart_aof found this), but accepted afresh."""
     sub = Submitter(deps.objects, deps.verdicts, deps.enqueuer, Limits(), 60)
     data = image()
-    ghost = contract.new_scan_id()
-    old = (contract.parse_time(contract.utcnow()) - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    ghost = schemas.new_scan_id()
+    old = clock.format_time(clock.parse_time(clock.utcnow()) - timedelta(seconds=60))
     deps.verdicts.claim_idempotency("acme", "k1", ghost, hashlib.sha256(data).hexdigest(), old, 60)
     deps.verdicts.create_scan(ScanMessage(ghost, "acme", "s", "t", "scans/x.jpg", "0" * 64, 1, old))
     accepted = sub.accept(Upload("acme", "s", "t", data, idempotency_key="k1"))
@@ -321,7 +321,7 @@ def test_a_deadline_travels_in_the_message(api, deps):
     resp = post(api, image(), params={**IDS, "deadline_s": "2.5"})
     assert resp.status_code == 202
     msg = ScanMessage.decode(deps.enqueuer.sent[0])
-    waited = contract.parse_time(msg.deadline) - contract.parse_time(msg.submitted_at)
+    waited = clock.parse_time(msg.deadline) - clock.parse_time(msg.submitted_at)
     assert waited.total_seconds() == 2.5
 
 
@@ -346,7 +346,7 @@ def test_batch_gives_each_image_its_own_outcome_and_one_message(api, deps):
     assert ok0["status"] == ok2["status"] == 202 and ok0["poll_url"] == f"/v1/scans/{ok0['scan_id']}"
     assert (bad["index"], bad["status"], bad["error"]["reason"]) == (1, 415, "unsupported_format")
     [sent] = deps.enqueuer.sent  # one process_scans message carrying both accepted scans
-    scans, errors = contract.MultiScanMessage.decode_parts(sent)
+    scans, errors = MultiScanMessage.decode_parts(sent)
     assert [m.scan_id for m in scans] == [ok0["scan_id"], ok2["scan_id"]] and not errors
     assert deps.verdicts.get_scan(ok2["scan_id"])["status"] == "queued"
 

@@ -30,9 +30,9 @@ from producer.tenants import (
     key_id,
     new_key,
 )
-from workers import contract
-from workers.errors import ContractError
-from workers.storage import MemoryObjectStore
+from workers.core.errors import ContractError
+from workers.core.keys import key_use_key, tenant_s3_key
+from workers.core.storage import MemoryObjectStore
 
 SECRET = "test-secret-0123456789"
 
@@ -91,7 +91,7 @@ def test_digest_is_hmac_sha256_under_the_secret():
 # --- records and the S3 store ------------------------------------------------------------------------
 def test_create_stores_only_the_hmac_of_the_key(store):
     record, key = store.create("acme", SECRET, TenantLimits(rate_per_s=5))
-    raw = store.objects.get(contract.tenant_s3_key("acme")).data
+    raw = store.objects.get(tenant_s3_key("acme")).data
     assert key not in raw.decode() and key[12:] not in raw.decode()  # the secret part is nowhere
     assert json.loads(raw)["keys"][0] == {"key_id": key_id(key), "digest": key_digest(SECRET, key),
                                           "created_at": record.keys[0].created_at, "revoked_at": None}
@@ -137,7 +137,7 @@ def test_bad_records_raise_contract_error(raw):
 
 def test_a_broken_record_is_skipped_not_fatal(store):
     store.create("acme", SECRET, TenantLimits())
-    store.objects.put(contract.tenant_s3_key("broken"), b"{not json", "application/json")
+    store.objects.put(tenant_s3_key("broken"), b"{not json", "application/json")
     assert [r.tenant for r in store.all()] == ["acme"]
 
 
@@ -221,12 +221,12 @@ def test_key_use_is_recorded_at_most_once_per_interval(clean_redis):
     client = redis.Redis.from_url(clean_redis, decode_responses=True)
     recorder = KeyUseRecorder(client, every_s=60)
     assert recorder.record("acme", "tsk_aaaaaaaa") is True
-    first = client.hget(contract.key_use_key("acme"), "tsk_aaaaaaaa")
+    first = client.hget(key_use_key("acme"), "tsk_aaaaaaaa")
     assert first and first.startswith("20")
     assert recorder.record("acme", "tsk_aaaaaaaa") is False  # throttled: no second write
     assert recorder.record("acme", "tsk_bbbbbbbb") is True  # per key
     assert KeyUseRecorder(client, every_s=0).record("acme", "tsk_aaaaaaaa") is True
-    assert client.hget(contract.key_use_key("acme"), "tsk_aaaaaaaa") >= first
+    assert client.hget(key_use_key("acme"), "tsk_aaaaaaaa") >= first
 
 
 def test_key_use_never_fails_the_request():
@@ -238,8 +238,8 @@ def test_key_use_never_fails_the_request():
 
 # --- the secret's settings ------------------------------------------------------------------------------
 def test_hmac_secret_stays_out_of_repr_and_must_be_long_enough():
-    from workers.errors import SettingsError
-    from workers.settings import Settings
+    from workers.core.errors import SettingsError
+    from workers.core.settings import Settings
 
     s = Settings.from_env({"TENDERSCAN_KEY_HMAC_SECRET": "a-long-enough-hmac-secret"})
     assert s.key_hmac_secret == "a-long-enough-hmac-secret" and "a-long-enough" not in repr(s)

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from producer.uploads import claim_key
-from workers import contract
-from workers.contract import ScanMessage
-from workers.settings import Settings
+from workers.core import keys, schemas
+from workers.core.schemas import ScanMessage
+from workers.core.settings import Settings
 
 KEYS = {"acme": "key-acme", "globex": "key-globex"}
 CAP = 200_000
@@ -49,7 +49,7 @@ def granted(api, tenant: str = "acme", **body) -> dict:
 def uploaded(deps, api, data: bytes, content_type: str = "image/jpeg", tenant: str = "acme") -> tuple[str, str]:
     """A grant, then what the device's POST would leave in S3: (upload_id, sha256)."""
     upload_id = granted(api, tenant)["upload_id"]
-    deps.objects.put(contract.upload_s3_key(tenant, upload_id), data, content_type)
+    deps.objects.put(keys.upload_s3_key(tenant, upload_id), data, content_type)
     return upload_id, hashlib.sha256(data).hexdigest()
 
 
@@ -61,8 +61,8 @@ def by_reference(api, upload_id: str, sha256: str, tenant: str = "acme", **extra
 # --- the grant ------------------------------------------------------------------------------------
 def test_a_grant_is_for_one_server_chosen_key_under_the_tenants_prefix(api, deps):
     grant = granted(api)
-    assert contract.is_scan_id(grant["upload_id"])
-    key = contract.upload_s3_key("acme", grant["upload_id"])
+    assert schemas.is_scan_id(grant["upload_id"])
+    key = keys.upload_s3_key("acme", grant["upload_id"])
     assert key.startswith("uploads/tenant=acme/")
     assert deps.objects.grants[key] == {"content_type": "image/jpeg", "min_bytes": 1, "max_bytes": CAP,
                                         "expires_s": 120}
@@ -72,7 +72,7 @@ def test_a_grant_is_for_one_server_chosen_key_under_the_tenants_prefix(api, deps
 
 def test_a_declared_size_pins_the_length_range(api, deps):
     grant = granted(api, bytes=12345, content_type="image/png")
-    rule = deps.objects.grants[contract.upload_s3_key("acme", grant["upload_id"])]
+    rule = deps.objects.grants[keys.upload_s3_key("acme", grant["upload_id"])]
     assert (rule["content_type"], rule["min_bytes"], rule["max_bytes"]) == ("image/png", 12345, 12345)
 
 
@@ -105,8 +105,8 @@ def test_a_reference_is_accepted_with_its_intent_and_no_copy(api, deps):
     (sent,) = deps.enqueuer.sent
     msg = ScanMessage.decode(sent)
     assert (msg.scan_id, msg.image_key, msg.sha256, msg.bytes) == (
-        scan_id, contract.upload_s3_key("acme", upload_id), sha, len(data))
-    intent = deps.objects.get(contract.intent_s3_key("acme", scan_id, msg.submitted_at))
+        scan_id, keys.upload_s3_key("acme", upload_id), sha, len(data))
+    intent = deps.objects.get(keys.intent_s3_key("acme", scan_id, msg.submitted_at))
     assert ScanMessage.decode(intent.data) == msg  # the durable record, written before the 202
     assert not [k for k in deps.objects.objects if k.endswith((".jpg", ".png"))]  # the bytes stay put
     assert deps.verdicts.get_scan(scan_id)["status"] == "queued"
@@ -122,7 +122,7 @@ def test_the_same_upload_twice_is_one_scan(api, deps):
 
 
 def test_a_client_idempotency_key_cannot_collide_with_an_upload_claim():
-    assert not contract.is_safe_id(claim_key("a" * 32))
+    assert not schemas.is_safe_id(claim_key("a" * 32))
 
 
 def test_another_tenants_upload_is_just_missing(api, deps):
@@ -145,10 +145,10 @@ def test_the_edge_checks_the_stored_object(api, deps, data, content_type, status
 
 
 def test_an_upload_never_made_or_too_old_is_refused(api, deps, settings):
-    resp = by_reference(api, contract.new_scan_id(), "a" * 64)
+    resp = by_reference(api, schemas.new_scan_id(), "a" * 64)
     assert (resp.status_code, resp.json()["error"]["reason"]) == (422, "upload_missing")
     upload_id, sha = uploaded(deps, api, jpeg())
-    key = contract.upload_s3_key("acme", upload_id)
+    key = keys.upload_s3_key("acme", upload_id)
     deps.objects.modified[key] = datetime.now(UTC) - timedelta(seconds=settings.idempotency_ttl_s + 60)
     resp = by_reference(api, upload_id, sha)
     assert (resp.status_code, resp.json()["error"]["reason"]) == (422, "upload_expired")

@@ -25,7 +25,7 @@ fi
     "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
     redis-server --version; weed version
     "$PY" -c "import celery, kombu, boto3, fastapi, uvicorn, structlog, cryptography, redis, prometheus_client
-import producer.app, workers.pipeline, workers.celery_app
+import producer.app, workers.runtime.pipeline, workers.core.celery_app
 print('imports ok, celery', celery.__version__)"
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.synth.render import encode_jpeg, render_scan
+from models.synth.render import GENERATOR_VERSION, render_scan
+from models.synth.scene import encode
 from models.synth.signs import SEVERITIES
 
 MANIFEST = "manifest.jsonl"
@@ -37,13 +38,77 @@ def plan(count: int, seed: int, counterfeit_ratio: float = 0.5) -> list[tuple[bo
     return [items[j] for j in order]
 
 
+MIX_PRESET, MIX_NEGATIVE = 0.22, 0.12  # the training mixture: scanner-preset scans, negatives, the rest scenes
+
+
+def capture_kinds() -> list[str]:
+    """Every `capture` a data set can be made of (`tenderscan dataset generate --capture`)."""
+    from models.synth.capture import PRESETS
+    from models.synth.conditions import FAMILIES, NEGATIVES_TEST, NEGATIVES_TRAIN, STRENGTHS
+
+    return ([*PRESETS, "mix", "valmix", "negatives:train", "negatives:test"]
+            + [f"family:{f}:{s}" for f in FAMILIES for s in STRENGTHS]
+            + [f"negative:{k}" for k in [*NEGATIVES_TRAIN, *NEGATIVES_TEST]])
+
+
+def render_item(rng: np.random.Generator, capture: str, counterfeit: bool, severity: str | None):
+    """One scan (PIL image, annotation) of any capture kind:
+
+        clean | default | harsh       a scanner preset (capture.py)
+        family:NAME:STRENGTH          one robustness family at a named strength (conditions.py)
+        mix                           the training mixture: presets, scenes of 0-3 families, negatives
+        valmix                        the validation mixture: presets, single families, negatives
+        negatives:train|test          a negative of a kind drawn from that split
+        negative:KIND                 one negative kind
+    """
+    from models.synth import conditions as cond
+    from models.synth.capture import PRESETS
+    from models.synth.render import render_note, sample_note
+
+    def make_note(r: np.random.Generator) -> np.ndarray:
+        return render_note(sample_note(r, counterfeit=bool(r.random() < 0.5)))
+
+    if capture in PRESETS:
+        image, ann = render_scan(rng, counterfeit=counterfeit, severity=severity, capture=capture)
+        return image, {"kind": "note", **ann}
+    if capture in ("mix", "valmix"):
+        u = rng.random()
+        if u < MIX_PRESET:
+            image, ann = render_scan(rng, counterfeit=counterfeit, severity=severity, capture="default")
+            return image, {"kind": "note", **ann}
+        if u > 1 - MIX_NEGATIVE:
+            return cond.negative_scan(rng, str(rng.choice(sorted(cond.NEGATIVES_TRAIN))), make_note)
+        c = cond.training_condition(rng) if capture == "mix" else cond.validation_condition(rng)
+    elif capture.startswith("negatives:"):
+        kinds = cond.NEGATIVES_TRAIN if capture == "negatives:train" else cond.NEGATIVES_TEST
+        return cond.negative_scan(rng, str(rng.choice(sorted(kinds))), make_note)
+    elif capture.startswith("negative:"):
+        return cond.negative_scan(rng, capture.split(":", 1)[1], make_note)
+    elif capture.startswith("family:"):
+        _, family, strength = capture.split(":")
+        c = cond.family_condition(rng, family, strength)
+    else:
+        raise ValueError(f"unknown capture {capture!r}; choose from {', '.join(capture_kinds()[:6])}, "
+                         "family:NAME:STRENGTH, negative:KIND")
+    spec = sample_note(rng, counterfeit, severity)
+    image, info = cond.scene_scan(render_note(spec), c)
+    visible = info.get("visible_share") or 1.0
+    kind = "note" if visible >= cond.MIN_VISIBLE else "note_incomplete"  # a family can hide too much of it
+    return image, {"kind": kind, "label": "counterfeit" if spec.counterfeit else "genuine",
+                   "counterfeit": spec.counterfeit, "denomination": spec.denomination, "serial": spec.serial,
+                   "serial_length": len(spec.serial), "severity": spec.severity, "signs": spec.signs,
+                   "capture": {"preset": "scene", **c}, "visible_share": info.get("visible_share"),
+                   "generator_version": GENERATOR_VERSION, "width": image.width, "height": image.height}
+
+
 def make_item(task: tuple) -> tuple[int, bytes, dict]:
     """One scan as JPEG bytes plus its annotation. `task` = (seed, index, counterfeit, severity, capture)."""
     seed, index, counterfeit, severity, capture = task
-    image, ann = render_scan(np.random.default_rng([seed, index]), counterfeit=counterfeit, severity=severity,
-                             capture=capture)
+    image, ann = render_item(np.random.default_rng([seed, index]), capture, counterfeit, severity)
     ann = {"file": f"images/{index:06d}.jpg", "index": index, "seed": seed, **ann}
-    return index, encode_jpeg(image, ann["capture"]["jpeg_quality"]), ann
+    c = ann["capture"]
+    data = encode(image, c.get("jpeg_quality", 90), c.get("resample", 1.0), c.get("sharpen", 0.0))
+    return index, data, ann
 
 
 def _init_worker() -> None:

@@ -31,7 +31,7 @@ from models.synth.design import (
 )
 from models.synth.signs import SEVERITIES, sample_signs
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "2.0.0"  # 2: scenes of capture families and negatives (conditions.py)
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O
 THREAD_GREY = np.array([0.30, 0.31, 0.33], dtype=np.float32)
 

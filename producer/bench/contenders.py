@@ -23,14 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from producer.bench import corpus as corpus_mod
 from producer.bench.watch import VerdictWatcher, latency_summary, rate
 from producer.dev.services import Service
-from workers import contract, metrics
+from workers.core import clock, keys, schemas, telemetry
+from workers.core.schemas import ScanMessage
 
 
 def model_limit(settings, corpus, batch_sizes=(1, 8, 16, 32, 64), seconds: float = 2.0) -> dict:
     import torch
 
-    from workers import imaging
-    from workers.inference import load_model
+    from workers.core import imaging
+    from workers.runtime.runner import load_model
 
     model = load_model(settings)
     limits = imaging.Limits.from_settings(settings)
@@ -52,29 +53,32 @@ def model_limit(settings, corpus, batch_sizes=(1, 8, 16, 32, 64), seconds: float
 
 def work_limit(stack, corpus, n: int, best_batch: int) -> dict:
     """One process, no queue, the worker's concurrency; batches up to the model's best batch size."""
-    from workers import pipeline
-    from workers.inference import ModelRunner
+    from workers.runtime import pipeline
+    from workers.runtime.context import WorkerContext
+    from workers.runtime.runner import ModelRunner
 
     # the tenderscan worker's concurrency (scans in flight), batches up to the model's best size
     settings = stack.settings.with_(max_batch_size=best_batch,
                                     worker_concurrency=stack.settings.effective_concurrency)
-    from workers.logging import configure_logging
+    from workers.core.logging import configure_logging
 
     # the in-process pipeline logs its scan_done events to a file, as a worker does (not to the terminal)
     log_file = open(stack.logs / "work-limit.log", "a")  # noqa: SIM115 - closed below
     configure_logging(settings.log_level, True, stream=log_file)
     runner = ModelRunner.from_settings(settings)
     runner.warm_up()
-    deps = pipeline.Deps.from_settings(settings, runner)
+    ctx = WorkerContext.from_settings(settings)
+    ctx.runner = runner
+    ctx.load()  # the S3 and Redis stores, as a worker process builds them
     msgs = corpus_mod.messages(corpus, n)
     for m in msgs:
-        deps.verdicts.create_scan(m)
-    before = metrics.stage_means_ms()
+        ctx.verdicts.create_scan(m)
+    before = telemetry.stage_means_ms()
     done: list[float] = []
     lock = threading.Lock()
 
     def one(msg):
-        pipeline.process_scan(msg, deps)
+        pipeline.process_scan(msg, ctx)
         with lock:
             done.append(time.monotonic())
 
@@ -82,12 +86,12 @@ def work_limit(stack, corpus, n: int, best_batch: int) -> dict:
         with ThreadPoolExecutor(settings.effective_concurrency) as pool:
             list(pool.map(one, msgs))
     finally:
-        runner.close()
+        ctx.close()
         configure_logging("WARNING", True, stream=sys.stderr)
         log_file.close()
     return {"scans": n, "scans_per_s": round(rate(sorted(done)), 1), "max_batch_size": best_batch,
             "concurrency": settings.effective_concurrency,
-            "stages_ms": _delta(before, metrics.stage_means_ms())}
+            "stages_ms": _delta(before, telemetry.stage_means_ms())}
 
 
 def _delta(before: dict, after: dict) -> dict:
@@ -126,7 +130,7 @@ def merged_stage_means(texts: list[str]) -> dict[str, dict[str, float]]:
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     for text in texts:
-        for stage, m in metrics.parse_stage_means(text).items():
+        for stage, m in telemetry.parse_stage_means(text).items():
             sums[stage] = sums.get(stage, 0.0) + m["mean_ms"] * m["count"]
             counts[stage] = counts.get(stage, 0) + m["count"]
     return {s: {"mean_ms": round(sums[s] / counts[s], 3), "count": counts[s]} for s in counts if counts[s]}
@@ -149,12 +153,12 @@ def _scrape_settled(stack, completed: int, timeout: float = 5.0) -> dict | None:
 def tenderscan_drain(stack, watcher, corpus, n: int, per_message: int = 1, processes: int = 1,
                      timeout: float = 300) -> dict:
     msgs = corpus_mod.messages(corpus, n)
-    task = contract.TASK_NAME if per_message == 1 else contract.MULTI_TASK_NAME
+    task = keys.TASK_NAME if per_message == 1 else keys.MULTI_TASK_NAME
 
     def fill(ms):
         for m in ms:
             stack.verdicts.create_scan(m)
-        corpus_mod.enqueue(stack.celery, ms, task, contract.QUEUE, per_message)
+        corpus_mod.enqueue(stack.celery, ms, task, keys.QUEUE, per_message)
 
     env = process_env(processes, stack.cores)
     out = _drain(stack, watcher, msgs,
@@ -187,13 +191,13 @@ def queue_ceiling(stack, watcher, n: int, per_message: int, preprocess: bool = T
     from producer.bench.standins import tiny_png, tiny_png_sha256
 
     sha, size = tiny_png_sha256(), len(tiny_png())
-    msgs = [contract.ScanMessage(scan_id=contract.new_scan_id(), tenant=corpus_mod.TENANT, store_id="bench-store",
+    msgs = [ScanMessage(scan_id=schemas.new_scan_id(), tenant=corpus_mod.TENANT, store_id="bench-store",
                                  terminal_id="pos-0", image_key="stand-in.png", sha256=sha, bytes=size,
-                                 submitted_at=contract.utcnow()) for _ in range(n)]
-    task = contract.TASK_NAME if per_message == 1 else contract.MULTI_TASK_NAME
+                                 submitted_at=clock.utcnow()) for _ in range(n)]
+    task = keys.TASK_NAME if per_message == 1 else keys.MULTI_TASK_NAME
     env = {"TENDERSCAN_BENCH_CEILING_PREPROCESS": "true" if preprocess else "false"}
     out = _drain(stack, watcher, msgs, lambda: stack.start_worker("producer.bench.ceiling", "threads", extra_env=env),
-                 lambda ms: corpus_mod.enqueue(stack.celery, ms, task, contract.QUEUE, per_message), timeout)
+                 lambda ms: corpus_mod.enqueue(stack.celery, ms, task, keys.QUEUE, per_message), timeout)
     return dict(out, scans_per_message=per_message, messages=-(-n // per_message), processes=1,
                 preprocess="checkpoint" if preprocess else "none",
                 stand_ins="fetch: StandInObjectStore, forward: StandInRunner (producer/bench/standins.py)")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from workers import contract
-from workers.contract import ScanMessage
+from workers.core import clock, keys, schemas
+from workers.core.schemas import MultiScanMessage, ScanMessage
 
 TENANT = "bench"
 
@@ -36,11 +36,11 @@ def upload_images(corpus: Corpus, objects, copies: int) -> None:
     """Each unique image under `copies` keys in the scans bucket (before any clock starts)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    now = contract.utcnow()
+    now = clock.utcnow()
     jobs = []
     for c in range(copies):
         for i, data in enumerate(corpus.images):
-            key = contract.image_s3_key(TENANT, f"{c:04d}{i:04d}".ljust(32, "0"), now, "JPEG")
+            key = keys.image_s3_key(TENANT, f"{c:04d}{i:04d}".ljust(32, "0"), now, "JPEG")
             jobs.append((key, i, data))
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda j: objects.put(j[0], j[2], "image/jpeg", {"sha256": hashlib.sha256(j[2]).hexdigest()}),
@@ -53,9 +53,9 @@ def messages(corpus: Corpus, n: int, start: int = 0) -> list[ScanMessage]:
     out = []
     for j in range(n):
         key, i = corpus.keys[(start + j) % len(corpus.keys)]
-        out.append(ScanMessage(scan_id=contract.new_scan_id(), tenant=TENANT, store_id="bench-store",
+        out.append(ScanMessage(scan_id=schemas.new_scan_id(), tenant=TENANT, store_id="bench-store",
                                terminal_id=f"pos-{j % 50}", image_key=key, sha256=corpus.sha(i),
-                               bytes=len(corpus.images[i]), submitted_at=contract.utcnow()))
+                               bytes=len(corpus.images[i]), submitted_at=clock.utcnow()))
     return out
 
 
@@ -66,7 +66,7 @@ def enqueue(app, msgs: list[ScanMessage], task: str, queue: str, per_message: in
         for start in range(0, len(msgs), per_message):
             chunk = msgs[start:start + per_message]
             arg = (chunk[0].encode() if per_message == 1
-                   else contract.MultiScanMessage(tuple(chunk)).encode())
+                   else MultiScanMessage(tuple(chunk)).encode())
             app.send_task(task, args=[arg], queue=queue, producer=producer)
             sent += 1
     return sent

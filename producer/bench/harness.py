@@ -31,8 +31,8 @@ from producer.bench.watch import VerdictWatcher
 from producer.dev import services
 from producer.dev.services import Service
 from producer.dev.stack import DevStack
-from workers import contract
-from workers.settings import Settings
+from workers.core import clock, keys
+from workers.core.settings import Settings
 
 ACCESS, SECRET, API_KEY = "bench", "bench-secret-key", "bench-api-key"
 CONTENDERS = ("model", "work", "drain", "drain_one", "drain_bulk", "naive_prefork", "naive_solo", "ceiling",
@@ -96,7 +96,7 @@ class Stack:
     @property
     def verdicts(self):
         if not hasattr(self, "_verdicts"):
-            from workers.verdict_store import VerdictStore
+            from workers.core.verdict_store import VerdictStore
 
             self._verdicts = VerdictStore.from_settings(self.settings)
         return self._verdicts
@@ -104,7 +104,7 @@ class Stack:
     @property
     def celery(self):
         if not hasattr(self, "_celery"):
-            from workers.celery_app import make_celery
+            from workers.core.celery_app import make_celery
 
             self._celery = make_celery(self.settings)
         return self._celery
@@ -114,7 +114,7 @@ class Stack:
 
     # --- processes ---------------------------------------------------------------------------------
     def start_worker(self, app_module: str, pool: str, concurrency: int | None = None,
-                     queue: str = contract.QUEUE, processes: int = 1,
+                     queue: str = keys.QUEUE, processes: int = 1,
                      extra_env: dict[str, str] | None = None) -> WorkerGroup:
         """`processes` worker processes (each its own Celery worker, batcher and /metrics port), ready."""
         concurrency = concurrency or (1 if pool == "solo" else self.settings.effective_concurrency)
@@ -195,7 +195,7 @@ def conditions() -> dict:
             "torch": torch.__version__, "cuda": torch.cuda.is_available(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "loadavg_at_start": [round(v, 2) for v in load] if load else None,
-            "started_at": contract.utcnow()}
+            "started_at": clock.utcnow()}
 
 
 def _progress(t0: float, what: str) -> None:
@@ -217,7 +217,7 @@ def run(config: BenchConfig, workdir: Path | None = None, partial_json: Path | N
     stack = Stack.start(root, config.log_level)
     watcher = None
     try:
-        from workers.storage import S3ObjectStore
+        from workers.core.storage import S3ObjectStore
 
         corpus_mod.upload_images(corpus, S3ObjectStore.from_settings(stack.settings), config.copies)
         watcher = VerdictWatcher(stack.settings.redis_url)

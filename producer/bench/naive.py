@@ -10,15 +10,14 @@ Prefork children each use one torch thread (two children on two cores would othe
 
 from __future__ import annotations
 
-import threading
-
 from celery import signals
 
-from workers import pipeline
-from workers.celery_app import make_celery
-from workers.contract import ScanMessage
-from workers.logging import configure_logging
-from workers.settings import Settings
+from workers.core.celery_app import make_celery
+from workers.core.logging import configure_logging
+from workers.core.schemas import ScanMessage
+from workers.core.settings import Settings
+from workers.runtime import pipeline
+from workers.runtime.context import WorkerContext, attach, context_of
 
 TASK = "bench.naive_scan"
 QUEUE = "tenderscan.naive"
@@ -30,31 +29,23 @@ app.conf.task_routes = {TASK: {"queue": QUEUE}}
 app.conf.task_default_queue = QUEUE
 app.set_current()
 
-_lock = threading.Lock()
-_deps: pipeline.Deps | None = None
-
-
-def deps() -> pipeline.Deps:
-    global _deps
-    with _lock:
-        if _deps is None:
-            from producer.bench.standins import DirectRunner
-            from workers.inference import load_model
-
-            _deps = pipeline.Deps.from_settings(settings, DirectRunner(load_model(settings)))
-        return _deps
-
 
 @signals.worker_process_init.connect
 def _child(**_) -> None:
+    """In each prefork child (or the solo pool's process): its own context, with a batch-of-one runner."""
     import billiard.process
     import torch
 
+    from producer.bench.standins import DirectRunner
+    from workers.runtime.runner import load_model
+
     if billiard.process.current_process().name.startswith("ForkPoolWorker"):
         torch.set_num_threads(1)  # a prefork child; -P solo keeps torch's default
-    deps()
+    ctx = WorkerContext.from_settings(settings)
+    ctx.runner = DirectRunner(load_model(settings))
+    attach(app, ctx.load())
 
 
 @app.task(name=TASK, acks_late=True, ignore_result=True)
 def naive_scan(raw) -> str:
-    return pipeline.process_scan(ScanMessage.decode(raw), deps()).decision
+    return pipeline.process_scan(ScanMessage.decode(raw), context_of(app)).decision

@@ -10,7 +10,7 @@
 The ceiling run keeps everything else real: Celery, Redis (the broker, start_scans, the SET NX
 verdict Lua script), the checksum check, a full (tiny) decode, the checkpoint's per-scan
 preprocessing (for a canonicalizing model: locate -> no note found -> plain resize, then the
-lighting flattening at the model's input size), logs and metrics.
+lighting flattening at the model's input size), logs and telemetry.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from workers.batching import Batcher
-from workers.contract import ModelRef, utcnow
-from workers.storage import StoredObject
+from workers.core.clock import utcnow
+from workers.core.schemas import ModelRef
+from workers.core.storage import StoredObject
+from workers.runtime.batching import Batcher
 
 STAND_IN_MODEL = ModelRef(name="stand-in", version="0", sha256="0" * 64)
 
@@ -110,11 +111,11 @@ class StandInRunner:
         self.batcher.close()
 
     def _run_batch(self, items):
-        from workers import metrics
-        from workers.inference import ScanPrediction
+        from workers.core import telemetry
+        from workers.runtime.runner import ScanPrediction
 
         t0, now, batch_id = time.monotonic(), utcnow(), uuid.uuid4().hex[:16]
-        metrics.observe_batch(len(items), 0.0)
+        telemetry.observe_batch(len(items), 0.0)
         return [ScanPrediction(p_counterfeit=0.1, signs={n: 0.1 for n in self.sign_names},
                                denomination={d: 1.0 for d in self.denominations}, batch_id=batch_id,
                                batch_size=len(items), inference_start=now, inference_end=now,
@@ -125,7 +126,7 @@ class StandInRunner:
 class DirectRunner:
     """A real model at batch size 1: what a first, naive worker does (no batcher, no overlap)."""
 
-    def __init__(self, model) -> None:  # workers.inference.LoadedModel
+    def __init__(self, model) -> None:  # workers.runtime.runner.LoadedModel
         self.model = model
         self.model_ref = model.ref
         self.thresholds = model.thresholds
@@ -145,7 +146,7 @@ class DirectRunner:
         return future.result()
 
     def infer(self, x):
-        from workers.inference import ScanPrediction
+        from workers.runtime.runner import ScanPrediction
 
         t0, started = time.monotonic(), utcnow()
         preds = self.model.forward(self.model.input_batch([x]))

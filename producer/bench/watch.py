@@ -11,7 +11,7 @@ import math
 import threading
 import time
 
-from workers import contract
+from workers.core import keys
 
 
 class VerdictWatcher:
@@ -22,12 +22,12 @@ class VerdictWatcher:
         self.done: dict[str, float] = {}
         self._stop = threading.Event()
         self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.psubscribe(contract.DONE_CHANNEL_PATTERN)
+        self._pubsub.psubscribe(keys.DONE_CHANNEL_PATTERN)
         self._thread = threading.Thread(target=self._loop, name="bench-watcher", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        prefix = len(contract.done_channel(""))
+        prefix = len(keys.done_channel(""))
         while not self._stop.is_set():
             msg = self._pubsub.get_message(timeout=0.2)
             while msg is not None:

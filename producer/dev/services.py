@@ -182,9 +182,9 @@ def start_seaweedfs(data_dir: Path, access_key: str | None, secret_key: str | No
 
 def _wait_buckets(svc: Service, access_key: str, secret_key: str, buckets: list[str], timeout: float = 30) -> None:
     """The S3 port opens about a second before `-bucket=` buckets exist; wait for them."""
-    from workers.errors import TenderscanError
-    from workers.settings import Settings
-    from workers.storage import S3ObjectStore
+    from workers.core.errors import TenderscanError
+    from workers.core.settings import Settings
+    from workers.core.storage import S3ObjectStore
 
     settings = Settings().with_(s3_endpoint_url=svc.extra["endpoint"], s3_access_key=access_key,
                                 s3_secret_key=secret_key)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from producer.dev import services
 from producer.dev.services import Service
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 ACCESS_KEY, SECRET_KEY = "tenderscan", "tenderscan-secret"  # local S3 only: weed enforces them
 SCANS_BUCKET, MODELS_BUCKET = "tenderscan", "tenderscan-models"  # Settings' defaults
@@ -97,7 +97,7 @@ class DevStack:
             exports.update(extra or {})
             stack = cls(root, dict(clean_environ(inherit), **exports), exports, s3, red, owned)
             if s3 not in owned:  # a shared SeaweedFS: this stack's buckets are new
-                from workers.storage import S3ObjectStore
+                from workers.core.storage import S3ObjectStore
 
                 settings = stack.settings
                 for bucket in (scans_bucket, models_bucket):
@@ -128,11 +128,11 @@ class DevStack:
                      command: list[str] | None = None, wait: bool = False, timeout: float = 180) -> Service:
         """A real `celery -A workers.app worker -P threads` on the scans queue (or `command`).
         `wait`: until it logged `ready.` (model loaded, consuming)."""
-        from workers import contract
+        from workers.core import keys
 
         name = name or f"worker-{len(self.workers) + len(self.retired) + 1}"
         cmd = command or [str(services.VENV_BIN / "celery"), "-A", WORKER_APP, "worker", "-P", "threads",
-                          "-n", f"{name}@%h", "-Q", contract.QUEUE, "--loglevel", "INFO", *args]
+                          "-n", f"{name}@%h", "-Q", keys.QUEUE, "--loglevel", "INFO", *args]
         svc = services.spawn(name, cmd, self.logs, env=dict(self.env, **(env or {})))
         self.workers.append(svc)
         if wait:

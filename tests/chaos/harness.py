@@ -34,10 +34,10 @@ import redis
 
 from producer.client import ClientError, TenderscanClient, Unavailable
 from producer.dev.stack import DevStack
-from workers import contract
-from workers.contract import Verdict
-from workers.errors import TenderscanError
-from workers.storage import S3ObjectStore
+from workers.core import clock, keys
+from workers.core.errors import TenderscanError
+from workers.core.schemas import Verdict
+from workers.core.storage import S3ObjectStore
 
 TENANT, API_KEY = "acme", "key-acme-chaos"
 HOSTILE_DIR = Path(__file__).resolve().parents[1] / "hostile"
@@ -351,7 +351,7 @@ def check(stack: ChaosStack, load: Load, fault: str, settle_timeout_s: float = 1
     in_redis: dict[str, str | None] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
-        in_redis.update(zip(chunk, r.mget([contract.verdict_key(s) for s in chunk]), strict=True))
+        in_redis.update(zip(chunk, r.mget([keys.verdict_key(s) for s in chunk]), strict=True))
     client = TenderscanClient(stack.api_url, API_KEY, timeout=15, retries=3)
 
     def observed(sid: str):
@@ -394,7 +394,7 @@ def check(stack: ChaosStack, load: Load, fault: str, settle_timeout_s: float = 1
         final = v_s3 or v_redis or v_seen
         errors += final.decision == "error"
         redelivered += final.attempt > 1
-        completed[sid] = contract.parse_time(final.timestamps.completed).timestamp()
+        completed[sid] = clock.parse_time(final.timestamps.completed).timestamp()
         if sub.kind != "synthetic" and not _hostile_ok(expected_hostile[sub.kind], sub, final):
             hostile_mismatch += 1
     for sub in load.subs:

@@ -3,7 +3,7 @@
     python -m tests.hostile.build
 
 Deterministic: rebuilding gives the same bytes (except where Pillow's encoders change). Each entry
-says what must happen: "ok" (a normal verdict) or the contract.Reason the scan must be rejected with.
+says what must happen: "ok" (a normal verdict) or the enums.Reason the scan must be rejected with.
 """
 
 from __future__ import annotations

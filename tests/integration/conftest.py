@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from producer.dev.stack import DevStack
-from workers.storage import S3ObjectStore
+from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +67,8 @@ def prefill(stack: Stack, images: list[bytes], count: int, tenant: str = "acme",
     from concurrent.futures import ThreadPoolExecutor
 
     from producer.submit import CeleryEnqueuer, Submitter, Upload
-    from workers.imaging import Limits
-    from workers.verdict_store import VerdictStore
+    from workers.core.imaging import Limits
+    from workers.core.verdict_store import VerdictStore
 
     submitter = Submitter(S3ObjectStore.from_settings(stack.settings), VerdictStore.from_settings(stack.settings),
                           CeleryEnqueuer.from_settings(stack.settings), Limits.from_settings(stack.settings),

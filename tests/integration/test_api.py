@@ -22,10 +22,10 @@ from PIL import Image
 
 from producer.client import ClientError, TenderscanClient
 from tests.integration.conftest import BIN, TENANT_KEYS, start_stack
-from workers import contract
-from workers.contract import InputRef, ScanMessage, Timestamps, Verdict
-from workers.storage import S3ObjectStore
-from workers.verdict_store import VerdictStore
+from workers.core import clock, keys
+from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
+from workers.core.storage import S3ObjectStore
+from workers.core.verdict_store import VerdictStore
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def jpeg() -> bytes:
 def queued_messages(broker: redis.Redis) -> list[tuple[dict, dict]]:
     """(kombu headers, the task's args[0]) for each message waiting on the scans queue."""
     out = []
-    for raw in broker.lrange(contract.QUEUE, 0, -1):
+    for raw in broker.lrange(keys.QUEUE, 0, -1):
         envelope = json.loads(raw)
         body = envelope["body"]
         if envelope["properties"].get("body_encoding") == "base64":
@@ -68,7 +68,7 @@ def test_submit_stores_the_image_and_enqueues_only_a_reference(stack):
 
         [(headers, sent)] = queued_messages(broker)
         msg = ScanMessage.decode(sent)
-        assert headers["task"] == contract.TASK_NAME
+        assert headers["task"] == keys.TASK_NAME
         assert set(sent) == {f.name for f in dataclasses.fields(ScanMessage)}  # the reference, nothing more
         assert (msg.scan_id, msg.tenant, msg.store_id, msg.terminal_id) == (scan_id, "acme", "store-9", "pos-2")
         assert msg.sha256 == hashlib.sha256(data).hexdigest() and msg.bytes == len(data)
@@ -91,7 +91,7 @@ def test_submit_stores_the_image_and_enqueues_only_a_reference(stack):
         verdicts = VerdictStore.from_settings(stack.settings)
         verdict = Verdict(scan_id=scan_id, tenant="acme", store_id="store-9", terminal_id="pos-2",
                           decision="genuine", input=InputRef(msg.image_key, msg.sha256, msg.bytes, 320, 160),
-                          timestamps=Timestamps(submitted=msg.submitted_at, completed=contract.utcnow()),
+                          timestamps=Timestamps(submitted=msg.submitted_at, completed=clock.utcnow()),
                           confidence=0.99)
         timer = threading.Timer(0.5, verdicts.save_verdict, args=[verdict])
         timer.start()

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from producer.dev.services import start_seaweedfs
-from tests.test_audit import verdict
-from workers import audit, signing
-from workers.errors import StorageError
-from workers.publish import audit_key, write_audit
-from workers.settings import Settings
-from workers.storage import S3ObjectStore, s3_client
+from tests.workers.audit.records import verdict
+from workers.audit import manifests, signing
+from workers.core.errors import StorageError
+from workers.core.settings import Settings
+from workers.core.storage import S3ObjectStore, s3_client
+from workers.runtime.publish import audit_key, write_audit
 
 pytestmark = pytest.mark.integration
 
@@ -181,12 +181,12 @@ def test_worker_signs_sealer_seals_auditor_verifies_with_read_only_keys(weed):
     vs = [verdict("2026-04-02") for _ in range(3)]
     for v in vs:
         write_audit(v, worker, signer=SIGNER)
-    audit.seal_day(sealer, SIGNER, "2026-04-02", "acme")
-    rep = audit.verify_range(auditor, VERIFIER, "acme", "2026-04-02", "2026-04-02")
+    manifests.seal_day(sealer, SIGNER, "2026-04-02", "acme")
+    rep = manifests.verify_range(auditor, VERIFIER, "acme", "2026-04-02", "2026-04-02")
     assert rep.ok and rep.records == 3
     # a worker key (it can write verdicts) is enough to alter a record, and verify sees it
     worker.put(audit_key(vs[0]), vs[0].encode().encode().replace(b"genuine", b"counterfeit"))
-    rep = audit.verify_range(auditor, VERIFIER, "acme", "2026-04-02", "2026-04-02")
+    rep = manifests.verify_range(auditor, VERIFIER, "acme", "2026-04-02", "2026-04-02")
     assert sorted(p.kind for p in rep.problems) == ["altered", "unsigned"]
 
 
@@ -200,7 +200,7 @@ def test_duckdb_reads_the_partitioned_records_over_httpfs(weed):
             ("2026-05-02", "acme", "counterfeit")]
     for day, tenant, decision in plan:
         write_audit(verdict(day, tenant, decision=decision), worker, signer=SIGNER)
-    audit.seal_day(store(weed, "sealer"), SIGNER, "2026-05-01", "acme")  # manifests/ must not leak into the query
+    manifests.seal_day(store(weed, "sealer"), SIGNER, "2026-05-01", "acme")  # manifests/ must not leak into the query
 
     con = duckdb.connect()
     import_extension("httpfs")
@@ -220,7 +220,7 @@ def test_duckdb_reads_the_partitioned_records_over_httpfs(weed):
 # --- Object Lock ----------------------------------------------------------------------------------
 def test_object_lock_keeps_every_sealed_version(weed):
     admin_client = s3_client(as_role(weed, "admin", LOCKED))
-    audit.protect_bucket(admin_client, LOCKED, "COMPLIANCE", 1)
+    manifests.protect_bucket(admin_client, LOCKED, "COMPLIANCE", 1)
     objects = store(weed, "admin", LOCKED)
     v = verdict("2026-06-01")
     write_audit(v, objects, signer=SIGNER)
@@ -276,11 +276,11 @@ def test_object_lock_is_not_enforced_below_the_s3_gateway(weed):
     default) deletes a locked version outright. Keep the filer, master and volume ports unreachable;
     the signatures and the manifest chain still show the loss (`missing`)."""
     admin_client = s3_client(as_role(weed, "admin", LOCKED))
-    audit.protect_bucket(admin_client, LOCKED, "COMPLIANCE", 1)
+    manifests.protect_bucket(admin_client, LOCKED, "COMPLIANCE", 1)
     objects = store(weed, "admin", LOCKED)
     v = verdict("2026-06-02")
     write_audit(v, objects, signer=SIGNER)
-    audit.seal_day(objects, SIGNER, "2026-06-02", "acme")
+    manifests.seal_day(objects, SIGNER, "2026-06-02", "acme")
     key = audit_key(v)
     v1 = admin_client.head_object(Bucket=LOCKED, Key=key)["VersionId"]
 
@@ -289,7 +289,7 @@ def test_object_lock_is_not_enforced_below_the_s3_gateway(weed):
             assert resp.status == 204
     with pytest.raises(Exception, match="NoSuchVersion"):
         admin_client.get_object(Bucket=LOCKED, Key=key, VersionId=v1)
-    rep = audit.verify_range(objects, VERIFIER, "acme", "2026-06-02", "2026-06-02")
+    rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-06-02", "2026-06-02")
     assert [(p.kind, p.subject) for p in rep.problems] == [("missing", v.scan_id)]
 
 

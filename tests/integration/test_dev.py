@@ -15,8 +15,8 @@ import redis
 
 from producer.dev import up as dev
 from tests.integration.conftest import wait_until
-from workers.settings import Settings
-from workers.storage import S3ObjectStore
+from workers.core.settings import Settings
+from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """Direct upload on the real services: SeaweedFS enforcing our POST policies, then the real API and a
-real `celery worker` judging scans submitted by reference (producer/uploads.py, workers/pipeline.py).
+real `celery worker` judging scans submitted by reference (producer/uploads.py, workers/runtime/pipeline.py).
 
 Every policy condition we rely on is tried against the server: a check SeaweedFS skipped would let
 a device write what the grant did not allow. What it does not enforce is in docs/ARCHITECTURE.md.
@@ -20,9 +20,9 @@ from PIL import Image
 
 from producer.client import ClientError
 from tests.integration.conftest import start_stack, tenant_clients
-from workers import contract
-from workers.errors import ObjectNotFound
-from workers.storage import S3ObjectStore
+from workers.core import schemas
+from workers.core.errors import ObjectNotFound
+from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def s3_code(resp: httpx.Response) -> str:
 
 
 def test_a_grant_names_the_public_endpoint_and_its_upload_lands(store, seaweedfs):
-    key = "uploads/tenant=acme/" + contract.new_scan_id()
+    key = "uploads/tenant=acme/" + schemas.new_scan_id()
     grant = store.presigned_post(key, "image/jpeg", 1, 100_000, 60)
     assert grant.url.startswith(seaweedfs.extra["endpoint"].replace("127.0.0.1", "localhost"))
     assert grant.fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256"  # SigV4, not boto3's SigV2 default
@@ -79,14 +79,14 @@ def _forged_policy(grant, high: int) -> str:
     ("extra_field", 403, "AccessDenied"),
 ])
 def test_seaweedfs_refuses_what_the_policy_does_not_allow(store, case, status, code):
-    key = "uploads/tenant=acme/" + contract.new_scan_id()
+    key = "uploads/tenant=acme/" + schemas.new_scan_id()
     grant = store.presigned_post(key, "image/jpeg", 1000, 2000, 60)
     data = b"\xff\xd8\xff" + b"x" * 1500
     resp = {
         "too_large": lambda: post(grant, b"\xff\xd8\xff" + b"x" * 2500),
         "too_small": lambda: post(grant, b"\xff\xd8\xff"),
         "other_content_type": lambda: post(grant, data, **{"Content-Type": "text/html"}),
-        "other_key": lambda: post(grant, data, key="uploads/tenant=globex/" + contract.new_scan_id()),
+        "other_key": lambda: post(grant, data, key="uploads/tenant=globex/" + schemas.new_scan_id()),
         "tampered_signature": lambda: post(grant, data, **{"x-amz-signature": "0" * 64}),
         "widened_policy": lambda: post(grant, b"\xff\xd8\xff" + b"x" * 5000, policy=_forged_policy(grant, 10**9)),
         "extra_field": lambda: post(grant, data, **{"x-amz-meta-sha256": "a" * 64}),
@@ -97,7 +97,7 @@ def test_seaweedfs_refuses_what_the_policy_does_not_allow(store, case, status, c
 
 
 def test_an_expired_grant_is_refused(store):
-    key = "uploads/tenant=acme/" + contract.new_scan_id()
+    key = "uploads/tenant=acme/" + schemas.new_scan_id()
     grant = store.presigned_post(key, "image/jpeg", 1, 100_000, 1)
     time.sleep(2.2)
     resp = post(grant, image())
@@ -108,7 +108,7 @@ def test_an_expired_grant_is_refused(store):
 
 def test_a_grant_can_be_reused_until_it_expires(store):
     """Not enforced (as on AWS): the same policy overwrites its key. The worker's checks cover it."""
-    key = "uploads/tenant=acme/" + contract.new_scan_id()
+    key = "uploads/tenant=acme/" + schemas.new_scan_id()
     grant = store.presigned_post(key, "image/jpeg", 1, 100_000, 60)
     first, second = image(shade=10), image(shade=200)
     assert post(grant, first).status_code == 204 and post(grant, second).status_code == 204

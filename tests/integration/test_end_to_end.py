@@ -19,9 +19,9 @@ import redis
 from models.synth import make_scans
 from producer.client import ClientError
 from tests.integration.conftest import start_stack, tenant_clients, wait_until
-from workers import contract
-from workers.contract import Verdict
-from workers.storage import S3ObjectStore
+from workers.core import keys
+from workers.core.schemas import Verdict
+from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +71,8 @@ def test_every_scan_gets_exactly_one_verdict_in_redis_and_s3(stack, run):
     for row in run:
         sid = row["accepted"]["scan_id"]
         assert row["done"]["status"] == "done"
-        in_redis = Verdict.decode(r.get(contract.verdict_key(sid)))
-        key = contract.verdict_s3_key(row["tenant"], sid, in_redis.timestamps.submitted)
+        in_redis = Verdict.decode(r.get(keys.verdict_key(sid)))
+        key = keys.verdict_s3_key(row["tenant"], sid, in_redis.timestamps.submitted)
         assert key in audit_keys
         in_s3 = Verdict.decode(store.get(key).data)
         assert in_s3 == in_redis == Verdict.decode(row["done"]["verdict"])
@@ -128,3 +128,37 @@ def test_bad_scans_get_rejected_while_their_batch_mates_are_judged(stack, client
         c.submit(b"", store_id="store-x", terminal_id="pos-x")
     assert info.value.status == 422 and info.value.reason == "image_empty"
     assert all(w.alive() for w in stack.workers), "a bad image must never take a worker down"
+
+
+def _jpeg(image) -> bytes:
+    from models.synth.scene import encode
+
+    return encode(image, 90)
+
+
+def test_scans_that_are_not_one_note_are_rejected_with_their_reason_and_an_upside_down_note_is_judged(
+        stack, clients, run):
+    """Through POST /v1/scans: a blank card, two notes side by side and half a note get `rejected` with
+    their own reasons; genuine notes turned upside down get `genuine` (never `counterfeit`)."""
+    import numpy as np
+
+    from models.synth.conditions import family_condition, negative_scan, scene_scan
+    from models.synth.render import render_note, sample_note
+
+    def note(r):
+        return render_note(sample_note(r, counterfeit=False))
+
+    c = clients["acme"]
+    cases = {kind: _jpeg(negative_scan(np.random.default_rng([77, k]), kind, note)[0])
+             for k, kind in enumerate(("blank_card", "two_apart", "partial_frame"))}
+    for i in range(4):
+        rng = np.random.default_rng([78, i])
+        cond = family_condition(rng, "orientation", "mild")  # 180 degrees, +-3
+        cases[f"upside_down-{i}"] = _jpeg(scene_scan(note(rng), cond)[0])
+    ids = {name: c.submit(data, store_id="store-y", terminal_id="pos-y")["scan_id"] for name, data in cases.items()}
+    v = {name: c.wait(sid, timeout=120)["verdict"] for name, sid in ids.items()}
+    assert (v["blank_card"]["decision"], v["blank_card"]["reason"]) == ("rejected", "not_a_banknote")
+    assert (v["two_apart"]["decision"], v["two_apart"]["reason"]) == ("rejected", "multiple_notes")
+    assert (v["partial_frame"]["decision"], v["partial_frame"]["reason"]) == ("rejected", "note_incomplete")
+    turned = [v[f"upside_down-{i}"]["decision"] for i in range(4)]
+    assert "counterfeit" not in turned and turned.count("genuine") >= 3, turned

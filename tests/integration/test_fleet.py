@@ -21,9 +21,9 @@ import redis
 from models.synth import make_scans
 from producer.client import TenderscanClient
 from tests.integration.conftest import BIN, TENANT_KEYS, prefill, start_stack, wait_until
-from workers import contract
-from workers.contract import Verdict
-from workers.storage import S3ObjectStore
+from workers.core import keys
+from workers.core.schemas import Verdict
+from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ def test_a_fleet_shares_one_queue_drains_a_backlog_and_scales_down_without_loss(
         assert wait_until(client.ready, 60)
         images = [data for data, _ in make_scans(100, seed=77)]
         ids = prefill(stack, images, BACKLOG)
-        assert r.llen(contract.QUEUE) == BACKLOG  # the backlog KEDA's redis trigger would see
+        assert r.llen(keys.QUEUE) == BACKLOG  # the backlog KEDA's redis trigger would see
 
         first = stack.start_worker()
         first.wait_for_log(" ready.", 90)
@@ -105,8 +105,8 @@ def test_a_fleet_shares_one_queue_drains_a_backlog_and_scales_down_without_loss(
         store = S3ObjectStore.from_settings(stack.settings)
         audit = set(store.list("verdicts/"))
         for scan_id in ids:
-            in_redis = Verdict.decode(r.get(contract.verdict_key(scan_id)))
-            key = contract.verdict_s3_key("acme", scan_id, in_redis.timestamps.submitted)
+            in_redis = Verdict.decode(r.get(keys.verdict_key(scan_id)))
+            key = keys.verdict_s3_key("acme", scan_id, in_redis.timestamps.submitted)
             assert key in audit and Verdict.decode(store.get(key).data) == in_redis
         assert len(audit) == BACKLOG
         print(f"\nthroughput: 1 worker {one_worker:.1f} scans/s, 3 workers {three_workers:.1f} scans/s; "

@@ -25,11 +25,11 @@ from models.synth import make_scans
 from producer.client import TenderscanClient
 from tests.chaos.harness import API_KEY, TENANT, ChaosStack
 from tests.integration.conftest import wait_until
-from workers import contract
-from workers.celery_app import make_celery
-from workers.contract import ScanMessage, Verdict
-from workers.publish import audit_key
-from workers.verdict_store import VerdictStore, redis_client
+from workers.core import clock, keys, schemas
+from workers.core.celery_app import make_celery
+from workers.core.schemas import ScanMessage, Verdict
+from workers.core.verdict_store import VerdictStore, redis_client
+from workers.runtime.publish import audit_key
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +48,14 @@ def stack(tmp_path):
 def _poison(stack: ChaosStack, image: bytes) -> ScanMessage:
     """Accepted like any scan (image, intent, state), but its message fails in the worker every time."""
     objects, verdicts = stack.objects(), VerdictStore(redis_client(stack.settings.redis_url))
-    sid, now = contract.new_scan_id(), contract.utcnow()
-    key = contract.image_s3_key(TENANT, sid, now, "JPEG")
+    sid, now = schemas.new_scan_id(), clock.utcnow()
+    key = keys.image_s3_key(TENANT, sid, now, "JPEG")
     objects.put(key, image, "image/jpeg")
     msg = ScanMessage(sid, TENANT, "store-1", "pos-9", key, hashlib.sha256(image).hexdigest(), len(image), now,
                       deadline="not a time")
-    objects.put(contract.intent_s3_key(TENANT, sid, now), json.dumps(msg.encode()).encode())
+    objects.put(keys.intent_s3_key(TENANT, sid, now), json.dumps(msg.encode()).encode())
     verdicts.create_scan(msg)
-    make_celery(stack.settings).send_task(contract.TASK_NAME, args=[msg.encode()], queue=contract.QUEUE)
+    make_celery(stack.settings).send_task(keys.TASK_NAME, args=[msg.encode()], queue=keys.QUEUE)
     return msg
 
 
@@ -77,10 +77,10 @@ def test_an_s3_outage_longer_than_the_poison_budget_ends_in_real_verdicts(stack)
     worker = stack.start_worker(wait=True)
     assert wait_until(lambda: len(_events(worker, "scan_retry")) > 0, 30), worker.log_tail()
     outage_started = time.monotonic()
-    assert wait_until(lambda: r.exists(contract.verdict_key(poison.scan_id)), OUTAGE_S), worker.log_tail()
+    assert wait_until(lambda: r.exists(keys.verdict_key(poison.scan_id)), OUTAGE_S), worker.log_tail()
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
     early = {s: (v.decision, v.reason, v.detail) for s in healthy
-             if (v := Verdict.decode(raw) if (raw := r.get(contract.verdict_key(s))) else None)}
+             if (v := Verdict.decode(raw) if (raw := r.get(keys.verdict_key(s))) else None)}
     assert not early, f"healthy scans ended during the outage: {early}"  # before the fix: error / internal_error
     retries = _events(worker, "scan_retry")
     assert sum(e["outage"] for e in retries) >= 2 * 3, "the outage did not outlast 3 deliveries"
@@ -88,13 +88,13 @@ def test_an_s3_outage_longer_than_the_poison_budget_ends_in_real_verdicts(stack)
 
     objects = stack.objects()
     ids = healthy + [poison.scan_id]
-    assert wait_until(lambda: all(r.exists(contract.verdict_key(s)) for s in ids), 30), worker.log_tail(30)
-    verdicts = {s: Verdict.decode(r.get(contract.verdict_key(s))) for s in ids}
+    assert wait_until(lambda: all(r.exists(keys.verdict_key(s)) for s in ids), 30), worker.log_tail(30)
+    verdicts = {s: Verdict.decode(r.get(keys.verdict_key(s))) for s in ids}
     for sid in healthy:
         v = verdicts[sid]
         assert v.decision in ("genuine", "counterfeit", "review"), (v.decision, v.reason, v.detail)
         assert v.attempt == 1  # the deliveries that ended in the outage were refunded
-        assert int(r.hget(contract.scan_key(sid), "transient_failures") or 0) >= 2
+        assert int(r.hget(keys.scan_key(sid), "transient_failures") or 0) >= 2
     p = verdicts[poison.scan_id]
     assert (p.decision, p.reason, p.attempt) == ("error", "internal_error", 3), p
     assert p.detail == "ValueError after 3 attempts"

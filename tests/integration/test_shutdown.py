@@ -24,7 +24,7 @@ from models.synth import make_scans
 from producer.client import TenderscanClient
 from tests.chaos.harness import API_KEY, ChaosStack
 from tests.integration.conftest import wait_until
-from workers import contract
+from workers.core import keys
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def _hold_eight(stack: ChaosStack, r) -> object:
     """S3 frozen, one worker started: it takes its 8 messages and blocks on their images."""
     stack.s3.signal(signal.SIGSTOP)
     worker = stack.start_worker(wait=True)
-    assert wait_until(lambda: r.llen(contract.QUEUE) == N_SCANS - CONCURRENCY, 30), r.llen(contract.QUEUE)
+    assert wait_until(lambda: r.llen(keys.QUEUE) == N_SCANS - CONCURRENCY, 30), r.llen(keys.QUEUE)
     assert wait_until(lambda: r.hlen(UNACKED) == CONCURRENCY, 10), r.hlen(UNACKED)
     return worker
 
@@ -96,12 +96,12 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_within_the_grace(grace_sta
     done = _scan_done(worker)
     assert len(done) == CONCURRENCY and len({e["scan_id"] for e in done}) == CONCURRENCY
     assert all(e["decision"] in ("genuine", "counterfeit", "review") for e in done)
-    assert r.llen(contract.QUEUE) == N_SCANS - CONCURRENCY, "nothing new may be taken after SIGTERM"
+    assert r.llen(keys.QUEUE) == N_SCANS - CONCURRENCY, "nothing new may be taken after SIGTERM"
     assert r.hlen(UNACKED) == 0, "finished scans must be acked before the exit, not stranded"
     stack.retire(worker)
 
     successor = stack.start_worker(wait=True)
-    assert wait_until(lambda: all(r.exists(contract.verdict_key(s)) for s in ids), 90)
+    assert wait_until(lambda: all(r.exists(keys.verdict_key(s)) for s in ids), 90)
     wait_until(lambda: len(_scan_done(successor)) >= N_SCANS - CONCURRENCY, 10)  # logged after the verdict
     assert {e["scan_id"] for e in _scan_done(successor)}.isdisjoint(e["scan_id"] for e in done)
     assert len(_scan_done(successor)) == N_SCANS - CONCURRENCY  # each scan judged once
@@ -119,14 +119,14 @@ def test_when_the_grace_runs_out_the_scans_in_hand_go_back_to_the_queue(short_gr
     assert 3 <= took < 6, f"exit took {took:.1f}s with a 3s grace"
     assert worker.proc.returncode == 1
     assert '"shutdown_grace_expired"' in worker.log_path.read_text()
-    assert r.llen(contract.QUEUE) == N_SCANS, "the 8 in-hand messages must be back on the list"
+    assert r.llen(keys.QUEUE) == N_SCANS, "the 8 in-hand messages must be back on the list"
     assert r.hlen(UNACKED) == 0
     assert not _scan_done(worker)
     stack.retire(worker)
 
     stack.s3.signal(signal.SIGCONT)
     successor = stack.start_worker(wait=True)
-    assert wait_until(lambda: all(r.exists(contract.verdict_key(s)) for s in ids), 120)
+    assert wait_until(lambda: all(r.exists(keys.verdict_key(s)) for s in ids), 120)
     # scan_done is logged just after the verdict is stored: wait for the log to catch up first
     wait_until(lambda: len(_scan_done(successor)) >= len(ids), 10)
     done = _scan_done(successor)

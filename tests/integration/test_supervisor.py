@@ -1,5 +1,5 @@
 """`tenderscan worker --processes 2` for real: a supervisor and two real Celery worker processes on a
-private redis-server and the session's SeaweedFS (workers/supervisor.py).
+private redis-server and the session's SeaweedFS (workers/runtime/supervisor.py).
 
     both work      24 scans queued once both children are ready: every one gets a verdict, each
                    child's own /metrics port counts some of them, and the liveness probe checks
@@ -30,9 +30,9 @@ from models.synth import make_scans
 from producer.dev.services import free_port_block, spawn, start_redis
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 from tests.integration.conftest import BIN, prefill, wait_until
-from workers import contract
-from workers.settings import Settings
-from workers.storage import S3ObjectStore
+from workers.core import keys
+from workers.core.settings import Settings
+from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
 
@@ -123,8 +123,8 @@ def test_two_processes_share_the_work_and_a_sigterm_drains_both(services, superv
     stack = types.SimpleNamespace(settings=services)
 
     first = prefill(stack, images, 24)
-    assert wait_until(lambda: all(r.exists(contract.verdict_key(s)) for s in first), 40), sup.log_tail()
-    # the counter moves just after the verdict is stored (workers/pipeline.py), so wait for it too
+    assert wait_until(lambda: all(r.exists(keys.verdict_key(s)) for s in first), 40), sup.log_tail()
+    # the counter moves just after the verdict is stored (workers/runtime/pipeline.py), so wait for it too
     assert wait_until(lambda: sum(_scans_counted(port) for port in ports) == 24, 10)
     counted = [_scans_counted(port) for port in ports]
     assert all(c > 0 for c in counted), counted  # both children did work
@@ -133,16 +133,16 @@ def test_two_processes_share_the_work_and_a_sigterm_drains_both(services, superv
     assert probe.returncode == 0, probe.stderr  # it checked hb.0 and hb.1
 
     second = prefill(stack, images, 150)
-    assert wait_until(lambda: sum(r.exists(contract.verdict_key(s)) for s in second) >= 8, 30)
+    assert wait_until(lambda: sum(r.exists(keys.verdict_key(s)) for s in second) >= 8, 30)
     sup.proc.send_signal(signal.SIGTERM)  # the supervisor alone, as Kubernetes does to PID 1
     assert sup.proc.wait(40) == 0, sup.log_tail()
     assert not any(_alive(pid) for pid in started)
     exited = _events(sup, "worker_process_exited")
     assert {pid: (e["code"], e["expected"]) for pid, e in exited.items()} == {pid: (0, True) for pid in started}
 
-    done = sum(bool(r.exists(contract.verdict_key(s))) for s in second)
+    done = sum(bool(r.exists(keys.verdict_key(s))) for s in second)
     assert r.hlen(UNACKED) == 0, "a child exited holding messages"
-    assert done + r.llen(contract.QUEUE) == len(second), (done, r.llen(contract.QUEUE))  # nothing lost
+    assert done + r.llen(keys.QUEUE) == len(second), (done, r.llen(keys.QUEUE))  # nothing lost
     assert max(_scan_done(sup).values()) == 1  # nothing judged twice
 
 

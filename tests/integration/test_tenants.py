@@ -35,9 +35,9 @@ from PIL import Image
 
 from producer.tenants import key_id
 from tests.integration.conftest import BIN, start_stack, wait_until
-from workers import contract
-from workers.contract import InputRef, Timestamps, Verdict
-from workers.verdict_store import VerdictStore
+from workers.core import schemas
+from workers.core.schemas import InputRef, Timestamps, Verdict
+from workers.core.verdict_store import VerdictStore
 
 pytestmark = pytest.mark.integration
 SECRET = "integration-key-hmac-secret-0123456789"
@@ -146,17 +146,17 @@ def call(w: World, endpoint: str, cell: str) -> httpx.Response:
     ref = "own" if cell in ("own", "no_key", "revoked") else cell  # what the request refers to
     http = w.http
     if endpoint.startswith("GET"):
-        scan_id = w.scan.get(ref) or contract.new_scan_id()
+        scan_id = w.scan.get(ref) or schemas.new_scan_id()
         params = {"wait": 1} if "wait" in endpoint else {}
         return http.get(f"/v1/scans/{scan_id}", params=params, headers=auth(key))
     if endpoint == "POST /v1/scans":
-        idem = w.idem.get(ref) or f"fresh-{contract.new_scan_id()[:12]}"
+        idem = w.idem.get(ref) or f"fresh-{schemas.new_scan_id()[:12]}"
         return submit(http, key, jpeg(1 if ref == "own" else 2), idem)  # the same bytes the owner sent
     if endpoint == "POST /v1/scans:batch":
-        idem = w.batch[ref][0] if ref in w.batch else f"fresh-{contract.new_scan_id()[:12]}"
+        idem = w.batch[ref][0] if ref in w.batch else f"fresh-{schemas.new_scan_id()[:12]}"
         return submit_batch(http, key, idem)
     if endpoint == "POST /v1/scans (reference)":
-        upload_id, sha = w.upload.get(ref) or (contract.new_scan_id(), "0" * 64)
+        upload_id, sha = w.upload.get(ref) or (schemas.new_scan_id(), "0" * 64)
         return http.post("/v1/scans", json={"upload_id": upload_id, "sha256": sha, "store_id": "s1",
                                             "terminal_id": "t1"}, headers=auth(key))
     if endpoint == "POST /v1/uploads":
@@ -164,7 +164,7 @@ def call(w: World, endpoint: str, cell: str) -> httpx.Response:
         if cell == "other":
             body["tenant"] = "globex"  # ignored: the tenant comes from the key
         if cell == "unknown":
-            body["upload_id"] = contract.new_scan_id()  # ignored: the server chooses the id
+            body["upload_id"] = schemas.new_scan_id()  # ignored: the server chooses the id
         return http.post("/v1/uploads", json=body, headers=auth(key))
     raise AssertionError(endpoint)
 
@@ -200,7 +200,7 @@ def test_cross_tenant_matrix(world, endpoint, cell):
         assert not set(ids) & theirs
     elif endpoint == "POST /v1/scans (reference)":
         if cell == "own":
-            assert contract.is_scan_id(body["scan_id"]) and body["scan_id"] not in theirs
+            assert schemas.is_scan_id(body["scan_id"]) and body["scan_id"] not in theirs
         else:
             assert body["error"]["reason"] == "upload_missing"
     elif endpoint == "POST /v1/uploads":

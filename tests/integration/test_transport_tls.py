@@ -1,4 +1,4 @@
-"""Transport security on real servers (workers/transport.py): a TLS-only redis-server that demands a
+"""Transport security on real servers (workers/core/transport.py): a TLS-only redis-server that demands a
 client certificate, and SeaweedFS's S3 gateway on HTTPS, both with a throwaway CA (tests/tls.py).
 
 The right CA works end to end (verdict store; a scan through a real `celery worker` on a rediss://
@@ -23,12 +23,12 @@ from producer.submit import CeleryEnqueuer, Submitter, Upload
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 from tests.integration.conftest import wait_until
 from tests.tls import make_pki
-from workers.errors import StorageError, StoreUnavailable, TransientError
-from workers.imaging import Limits
-from workers.settings import Settings
-from workers.storage import S3ObjectStore
-from workers.transport import TransportError, check_tls
-from workers.verdict_store import VerdictStore
+from workers.core.errors import StorageError, StoreUnavailable, TransientError
+from workers.core.imaging import Limits
+from workers.core.settings import Settings
+from workers.core.storage import S3ObjectStore
+from workers.core.transport import TransportError, check_tls
+from workers.core.verdict_store import VerdictStore
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent

@@ -16,12 +16,12 @@ import pytest
 import redis
 
 from producer.dev.services import VENV_BIN, Service, spawn
-from workers import contract
-from workers.celery_app import make_celery
-from workers.contract import ScanMessage, Verdict
-from workers.publish import audit_key
-from workers.storage import S3ObjectStore
-from workers.verdict_store import VerdictStore, redis_client
+from workers.core import clock, keys, schemas
+from workers.core.celery_app import make_celery
+from workers.core.schemas import ScanMessage, Verdict
+from workers.core.storage import S3ObjectStore
+from workers.core.verdict_store import VerdictStore, redis_client
+from workers.runtime.publish import audit_key
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def offline_p_counterfeit(model: str, images: list[bytes]) -> list[float]:
 
 def start_worker(env: dict, log_dir: Path) -> Service:
     cmd = [str(VENV_BIN / "celery"), "-A", "workers.app", "worker", "-P", "threads", "-c", "16",
-           "-Q", contract.QUEUE, "-n", f"it-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
+           "-Q", keys.QUEUE, "-n", f"it-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
            "--without-heartbeat", "--loglevel=INFO"]
     return spawn("worker", cmd, log_dir, env=env, cwd=Path(__file__).resolve().parents[2])
 
@@ -95,15 +95,15 @@ def start_worker(env: dict, log_dir: Path) -> Service:
 def submit(settings, objects, verdicts, app, data: bytes, *, sha256: str | None = None,
            serializer: str | None = None, tamper=None) -> ScanMessage:
     """What the edge does: image to S3, scan recorded `queued`, one task carrying only a reference."""
-    sid = contract.new_scan_id()
-    submitted = contract.utcnow()
-    key = contract.image_s3_key("acme", sid, submitted, "JPEG")
+    sid = schemas.new_scan_id()
+    submitted = clock.utcnow()
+    key = keys.image_s3_key("acme", sid, submitted, "JPEG")
     objects.put(key, data, "image/jpeg", {"sha256": hashlib.sha256(data).hexdigest()})
     msg = ScanMessage(scan_id=sid, tenant="acme", store_id="store-1", terminal_id="pos-1", image_key=key,
                       sha256=sha256 or hashlib.sha256(data).hexdigest(), bytes=len(data), submitted_at=submitted)
     verdicts.create_scan(msg)
     body = tamper(msg.encode()) if tamper else msg.encode()
-    app.send_task(contract.TASK_NAME, args=[body], queue=contract.QUEUE, **({"serializer": serializer} if serializer else {}))
+    app.send_task(keys.TASK_NAME, args=[body], queue=keys.QUEUE, **({"serializer": serializer} if serializer else {}))
     return msg
 
 
@@ -148,7 +148,7 @@ def test_worker_judges_a_backlog_in_batches_rejects_bad_scans_and_stays_up(stack
 
         late = submit(settings, objects, verdicts, app, whole)  # after the backlog and the bad ones
         found.update(wait_for(verdicts, [late.scan_id], worker))
-        app.send_task(contract.TASK_NAME, args=[good[0].encode()], queue=contract.QUEUE)  # a duplicate delivery
+        app.send_task(keys.TASK_NAME, args=[good[0].encode()], queue=keys.QUEUE)  # a duplicate delivery
         deadline = time.monotonic() + 15
         while "scan_redelivered" not in (log_dir / "worker.log").read_text() and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -15,7 +15,7 @@ def test_round_trip_rebuilds_the_same_model(tiny_ckpt_path):
     assert not a.model.training
     with torch.no_grad():
         for ya, yb in zip(a.model(x), b.model(x), strict=True):
-            assert torch.equal(ya, yb)
+            assert (ya is None and yb is None) or torch.equal(ya, yb)
     assert a.name == "tiny" and a.version == "t1"
     assert a.sign_names == SIGN_NAMES and len(a.denominations) == 4
     assert a.thresholds == Thresholds(0.2, 0.8)

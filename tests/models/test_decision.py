@@ -89,3 +89,48 @@ def test_separable_scores_put_the_cut_in_the_middle_of_the_gap():
     assert 0.02 < th.genuine_below < 0.9  # well inside the gap (its logit midpoint is ~0.1), not at its edges
     signs = choose_sign_thresholds(np.c_[p], np.c_[y.astype(float)], ["s"], max_false_alarm=0.005)
     assert 0.02 < signs["s"] <= 0.5
+
+
+def _gated() -> Thresholds:
+    return Thresholds(genuine_below=0.2, counterfeit_above=0.8, note_reject=0.3, note_accept=0.7, ood_review=5.0,
+                      min_visible=0.55)
+
+
+def test_decide_scan_reads_every_rule_in_order():
+    from models.decision import Seen, decide_scan
+
+    th = _gated()
+    note = [0.99, 0.005, 0.003, 0.002]
+    assert decide_scan(0.05, th, note, 1.0, Seen()) == ("genuine", None)
+    assert decide_scan(0.95, th, note, 1.0, Seen()) == ("counterfeit", None)
+    assert decide_scan(0.5, th, note, 1.0, Seen()) == ("review", "uncertain")
+    assert decide_scan(0.05, th, note, 9.0, Seen()) == ("review", "unfamiliar_capture")
+    assert decide_scan(0.05, th, [0.5, 0.3, 0.1, 0.1], 1.0, Seen()) == ("review", "not_sure_it_is_a_note")
+    assert decide_scan(0.05, th, note, 1.0, Seen(found=False)) == ("review", "not_sure_it_is_a_note")
+    assert decide_scan(0.05, th, [0.1, 0.1, 0.7, 0.1], 1.0, Seen()) == ("rejected", "note_incomplete")
+    assert decide_scan(0.05, th, [0.1, 0.8, 0.05, 0.05], 1.0, Seen()) == ("rejected", "not_a_banknote")
+    assert decide_scan(0.05, th, note, 1.0, Seen(notes=2)) == ("rejected", "multiple_notes")
+    assert decide_scan(0.05, th, note, 1.0, Seen(visible_share=0.4)) == ("rejected", "note_incomplete")
+    # a model without a kind head or an OOD score decides on p alone
+    assert decide_scan(0.05, Thresholds(0.2, 0.8)) == ("genuine", None)
+
+
+def test_a_scan_that_is_not_a_note_is_never_genuine_whatever_p_says():
+    from models.decision import Seen, decide_scan
+
+    th = _gated()
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        kind = rng.dirichlet([0.3, 1, 1, 1])
+        if kind[0] >= th.note_accept:
+            continue
+        decision, _ = decide_scan(float(rng.random()), th, kind, float(rng.random() * 10), Seen())
+        assert decision in ("rejected", "review")
+
+
+def test_gated_thresholds_round_trip():
+    th = _gated()
+    assert Thresholds.from_dict(th.to_dict()) == th
+    assert Thresholds.from_dict(Thresholds().to_dict()).ood_review == float("inf")
+    old = {"genuine_below": 0.3, "counterfeit_above": 0.6}  # a checkpoint from before the gates
+    assert Thresholds.from_dict(old).note_accept == 0.0 and Thresholds.from_dict(old).temperature == 1.0

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from models.decision import Thresholds, decide_many
-from models.evaluate import block, evaluate, to_json
+from models.evaluate import block, evaluate, negatives_block, to_json
 from models.targets import check
 
 SIGNS = ["a", "b"]
@@ -15,7 +15,7 @@ def test_block_on_a_fixture_with_known_answers():
     st = np.array([[0, 0]] * 4 + [[1, 0], [1, 1], [0, 1], [1, 0]], bool)
     sp = np.array([[0.1, 0.1]] * 4 + [[0.9, 0.1], [0.2, 0.9], [0.1, 0.9], [0.6, 0.1]])
     th = Thresholds(0.2, 0.8)
-    b = block(p, y, sp, st, decide_many(p, th), SIGNS, th)
+    b = block(p, y, sp, st, decide_many(p, th).astype(str), SIGNS, th)
     assert b["accuracy"] == pytest.approx(5 / 8)  # p > 0.5: genuine 0.9 wrong, cf 0.5 and 0.1 wrong
     assert b["review_rate"] == pytest.approx(2 / 8)
     assert b["false_reject_rate"] == pytest.approx(1 / 3)  # genuine auto: 0.05, 0.1, 0.9
@@ -40,3 +40,24 @@ def test_evaluate_end_to_end(tiny_ckpt_path):
     rows = check({"default": rep}, 100.0, ckpt.sign_names)
     assert any(r["target"].startswith("harsh") and r["measured"] is None for r in rows)
     assert rows[-1]["met"] is True  # 100 s of training is within 20 minutes
+
+
+def test_rates_over_every_scan_of_a_class_count_reviews_and_rejections():
+    p = np.array([0.05, 0.9, 0.5, 0.5, 0.95, 0.1])
+    y = np.array([0, 0, 0, 0, 1, 1], bool)
+    d = np.array(["genuine", "counterfeit", "review", "rejected", "counterfeit", "genuine"])
+    b = block(p, y, np.zeros((6, 2)), np.zeros((6, 2), bool), d, SIGNS, Thresholds(0.2, 0.8),
+              confidence=np.array([0.95, 0.995, 0.5, 0.5, 0.95, 0.9]))
+    assert b["genuine_called_counterfeit"] == pytest.approx(1 / 4)
+    assert b["counterfeit_called_genuine"] == pytest.approx(1 / 2)
+    assert b["genuine_rejected"] == pytest.approx(1 / 4) and b["rejected_rate"] == pytest.approx(1 / 6)
+    assert b["confident_errors"] == pytest.approx(1 / 6)  # the genuine note called counterfeit at 0.995
+
+
+def test_negatives_block_counts_answers_and_matching_reasons():
+    d = np.array(["rejected", "rejected", "review", "genuine"], dtype=object)
+    r = np.array(["not_a_banknote", "multiple_notes", "uncertain", None], dtype=object)
+    truth = np.array(["not_a_banknote"] * 4, dtype=object)
+    b = negatives_block(d, r, np.array([0.1, 0.2, 0.5, 0.01]), truth)
+    assert b["rejected_rate"] == 0.5 and b["review_rate"] == 0.25 and b["genuine"] == 1
+    assert b["reason_matches_kind"] == 0.5

@@ -28,5 +28,5 @@ def test_ece_known_answers():
 
 def test_confusion_counts():
     c = confusion(np.array([0, 0, 1, 1, 1]), np.array(["genuine", "review", "counterfeit", "genuine", "review"]))
-    assert c == {"genuine": {"genuine": 1, "counterfeit": 0, "review": 1},
-                 "counterfeit": {"genuine": 1, "counterfeit": 1, "review": 1}}
+    assert c == {"genuine": {"genuine": 1, "counterfeit": 0, "review": 1, "rejected": 0},
+                 "counterfeit": {"genuine": 1, "counterfeit": 1, "review": 1, "rejected": 0}}

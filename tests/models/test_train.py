@@ -9,9 +9,10 @@ from models.transforms import PreprocessParams
 
 def test_a_tiny_run_trains_saves_and_loads(tmp_path):
     params = PreprocessParams(height=56, width=128)
-    tr = synthesize(24, 1, params, workers=1, progress=False)
-    va = synthesize(12, 2, params, workers=1, progress=False)
-    cfg = TrainConfig(epochs=2, batch_size=8, threads=1, net=NetConfig(stem=8, stages=(8, 16)))
+    tr = synthesize(24, 1, params, capture="mix", workers=1, progress=False)
+    va = synthesize(12, 2, params, capture="mix", workers=1, progress=False)
+    cfg = TrainConfig(epochs=2, batch_size=8, threads=1, net=NetConfig(stem=8, stages=(8, 16), num_kinds=4,
+                                                                      symmetric=True))
     result = train(tr, va, cfg, params, progress=False)
     assert len(result.history) == 2
     assert result.metrics["train_images_per_s"] > 0 and result.metrics["infer_images_per_s"] > 0
@@ -21,6 +22,8 @@ def test_a_tiny_run_trains_saves_and_loads(tmp_path):
     ckpt = load_checkpoint(tmp_path / "m.pt")
     assert ckpt.preprocess == params and ckpt.version == "test"
     assert ckpt.metrics["history"][0]["epoch"] == 1
+    assert ckpt.ood is not None and ckpt.thresholds.temperature > 0  # calibrated on validation
+    assert 0.0 <= ckpt.thresholds.note_reject <= ckpt.thresholds.note_accept <= 1.0
 
 
 def test_same_seed_same_weights():

@@ -1,0 +1,101 @@
+"""`tenderscan model publish | promote | list | resolve`: the S3 model registry (workers/core/registry.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _limit(text: str) -> float | None:
+    return None if text.lower() in ("off", "none") else float(text)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("model", help="publish / promote / list models in the S3 registry")
+    sub = p.add_subparsers(dest="model_command", metavar="ACTION")
+
+    pub = sub.add_parser("publish", help="gate, then upload a checkpoint and its evaluation",
+                         description="Refuses a model whose evaluation misses the quality gate. Each limit "
+                         "can be changed, or switched off with 'off'.")
+    pub.add_argument("checkpoint")
+    pub.add_argument("--version", required=True, help="the version to publish it as")
+    pub.add_argument("--evaluation", default=None,
+                     help="evaluation JSON (default: evaluation.json beside the checkpoint)")
+    pub.add_argument("--min-accuracy", type=_limit, default=0.995, help="gate (default 0.995)")
+    pub.add_argument("--max-false-reject", type=_limit, default=0.005, help="gate (default 0.005)")
+    pub.add_argument("--max-miss", type=_limit, default=0.01, help="gate (default 0.01)")
+    pub.add_argument("--max-review", type=_limit, default=0.03, help="gate (default 0.03)")
+    pub.add_argument("--min-sign-recall", type=_limit, default=0.97, help="gate (default 0.97)")
+    pub.add_argument("--min-subtle-caught", type=_limit, default=0.90, help="gate (default 0.90)")
+    pub.add_argument("--min-harsh-accuracy", type=_limit, default=0.97, help="gate (default 0.97)")
+    pub.set_defaults(func=run_publish)
+
+    pro = sub.add_parser("promote", help="point an alias (e.g. production) at a version")
+    pro.add_argument("version")
+    pro.add_argument("--alias", required=True, help="alias to point, e.g. production")
+    pro.set_defaults(func=run_promote)
+
+    ls = sub.add_parser("list", help="published versions and their aliases")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.set_defaults(func=run_list)
+
+    res = sub.add_parser("resolve", help="download a version or alias into the cache and print its path")
+    res.add_argument("ref", help="alias or version (registry: prefix allowed)")
+    res.add_argument("--cache-dir", default=".tenderscan/models", help="where downloads go (default .tenderscan/models)")
+    res.set_defaults(func=run_resolve)
+
+
+def _store():
+    from workers.core.settings import Settings
+    from workers.core.storage import S3ObjectStore
+
+    settings = Settings.from_env()
+    return S3ObjectStore.from_settings(settings, settings.models_bucket)
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from workers.core.registry import Gate, publish
+
+    ev_path = Path(args.evaluation) if args.evaluation else Path(args.checkpoint).parent / "evaluation.json"
+    if not ev_path.is_file():
+        raise SystemExit(f"tenderscan: error: no evaluation at {ev_path} (pass --evaluation)")
+    gate = Gate(args.min_accuracy, args.max_false_reject, args.max_miss, args.max_review, args.min_sign_recall,
+                args.min_subtle_caught, args.min_harsh_accuracy)
+    meta = publish(_store(), args.checkpoint, args.version, json.loads(ev_path.read_text()), gate)
+    print(f"published {meta['version']} ({meta['size']} bytes, sha256 {meta['sha256'][:16]}...)")
+    return 0
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from workers.core.registry import promote
+
+    rec = promote(_store(), args.version, args.alias)
+    print(f"{rec['alias']} -> {rec['version']} (was {rec['previous'] or 'unset'})")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    import json
+
+    from workers.core.registry import list_models
+
+    rows = list_models(_store())
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    print(f"{'VERSION':24s} {'PUBLISHED':26s} {'ACCURACY':>9s} {'SHA256':14s} ALIASES")
+    for r in rows:
+        acc = r.get("summary", {}).get("accuracy")
+        print(f"{r['version']:24s} {r['published_at']:26s} {acc if acc is None else f'{acc:.4f}':>9} "
+              f"{r['sha256'][:12]:14s} {','.join(r['aliases'])}")
+    return 0
+
+
+def run_resolve(args: argparse.Namespace) -> int:
+    from workers.core.registry import resolve
+
+    print(resolve(_store(), args.ref, args.cache_dir))
+    return 0

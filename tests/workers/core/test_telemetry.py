@@ -1,0 +1,135 @@
+"""workers/telemetry.py: the pipeline's own timings become histograms; the queue gauges read real Redis."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from producer.app import Deps, create_app
+from workers.core import clock, keys, schemas, telemetry
+from workers.core.celery_app import make_celery
+from workers.core.schemas import MultiScanMessage, ScanMessage
+from workers.core.settings import Settings
+
+
+def _sample(name: str, labels: dict | None = None, registry=telemetry.REGISTRY) -> float:
+    return registry.get_sample_value(name, labels or {}) or 0.0
+
+
+def _msg(submitted_at: str) -> ScanMessage:
+    return ScanMessage(scan_id=schemas.new_scan_id(), tenant="acme", store_id="s1", terminal_id="t1",
+                       image_key="k.jpg", sha256="ab" * 32, bytes=3, submitted_at=submitted_at)
+
+
+def test_a_scan_is_counted_by_decision_and_timed_by_stage():
+    before = _sample("tenderscan_scans_total", {"decision": "genuine"})
+    fetch_before = _sample("tenderscan_stage_seconds_count", {"stage": "fetch"})
+    telemetry.observe_scan("genuine", None, {"fetch_ms": 4.0, "decode_ms": 2.0, "queue_wait_ms": 30.0,
+                                           "not_a_stage_ms": 1.0})
+    assert _sample("tenderscan_scans_total", {"decision": "genuine"}) == before + 1
+    assert _sample("tenderscan_stage_seconds_count", {"stage": "fetch"}) == fetch_before + 1
+    assert _sample("tenderscan_stage_seconds_count", {"stage": "not_a_stage"}) == 0
+
+
+def test_rejections_and_retries_are_errors_by_reason():
+    before = _sample("tenderscan_errors_total", {"reason": "image_unreadable"})
+    telemetry.observe_scan("rejected", "image_unreadable", {})
+    telemetry.observe_error("retry:StorageUnavailable")
+    assert _sample("tenderscan_errors_total", {"reason": "image_unreadable"}) == before + 1
+    assert _sample("tenderscan_errors_total", {"reason": "retry:StorageUnavailable"}) >= 1
+
+
+def test_batch_sizes_land_in_the_histogram():
+    before = _sample("tenderscan_batch_size_count")
+    telemetry.observe_batch(32, 12.5)
+    assert _sample("tenderscan_batch_size_count") == before + 1
+    assert _sample("tenderscan_batch_size_bucket", {"le": "32.0"}) >= 1
+
+
+def test_stage_means_agree_in_process_and_scraped():
+    telemetry.observe_scan("genuine", None, {"forward_ms": 8.0})
+    means = telemetry.stage_means_ms()
+    scraped = telemetry.parse_stage_means(telemetry.render().decode())
+    assert means and means == scraped
+    assert all(v["count"] >= 1 and v["mean_ms"] >= 0 for v in means.values())
+
+
+def test_oldest_submitted_at_reads_single_and_multi_messages(clean_redis):
+    app = make_celery(Settings().with_(redis_url=clean_redis))
+    first, second = _msg("2026-11-28T10:00:00.000000Z"), _msg("2026-11-28T10:00:05.000000Z")
+    app.send_task(keys.TASK_NAME, args=[first.encode()], queue=keys.QUEUE)
+    app.send_task(keys.MULTI_TASK_NAME, args=[MultiScanMessage((second,)).encode()],
+                  queue=keys.QUEUE)
+    r = redis.Redis.from_url(clean_redis)
+    assert telemetry.oldest_submitted_at(r.lindex(keys.QUEUE, -1)) == first.submitted_at
+    assert telemetry.oldest_submitted_at(r.lindex(keys.QUEUE, 0)) == second.submitted_at
+    assert telemetry.oldest_submitted_at(b"garbage") is None and telemetry.oldest_submitted_at(None) is None
+    app.close()
+
+
+def test_queue_collector_reports_depth_and_age(clean_redis):
+    app = make_celery(Settings().with_(redis_url=clean_redis))
+    submitted = "2026-11-28T10:00:00.000000Z"
+    for _ in range(3):
+        app.send_task(keys.TASK_NAME, args=[_msg(submitted).encode()], queue=keys.QUEUE)
+    registry = CollectorRegistry()
+    now = clock.parse_time(submitted) + timedelta(seconds=42)
+    registry.register(telemetry.QueueCollector(redis.Redis.from_url(clean_redis), clock=lambda: now))
+    assert registry.get_sample_value("tenderscan_queue_depth") == 3
+    assert registry.get_sample_value("tenderscan_queue_oldest_age_seconds") == pytest.approx(42)
+    assert registry.get_sample_value("tenderscan_backlog") == 3
+    # two messages delivered to a worker and not yet acked: out of the list, still backlog for KEDA
+    client = redis.Redis.from_url(clean_redis)
+    for _ in range(2):
+        raw = client.rpop(keys.QUEUE)
+        client.hset(keys.UNACKED_KEY, f"tag-{_}", raw)
+    assert registry.get_sample_value("tenderscan_queue_depth") == 1
+    assert registry.get_sample_value("tenderscan_backlog") == 3
+    app.close()
+
+
+def test_queue_collector_on_an_empty_queue_and_a_dead_redis(clean_redis):
+    registry = CollectorRegistry()
+    registry.register(telemetry.QueueCollector(redis.Redis.from_url(clean_redis)))
+    assert registry.get_sample_value("tenderscan_queue_depth") == 0
+    assert registry.get_sample_value("tenderscan_queue_oldest_age_seconds") == 0
+    dead = CollectorRegistry()
+    dead.register(telemetry.QueueCollector(redis.Redis(port=1, socket_connect_timeout=0.2)))
+    assert dead.get_sample_value("tenderscan_queue_depth") is None  # no sample, not a failed scrape
+
+
+def test_the_api_serves_metrics(clean_redis):
+    settings = Settings().with_(redis_url=clean_redis,
+                                api_keys={hashlib.sha256(b"k").hexdigest(): "acme"})
+    with TestClient(create_app(settings, Deps.with_twins(settings))) as client:
+        resp = client.get("/metrics")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    assert "tenderscan_queue_depth 0.0" in resp.text
+
+
+def test_the_worker_exporter_is_off_on_port_zero():
+    assert telemetry.serve(0) is None
+
+
+def test_the_worker_exporter_serves_the_registry_until_shut_down():
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = telemetry.serve(port, addr="127.0.0.1")
+    try:
+        telemetry.observe_batch(4, 1.0)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "tenderscan_batch_size_count" in body
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)

@@ -1,0 +1,166 @@
+"""Every name tenderscan gives to something outside its own processes: the queue and task names, every
+Redis key and channel, every S3 key layout, and how long each record lives. Nothing else writes a key.
+
+Redis keys (ours all start `ts:`), and who writes them:
+    ts:scan:{scan_id}          hash    scan state: tenant, status, store/terminal, image ref, attempts
+                                       (deliveries that count toward the poison cap), after an outage
+                                       transient_failures, transient_since, transient_at    [edge, worker]
+                                       TTL: settings.verdict_ttl_s
+    ts:verdict:{scan_id}       string  the verdict JSON; written once with SET NX           [worker]
+                                       TTL: settings.verdict_ttl_s
+    ts:done:{scan_id}          pubsub  a message when the verdict lands; the API psubscribes
+                                       DONE_CHANNEL_PATTERN once per process                [worker]
+    ts:idem:{tenant}:{key}     string  {scan_id, sha256, submitted_at} of an Idempotency-Key [edge]
+                                       TTL: settings.idempotency_ttl_s
+    ts:rate:{tenant}           hash    the tenant's token bucket: tokens, ts                [edge]
+                                       TTL: one full refill (producer/limits.py)
+    ts:inflight:{tenant}       zset    scan ids accepted, not yet verdicted, score = acceptance time
+                                       (unix s); save_verdict removes, older than
+                                       settings.in_flight_ttl_s age out                     [edge, worker]
+    ts:keyuse:{tenant}         hash    key_id -> last use (time); lossy, at most every
+                                       KEY_USE_EVERY_S per key and API process               [edge]
+    ts:reconcile:lock          string  held by the worker reconciling now                   [worker]
+                                       TTL: settings.reconcile_interval_s
+    tenderscan.scans           list    the queue (QUEUE): kombu pushes task messages here    [edge, reconciler]
+    unacked                    hash    kombu's own: messages delivered and not yet acked (read by the
+                                       API's backlog gauge, core/telemetry.py)              [kombu]
+
+S3 keys, scans bucket (settings.s3_bucket); `dt` is the UTC submission date, so a scan's image,
+intent and audit record share a partition:
+    scans/dt=D/tenant=T/{scan_id}.{jpg|png}    the uploaded image; metadata holds sha256
+    scans/dt=D/tenant=T/{scan_id}.json         the scan's intent (ScanMessage): the durable source of
+                                               truth the reconciler re-enqueues from
+    verdicts/dt=D/tenant=T/{scan_id}.json      the audit record (Verdict.encode()); metadata holds its
+                                               Ed25519 signature (workers/audit/signing.py)
+    uploads/tenant=T/{upload_id}               a direct upload (POST /v1/uploads, a presigned POST); a
+                                               scan by reference points its image_key here
+    manifests/dt=D/tenant=T/manifest.json      the sealed day: record digests, Merkle root, previous
+                                               manifest's digest, signed (workers/audit/manifests.py)
+    tenants/{tenant}.json                      the tenant record: API keys as HMAC digests, limit
+                                               overrides (`tenderscan tenant`; producer/tenants.py)
+
+S3 keys, models bucket (settings.models_bucket; workers/core/registry.py):
+    models/{version}/model.pt          the checkpoint, byte for byte
+    models/{version}/evaluation.json   the evaluation it was published with
+    models/{version}/meta.json         written last: a version exists once this exists
+    aliases/{alias}.json               {alias, version, promoted_at, previous}
+"""
+
+from __future__ import annotations
+
+# --- the queue ------------------------------------------------------------------------------------
+TASK_NAME = "tenderscan.process_scan"  # the one-scan task; its only argument is ScanMessage.encode()
+MULTI_TASK_NAME = "tenderscan.process_scans"  # bulk: one argument, MultiScanMessage.encode() (several scans)
+QUEUE = "tenderscan.scans"  # the Redis list Celery pushes scan messages onto (KEDA watches it)
+UNACKED_KEY = "unacked"  # kombu's Redis transport keeps delivered, unacked messages in this hash
+
+
+# --- Redis keys -----------------------------------------------------------------------------------
+def scan_key(scan_id: str) -> str:
+    return f"ts:scan:{scan_id}"
+
+
+def verdict_key(scan_id: str) -> str:
+    return f"ts:verdict:{scan_id}"
+
+
+def done_channel(scan_id: str) -> str:
+    return f"ts:done:{scan_id}"
+
+
+DONE_CHANNEL_PATTERN = "ts:done:*"  # the API's one listener subscribes to this pattern
+
+
+def idempotency_key(tenant: str, key: str) -> str:
+    return f"ts:idem:{tenant}:{key}"
+
+
+def rate_key(tenant: str) -> str:
+    return f"ts:rate:{tenant}"
+
+
+def in_flight_key(tenant: str) -> str:
+    return f"ts:inflight:{tenant}"
+
+
+def key_use_key(tenant: str) -> str:
+    return f"ts:keyuse:{tenant}"
+
+
+KEY_USE_EVERY_S = 60  # an API process records a key's last use at most this often (seconds)
+RECONCILE_LOCK_KEY = "ts:reconcile:lock"  # held by the worker reconciling now (TTL = the interval)
+
+
+# --- S3 keys: the scans bucket --------------------------------------------------------------------
+IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png"}  # the format allow-list, Pillow names -> suffix
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+
+def _dt(submitted_at: str) -> str:
+    return submitted_at[:10]  # a clock.format_time() string -> YYYY-MM-DD
+
+
+def image_s3_key(tenant: str, scan_id: str, submitted_at: str, fmt: str) -> str:
+    return f"scans/dt={_dt(submitted_at)}/tenant={tenant}/{scan_id}.{IMAGE_EXTENSIONS[fmt]}"
+
+
+def intent_s3_key(tenant: str, scan_id: str, submitted_at: str) -> str:
+    return f"scans/dt={_dt(submitted_at)}/tenant={tenant}/{scan_id}.json"
+
+
+def verdict_s3_key(tenant: str, scan_id: str, submitted_at: str) -> str:
+    return f"verdicts/dt={_dt(submitted_at)}/tenant={tenant}/{scan_id}.json"
+
+
+def scans_day_prefix(date: str) -> str:
+    """Every image and intent of a day (YYYY-MM-DD): what the reconciler lists."""
+    return f"scans/dt={date}/"
+
+
+def verdicts_day_prefix(date: str, tenant: str | None = None) -> str:
+    """Every audit record of a day (and tenant): what `audit seal / verify / pull` and the reconciler list."""
+    return f"verdicts/dt={date}/" + (f"tenant={tenant}/" if tenant else "")
+
+
+UPLOADS_PREFIX = "uploads/"  # direct uploads; expire them with a bucket lifecycle rule (docs/OPERATIONS.md)
+
+
+def upload_s3_key(tenant: str, upload_id: str) -> str:
+    """The one key a presigned POST may write: the tenant's prefix and a server-chosen id."""
+    return f"{UPLOADS_PREFIX}tenant={tenant}/{upload_id}"
+
+
+def is_upload_key(key: str) -> bool:
+    return key.startswith(UPLOADS_PREFIX)
+
+
+def manifest_s3_key(date: str, tenant: str) -> str:
+    return f"manifests/dt={date}/tenant={tenant}/manifest.json"
+
+
+TENANTS_PREFIX = "tenants/"  # the tenant registry: one JSON record per tenant
+
+
+def tenant_s3_key(tenant: str) -> str:
+    return f"{TENANTS_PREFIX}{tenant}.json"
+
+
+# --- S3 keys: the models bucket (the model registry) ----------------------------------------------
+MODELS_PREFIX = "models/"
+ALIASES_PREFIX = "aliases/"
+
+
+def model_s3_key(version: str) -> str:
+    return f"{MODELS_PREFIX}{version}/model.pt"
+
+
+def evaluation_s3_key(version: str) -> str:
+    return f"{MODELS_PREFIX}{version}/evaluation.json"
+
+
+def model_meta_s3_key(version: str) -> str:
+    return f"{MODELS_PREFIX}{version}/meta.json"
+
+
+def alias_s3_key(alias: str) -> str:
+    return f"{ALIASES_PREFIX}{alias}.json"

@@ -1,0 +1,225 @@
+"""What crosses the queue and what is kept: the message and verdict schemas, frozen dataclasses.
+
+    ScanMessage        one scan, by reference (never image bytes); the Celery task's argument and the
+                       scan's intent in S3
+    MultiScanMessage   up to MAX_SCANS_PER_MESSAGE ScanMessages in one queue message (bulk submissions)
+    Verdict            one per scan, written once; the same bytes in Redis and in the S3 audit record
+                       (with ModelRef, InputRef, Timestamps inside)
+
+Each has `encode` / `decode`, a version field (change a schema -> bump its version), and anything that
+does not decode raises ContractError. Where each lives is in keys.py; the words its fields take
+(statuses, decisions, reasons) in enums.py; its times in clock.py's one format.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any
+
+from workers.core.enums import Decision
+from workers.core.errors import ContractError
+
+# --- schema versions and limits -----------------------------------------------------------------
+MESSAGE_VERSION = 1  # ScanMessage
+MULTI_MESSAGE_VERSION = 1  # MultiScanMessage
+VERDICT_VERSION = 1  # Verdict / the audit record
+MAX_SCANS_PER_MESSAGE = 256  # a MultiScanMessage carrying more is refused whole (bad_message for each)
+
+
+# --- ids ----------------------------------------------------------------------------------------
+_SCAN_ID = re.compile(r"^[0-9a-f]{32}$")
+_SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # store_id, terminal_id, tenant
+
+
+def new_scan_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_scan_id(value: str) -> bool:
+    return bool(_SCAN_ID.match(value))
+
+
+def is_safe_id(value: str) -> bool:
+    """store_id, terminal_id and tenant end up in S3 keys and logs: keep them boring."""
+    return bool(_SAFE.match(value))
+
+
+# --- decoding, and the queue message ------------------------------------------------------------
+def decode_json(raw: str | bytes | dict, what: str) -> dict:
+    """A JSON object (or the dict itself), or ContractError naming `what` did not decode."""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise ContractError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ContractError(f"{what} must be a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class ScanMessage:
+    """What a Celery task carries: a reference to the image, never its bytes."""
+
+    scan_id: str
+    tenant: str
+    store_id: str
+    terminal_id: str
+    image_key: str  # S3 key in settings.s3_bucket (keys.image_s3_key, or keys.upload_s3_key)
+    sha256: str  # of the bytes accepted at the edge
+    bytes: int
+    submitted_at: str  # clock.utcnow() at acceptance
+    deadline: str | None = None  # clock format; dequeued after it -> `expired`
+    v: int = MESSAGE_VERSION
+
+    def encode(self) -> dict[str, Any]:
+        """A JSON-safe dict (Celery serializes task arguments with JSON only)."""
+        return asdict(self)
+
+    @classmethod
+    def decode(cls, raw: str | bytes | dict) -> ScanMessage:
+        data = decode_json(raw, "scan message")
+        if data.get("v") != MESSAGE_VERSION:
+            raise ContractError(f"scan message version {data.get('v')!r} is not {MESSAGE_VERSION}")
+        try:
+            msg = cls(**data)
+        except TypeError as exc:
+            raise ContractError(f"scan message fields: {exc}") from None
+        if not is_scan_id(msg.scan_id) or not is_safe_id(msg.tenant):
+            raise ContractError("scan message has a malformed scan_id or tenant")
+        return msg
+
+
+@dataclass(frozen=True)
+class MultiScanMessage:
+    """Several scans in one queue message, so Celery's per-message cost is paid once per K scans.
+
+    Each scan keeps its own outcome: one that does not decode is rejected on its own (bad_message),
+    its message-mates go on. The message is acked (late) only after every scan in it has a verdict.
+    """
+
+    scans: tuple[ScanMessage, ...]
+    v: int = MULTI_MESSAGE_VERSION
+
+    def encode(self) -> dict[str, Any]:
+        return {"v": self.v, "scans": [m.encode() for m in self.scans]}
+
+    @staticmethod
+    def decode_parts(raw: str | bytes | dict) -> tuple[list[ScanMessage], list[tuple[Any, ContractError]]]:
+        """(scans that decode, [(raw scan, its error)]). ContractError if the envelope itself is bad."""
+        data = decode_json(raw, "multi-scan message")
+        if data.get("v") != MULTI_MESSAGE_VERSION:
+            raise ContractError(f"multi-scan message version {data.get('v')!r} is not {MULTI_MESSAGE_VERSION}")
+        scans = data.get("scans")
+        if not isinstance(scans, list) or not 1 <= len(scans) <= MAX_SCANS_PER_MESSAGE:
+            raise ContractError(f"multi-scan message needs 1..{MAX_SCANS_PER_MESSAGE} scans")
+        good: list[ScanMessage] = []
+        bad: list[tuple[Any, ContractError]] = []
+        for item in scans:
+            try:
+                good.append(ScanMessage.decode(item))
+            except ContractError as exc:
+                bad.append((item, exc))
+        return good, bad
+
+
+# --- the verdict (also the S3 audit record) -----------------------------------------------------
+_SCALARS = (str, int, float, bool, type(None))  # JSON leaves, returned as they are
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names (dataclasses.fields is slow)
+
+
+def _plain(value: Any) -> Any:
+    """dataclasses.asdict for what a verdict holds (dataclasses, dicts, lists of plain values), without
+    its deep copies or its per-call field lookups: the same JSON, once per scan (tests compare the two)."""
+    if type(value) in _SCALARS:
+        return value
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES.setdefault(type(value), tuple(f.name for f in fields(value)))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# one encoder for every verdict: json.dumps builds a new JSONEncoder per call when given options
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    sha256: str  # of the checkpoint's weights, verified at load
+
+
+@dataclass(frozen=True)
+class InputRef:
+    key: str
+    sha256: str
+    bytes: int
+    width: int | None = None  # None when the image could not be decoded
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Timestamps:
+    submitted: str
+    dequeued: str | None = None
+    inference_start: str | None = None
+    inference_end: str | None = None
+    completed: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One per scan, written once. The same JSON goes to Redis and to S3."""
+
+    scan_id: str
+    tenant: str
+    store_id: str
+    terminal_id: str
+    decision: str  # a Decision value (enums.py)
+    input: InputRef
+    timestamps: Timestamps
+    reason: str | None = None  # a Reason value (enums.py) for rejected / expired / error
+    detail: str | None = None  # human-readable note on the reason
+    confidence: float | None = None  # probability of the decided class; None without inference
+    p_counterfeit: float | None = None
+    signs: dict[str, float] = field(default_factory=dict)  # tell-tale sign -> probability
+    signs_detected: list[str] = field(default_factory=list)  # signs above their threshold
+    denomination: str | None = None
+    denomination_confidence: float | None = None
+    model: ModelRef | None = None
+    batch_id: str | None = None
+    batch_size: int | None = None
+    attempt: int = 1  # delivery attempt that produced this verdict
+    schema_version: int = VERDICT_VERSION
+
+    def encode(self) -> str:
+        """Canonical JSON (sorted keys, no spaces): the same bytes in Redis and in the S3 audit record."""
+        return _CANONICAL_JSON.encode(_plain(self))
+
+    @classmethod
+    def decode(cls, raw: str | bytes | dict) -> Verdict:
+        data = dict(decode_json(raw, "verdict"))
+        if data.get("schema_version") != VERDICT_VERSION:
+            raise ContractError(f"verdict schema_version {data.get('schema_version')!r} is not {VERDICT_VERSION}")
+        try:
+            data["input"] = InputRef(**data["input"])
+            data["timestamps"] = Timestamps(**data["timestamps"])
+            if data.get("model") is not None:
+                data["model"] = ModelRef(**data["model"])
+            verdict = cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise ContractError(f"verdict fields: {exc}") from None
+        if verdict.decision not in set(Decision):
+            raise ContractError(f"verdict decision {verdict.decision!r} is unknown")
+        return verdict

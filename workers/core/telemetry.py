@@ -1,0 +1,182 @@
+"""Prometheus metrics: one registry per process, observed where the pipeline already times its stages.
+
+    tenderscan_stage_seconds{stage}        histogram  queue_wait, fetch, decode, batch_wait, forward,
+                                                      infer, publish: the same numbers as the `scan_done`
+                                                      event (pipeline._Stages); `tenderscan bench` reads
+                                                      its per-stage breakdown from here
+    tenderscan_batch_size                  histogram  scans per forward pass (`batch_done`)
+    tenderscan_batch_forward_seconds       histogram  one forward pass (stack + forward + copy back)
+    tenderscan_scans_total{decision}       counter    verdicts published, by decision
+    tenderscan_errors_total{reason}        counter    rejected / expired / error verdicts by reason code,
+                                                      and task retries as reason="retry:<ErrorClass>"
+    tenderscan_queue_depth                 gauge      LLEN of the scans queue (messages, not scans)   [API]
+    tenderscan_queue_oldest_age_seconds    gauge      now - submitted_at of the oldest queued message [API]
+    tenderscan_backlog                     gauge      queued + in flight (kombu's `unacked` hash): what
+                                                      KEDA's prometheus trigger scales on, since the list
+                                                      alone hides what workers prefetched            [API]
+
+Workers serve `/metrics` on TENDERSCAN_METRICS_PORT (a small HTTP thread, `serve`); the API serves
+`GET /metrics` with the queue gauges computed at scrape time (`QueueCollector`). Under a threads or
+solo pool one worker process is one exporter; a prefork pool would need one port per child (not done).
+This module imports prometheus-client only (no torch), so the edge can use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from workers.core.clock import parse_time
+from workers.core.enums import Decision
+from workers.core.keys import QUEUE, UNACKED_KEY
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STAGES = ("queue_wait", "fetch", "decode", "batch_wait", "forward", "infer", "publish")
+# 0.5 ms .. 60 s: a zero-cost stand-in stage and a long queue wait both land in a real bucket
+_TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+STAGE_SECONDS = Histogram("tenderscan_stage_seconds", "Time a scan spends in each pipeline stage",
+                          ["stage"], registry=REGISTRY, buckets=_TIME_BUCKETS)
+BATCH_SIZE = Histogram("tenderscan_batch_size", "Scans per forward pass", registry=REGISTRY, buckets=_SIZE_BUCKETS)
+BATCH_FORWARD = Histogram("tenderscan_batch_forward_seconds", "One batch's stack + forward + copy back",
+                          registry=REGISTRY, buckets=_TIME_BUCKETS)
+SCANS = Counter("tenderscan_scans", "Verdicts published, by decision", ["decision"], registry=REGISTRY)
+ERRORS = Counter("tenderscan_errors", "Scans that ended without inference (by reason) and task retries",
+                 ["reason"], registry=REGISTRY)
+
+
+# the labelled children, looked up once: `.labels()` costs a lock and a dict build per call, seven
+# times per published scan
+_STAGE_CHILDREN = tuple((stage + "_ms", STAGE_SECONDS.labels(stage=stage)) for stage in STAGES)
+_SCANS_BY_DECISION = {d.value: SCANS.labels(decision=d.value) for d in Decision}
+
+
+def observe_scan(decision: str, reason: str | None, stages_ms: dict[str, float]) -> None:
+    """One published verdict. `stages_ms` holds `<stage>_ms` keys (the scan_done event's fields)."""
+    (_SCANS_BY_DECISION.get(decision) or SCANS.labels(decision=decision)).inc()
+    if reason:
+        ERRORS.labels(reason=reason).inc()
+    for key, child in _STAGE_CHILDREN:
+        ms = stages_ms.get(key)
+        if ms is not None:
+            child.observe(max(0.0, ms) / 1000)
+
+
+def observe_batch(size: int, forward_ms: float) -> None:
+    BATCH_SIZE.observe(size)
+    BATCH_FORWARD.observe(forward_ms / 1000)
+
+
+def observe_error(reason: str) -> None:
+    ERRORS.labels(reason=reason).inc()
+
+
+def _means(families) -> dict[str, dict[str, float]]:
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in families:
+        if family.name != "tenderscan_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage")
+            if sample.name.endswith("_sum"):
+                sums[stage] = sums.get(stage, 0.0) + sample.value
+            elif sample.name.endswith("_count"):
+                counts[stage] = counts.get(stage, 0.0) + sample.value
+    return {s: {"mean_ms": round(1000 * sums.get(s, 0.0) / counts[s], 3), "count": int(counts[s])}
+            for s in STAGES if counts.get(s)}
+
+
+def stage_means_ms(registry: CollectorRegistry = REGISTRY) -> dict[str, dict[str, float]]:
+    """{stage: {"mean_ms", "count"}} from the histograms (the bench's breakdown, in-process)."""
+    return _means(registry.collect())
+
+
+def parse_stage_means(text: str) -> dict[str, dict[str, float]]:
+    """The same breakdown from a scraped /metrics body (the bench reads worker processes this way)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return _means(text_string_to_metric_families(text))
+
+
+# --- the queue, seen from Redis (API side) ------------------------------------------------------
+def oldest_submitted_at(raw: bytes | str | None) -> str | None:
+    """submitted_at of the scan in one kombu message (a Redis list entry), or None if unreadable."""
+    if raw is None:
+        return None
+    try:
+        envelope = json.loads(raw)
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        first = args[0]
+        if isinstance(first, dict) and "scans" in first:  # a MultiScanMessage
+            first = first["scans"][0]
+        return str(first["submitted_at"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+class QueueCollector:
+    """Queue depth and the oldest queued scan's age, read from Redis at scrape time.
+
+    `client` is a sync redis-py client (decode_responses either way). Redis errors give no samples
+    rather than a failed scrape: a missing series is what an alert on absent() catches.
+    """
+
+    def __init__(self, client, queue: str = QUEUE, clock=lambda: datetime.now(UTC)) -> None:
+        self.client = client
+        self.queue = queue
+        self.clock = clock
+
+    def collect(self):
+        import redis
+
+        depth = GaugeMetricFamily("tenderscan_queue_depth", "Messages waiting in the scans queue")
+        age = GaugeMetricFamily("tenderscan_queue_oldest_age_seconds", "Age of the oldest queued scan")
+        backlog = GaugeMetricFamily("tenderscan_backlog", "Messages queued plus delivered and not yet acked")
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.llen(self.queue)
+            pipe.lindex(self.queue, -1)  # kombu LPUSHes and BRPOPs: the oldest is at the right end
+            pipe.hlen(UNACKED_KEY)
+            length, oldest, in_flight = pipe.execute()
+        except redis.RedisError:
+            return
+        depth.add_metric([], float(length))
+        yield depth
+        backlog.add_metric([], float(length + in_flight))
+        yield backlog
+        submitted = oldest_submitted_at(oldest)
+        seconds = 0.0
+        if submitted:
+            seconds = max(0.0, (self.clock() - parse_time(submitted)).total_seconds())
+        age.add_metric([], seconds)
+        yield age
+
+
+def api_registry(redis_client) -> CollectorRegistry:
+    """The API's registry: the queue gauges (the edge runs no pipeline stages of its own)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueCollector(redis_client))
+    return registry
+
+
+def render(registry: CollectorRegistry = REGISTRY) -> bytes:
+    return generate_latest(registry)
+
+
+def serve(port: int, addr: str = "0.0.0.0"):
+    """Start this process's exporter (a daemon thread); returns its HTTP server (`shutdown()` stops it),
+    or None when port is 0 (off). The worker context starts it once, at worker_ready."""
+    if port <= 0:
+        return None
+    server, _thread = start_http_server(port, addr=addr, registry=REGISTRY)
+    return server
