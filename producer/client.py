@@ -7,6 +7,9 @@
         scan = c.submit_direct("bill.jpg", store_id="s1", terminal_id="t1")  # POS path: the bytes go to S3
                                                                            # (presigned POST), the API gets a reference
 
+From a shell's settings: `TenderscanClient.from_env()` reads TENDERSCAN_API_URL (default
+http://127.0.0.1:8000) and TENDERSCAN_API_KEY, as `tenderscan submit` and `tenderscan status` do.
+
 Retries: 503 (honouring Retry-After), 502, 504 and connection errors, with exponential backoff and
 full jitter. A submit always carries an Idempotency-Key (a fresh uuid unless one is given), so a retry
 after a lost answer can never create a second scan. Any other 4xx/5xx raises ClientError(status, reason).
@@ -18,11 +21,15 @@ import hashlib
 import random
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 
 RETRY_STATUSES = (502, 503, 504)
+API_URL_ENV = "TENDERSCAN_API_URL"  # the API's base URL, for clients (the CLI, from_env)
+API_KEY_ENV = "TENDERSCAN_API_KEY"  # the key a client sends: a tenant's tsk_ key or a bootstrap key
+DEFAULT_URL = "http://127.0.0.1:8000"  # `tenderscan api`'s default address
 
 
 class ClientError(Exception):
@@ -37,6 +44,10 @@ class ClientError(Exception):
 
 class Unavailable(ClientError):
     """Still 503 / unreachable after every retry."""
+
+
+class MissingApiKey(ValueError):
+    """No key given and none in TENDERSCAN_API_KEY."""
 
 
 def sniff_content_type(data: bytes) -> str:
@@ -54,6 +65,20 @@ class TenderscanClient:
         self.max_backoff_s = max_backoff_s
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
                                  headers={"Authorization": f"Bearer {api_key}"})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, url: str | None = None, key: str | None = None,
+                 **kwargs) -> TenderscanClient:
+        """`url` / `key` when given, else TENDERSCAN_API_URL (default http://127.0.0.1:8000) and
+        TENDERSCAN_API_KEY from `env` (default os.environ). MissingApiKey names the variable."""
+        import os
+
+        env = os.environ if env is None else env
+        key = key or env.get(API_KEY_ENV)
+        if not key:
+            raise MissingApiKey(f"no API key: pass one or set {API_KEY_ENV} (a key from `tenderscan tenant create`, "
+                                "or the dev tenant's from `tenderscan dev env`)")
+        return cls(url or env.get(API_URL_ENV) or DEFAULT_URL, key, **kwargs)
 
     def __enter__(self) -> TenderscanClient:
         return self

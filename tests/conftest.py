@@ -1,39 +1,99 @@
 """Fixtures for real services. Integration tests fail, never skip, when a service is missing.
 
-    redis_url     the machine's Redis (TENDERSCAN_TEST_REDIS_URL, default 127.0.0.1:6379/0); each test
-                  gets its own logical DB prefix-free view by flushing a dedicated DB number
-    seaweedfs     one SeaweedFS (`weed mini`) per test session, on free loopback ports
-    s3_settings   Settings pointing at both, with fresh buckets per test module
+Safe to run in parallel (`make test` runs pytest-xdist): every pytest process starts its own services
+on free loopback ports, so no two processes share a Redis DB, a bucket, a port or a file by name.
+
+    redis_server  a private redis-server per pytest process (`redis-server` must be installed)
+    redis_url     its DB 0; `clean_redis` empties it before a test. A test that needs a second DB
+                  takes one of its own (test_worker); whole stacks start their own redis-server
+    seaweedfs     one SeaweedFS (`weed mini`) per pytest process, on free loopback ports
+    s3_settings   Settings pointing at both, with fresh buckets per test
     deps, api     the edge with in-memory twins for S3 and the queue (modules supply `settings`)
+
+Nothing is written to /tmp: pytest's temporary directories live in .tenderscan/pytest (emptied at the
+start of each run) and TMPDIR points into .tenderscan/tmp for this process and everything it starts.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-from producer import devstack
+from producer.dev import services
+from producer.dev.stack import ACCESS_KEY, SECRET_KEY
 from workers.core.settings import Settings
 from workers.core.storage import S3ObjectStore
 
-ACCESS_KEY = "tenderscan"
-SECRET_KEY = "tenderscan-secret"
-TEST_REDIS_URL = os.environ.get("TENDERSCAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["ACCESS_KEY", "SECRET_KEY"]  # tests import the local stack's S3 credentials from here
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if config.option.basetemp is None and worker == "main":  # xdist workers get a subfolder of the controller's
+        config.option.basetemp = str(ROOT / ".tenderscan" / "pytest")
+    tmp = ROOT / ".tenderscan" / "tmp" / worker
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    os.environ["TMPDIR"] = str(tmp)
+    tempfile.tempdir = None  # recomputed from TMPDIR on next use
+    config.stash[_TMP] = tmp
+
+
+def pytest_unconfigure(config) -> None:
+    tmp = config.stash.get(_TMP, None)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_TMP = pytest.StashKey[Path]()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Integration tests first (a stable sort): they are the long ones, so a parallel run does not end
+    with one process working through them while the others have nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N`: a module of tests/integration/ runs whole in one process, since several build one
+    module-wide stack that a split would build once per process; every other test is scheduled alone.
+    (xdist_group marks would say the same, but pytest 9.2 ignores the node ids xdist 3.8 rewrites.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class IntegrationModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.startswith("tests/integration/") else nodeid
+
+    return IntegrationModules(config, log) if config.getvalue("dist") == "load" else None
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    if not devstack.redis_answers(TEST_REDIS_URL):
-        pytest.fail(f"Redis does not answer at {TEST_REDIS_URL} (start redis-server, or set TENDERSCAN_TEST_REDIS_URL)")
-    return TEST_REDIS_URL
+def redis_server(tmp_path_factory) -> services.Service:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server): the tests start their own")
+    root = tmp_path_factory.mktemp("redis")
+    svc = services.start_redis(root / "data", root / "logs")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server) -> str:
+    return redis_server.extra["url"]
 
 
 @pytest.fixture()
 def clean_redis(redis_url):
-    """The test Redis DB, emptied before the test (DB 9 by default, never the broker's DB 0)."""
+    """The session Redis's DB 0, emptied before the test."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -45,7 +105,7 @@ def clean_redis(redis_url):
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
     root = tmp_path_factory.mktemp("seaweedfs")
-    svc = devstack.start_seaweedfs(root / "data", ACCESS_KEY, SECRET_KEY, ["tenderscan", "tenderscan-models"],
+    svc = services.start_seaweedfs(root / "data", ACCESS_KEY, SECRET_KEY, ["tenderscan", "tenderscan-models"],
                                    root / "logs")
     yield svc
     svc.stop()
@@ -90,4 +150,4 @@ def api(settings, deps):
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return ROOT

@@ -165,3 +165,16 @@ def test_submit_many_retries_only_the_503_items(sleeps):
     first, second = script.requests
     assert second.content.count(b'name="image"') == 1 and PNG in second.content
     assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"] and len(sleeps) == 1
+
+
+def test_from_env_reads_the_url_and_key_a_shell_exported():
+    c = TenderscanClient.from_env({"TENDERSCAN_API_URL": "http://api.example:9000/", "TENDERSCAN_API_KEY": "k-env"})
+    assert str(c.http.base_url) == "http://api.example:9000" and c.http.headers["Authorization"] == "Bearer k-env"
+    c = TenderscanClient.from_env({"TENDERSCAN_API_KEY": "k-env"}, url="http://other:1", key="k-arg")
+    assert str(c.http.base_url) == "http://other:1" and c.http.headers["Authorization"] == "Bearer k-arg"
+    assert str(TenderscanClient.from_env({"TENDERSCAN_API_KEY": "k"}).http.base_url) == client_mod.DEFAULT_URL
+
+
+def test_from_env_without_a_key_names_the_variable():
+    with pytest.raises(client_mod.MissingApiKey, match="TENDERSCAN_API_KEY"):
+        TenderscanClient.from_env({"TENDERSCAN_API_URL": "http://api.example:9000"})

@@ -22,11 +22,11 @@ MODULES = ["producer", "producer.app", "producer.routes", "producer.submit", "pr
            "producer.errors", "producer.client", "producer.cli", "producer.cli.commands.api",
            "producer.cli.commands.submit", "producer.cli.commands.keyhash", "producer.cli.commands.tenant",
            "producer.tenants", "producer.limits", "producer.uploads"]
-# the service: every module directly in producer/ but the local-stack launchers (demo, devstack: tools for
-# people, which start the CLI's commands) and __main__ (which is the CLI)
-NOT_SERVICE = {"__main__", "demo", "devstack"}
+# the service: every module directly in producer/ but __main__ (which is the CLI); the local stack and
+# the demo live in the producer.dev room
+NOT_SERVICE = {"__main__"}
 SERVICE = sorted(p for p in (ROOT / "producer").glob("*.py") if p.stem not in NOT_SERVICE)
-ROOMS = ("producer.cli", "producer.bench", "workers.runtime", "workers.app")
+ROOMS = ("producer.cli", "producer.bench", "producer.dev", "workers.runtime", "workers.app")
 NO_TORCH = "import sys; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))"
 
 

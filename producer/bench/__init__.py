@@ -7,7 +7,8 @@
     naive.py       the naive Celery app: one task per scan, one forward pass per image
     ceiling.py     the tenderscan worker with the stand-ins swapped in (queue ceiling only)
     contenders.py  model limit, work limit, tenderscan drain and open loop, naive, queue ceiling
-    harness.py     services (devstack: SeaweedFS, a private redis-server), the run, ratios, JSON
+    harness.py     services (a producer.dev DevStack: SeaweedFS, a private redis-server), the run,
+                   ratios, JSON
     plot.py        latency against throughput (PNG)
 
 Nothing here is imported by the API or the workers; the stand-ins exist only in this package.

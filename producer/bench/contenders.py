@@ -20,9 +20,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from producer import devstack
 from producer.bench import corpus as corpus_mod
 from producer.bench.watch import VerdictWatcher, latency_summary, rate
+from producer.dev.services import Service
 from workers.core import clock, keys, schemas, telemetry
 from workers.core.schemas import ScanMessage
 
@@ -286,5 +286,5 @@ def _open_loop_step(http, watcher, corpus, load: float, seconds: float, settle_s
             **latency_summary(latencies)}
 
 
-def wait_ready(svc: devstack.Service, timeout: float = 120) -> None:
+def wait_ready(svc: Service, timeout: float = 120) -> None:
     svc.wait_for_log(" ready.", timeout)

@@ -1,7 +1,7 @@
 """One benchmark run: private services, every contender on the same scans, ratios, JSON and a plot.
 
-    services     SeaweedFS (`weed mini`) and a private redis-server from producer.devstack, on free
-                 ports, so the run never touches the test Redis on 6379
+    services     SeaweedFS (`weed mini`) and a private redis-server: a producer.dev DevStack on free
+                 ports, so the run never touches a Redis already running here
     contenders   model limit -> work limit -> tenderscan drain (single, bulk messages; one worker
                  process per core, and once with one) -> naive prefork, naive solo -> queue ceiling
                  (one process; one scan per message, K per message) -> open loop
@@ -14,7 +14,6 @@ first-to-last verdict (contenders.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -26,10 +25,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from producer import devstack
 from producer.bench import contenders
 from producer.bench import corpus as corpus_mod
 from producer.bench.watch import VerdictWatcher
+from producer.dev import services
+from producer.dev.services import Service
+from producer.dev.stack import DevStack
 from workers.core import clock, keys
 from workers.core.settings import Settings
 
@@ -69,12 +70,12 @@ class BenchConfig:
 
 @dataclass
 class Stack:
-    """The services and the worker/API subprocesses of one run."""
+    """The services (a DevStack) and the worker/API subprocesses of one run."""
 
     settings: Settings
     env: dict[str, str]
     logs: Path
-    services: list[devstack.Service] = field(default_factory=list)
+    local: DevStack
     api_url: str = ""
     api_key: str = API_KEY
     metrics_ports: list[int] = field(default_factory=list)  # of the workers started last
@@ -82,31 +83,14 @@ class Stack:
 
     @classmethod
     def start(cls, root: Path, log_level: str) -> Stack:
-        logs = root / "logs"
-        s3 = devstack.start_seaweedfs(root / "s3", ACCESS, SECRET, ["bench-scans", "bench-models"], logs)
-        services = [s3]
-        try:
-            redis_svc = devstack.start_redis(root / "redis", logs)
-        except Exception:
-            s3.stop()
-            raise
-        services.append(redis_svc)
-        key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
         # the environment's TENDERSCAN_* settings (batch size, concurrency, ...) are what the workers run
-        settings = Settings.from_env().with_(redis_url=redis_svc.extra["url"], s3_endpoint_url=s3.extra["endpoint"],
-                                    s3_access_key=ACCESS, s3_secret_key=SECRET, s3_bucket="bench-scans",
-                                    models_bucket="bench-models", api_keys={key_hash: corpus_mod.TENANT},
-                                    reconcile_interval_s=0, log_level=log_level)
-        env = dict(os.environ, TENDERSCAN_REDIS_URL=settings.redis_url,
-                   TENDERSCAN_S3_ENDPOINT_URL=settings.s3_endpoint_url, TENDERSCAN_S3_ACCESS_KEY=ACCESS,
-                   TENDERSCAN_S3_SECRET_KEY=SECRET, TENDERSCAN_S3_BUCKET=settings.s3_bucket,
-                   TENDERSCAN_MODELS_BUCKET=settings.models_bucket,
-                   TENDERSCAN_API_KEYS=f"{corpus_mod.TENANT}:{key_hash}", TENDERSCAN_RECONCILE_INTERVAL_S="0",
-                   # the benchmark measures the pipeline, not the per-tenant limiter: no limits
-                   TENDERSCAN_TENANT_RATE_PER_S="0", TENDERSCAN_TENANT_MAX_IN_FLIGHT="0",
-                   TENDERSCAN_LOG_LEVEL=log_level, TENDERSCAN_LOG_JSON="true",
-                   TENDERSCAN_HEARTBEAT_FILE=str(root / "heartbeat"))
-        return cls(settings, env, logs, services)
+        local = DevStack.start(root, scans_bucket="bench-scans", models_bucket="bench-models", access_key=ACCESS,
+                                 secret_key=SECRET, api_keys={corpus_mod.TENANT: API_KEY}, inherit=True, extra={
+                                     "TENDERSCAN_RECONCILE_INTERVAL_S": "0",
+                                     # the benchmark measures the pipeline, not the per-tenant limiter: no limits
+                                     "TENDERSCAN_TENANT_RATE_PER_S": "0", "TENDERSCAN_TENANT_MAX_IN_FLIGHT": "0",
+                                     "TENDERSCAN_LOG_LEVEL": log_level, "TENDERSCAN_LOG_JSON": "true"})
+        return cls(local.settings, local.env, local.logs, local)
 
     # --- clients -----------------------------------------------------------------------------------
     @property
@@ -134,7 +118,7 @@ class Stack:
                      extra_env: dict[str, str] | None = None) -> WorkerGroup:
         """`processes` worker processes (each its own Celery worker, batcher and /metrics port), ready."""
         concurrency = concurrency or (1 if pool == "solo" else self.settings.effective_concurrency)
-        self.metrics_ports = [devstack.free_port() for _ in range(processes)]
+        self.metrics_ports = [services.free_port() for _ in range(processes)]
         group = WorkerGroup([])
         try:
             for port in self.metrics_ports:
@@ -142,7 +126,7 @@ class Stack:
                        "-Q", queue, "-n", f"bench-{pool}-{port}@%h", "--loglevel", self.settings.log_level,
                        "--without-gossip", "--without-mingle", "--without-heartbeat"]
                 env = dict(self.env, **(extra_env or {}), TENDERSCAN_METRICS_PORT=str(port))
-                group.services.append(devstack.spawn(f"worker-{app_module.rsplit('.', 1)[-1]}-{pool}-{port}", cmd,
+                group.services.append(services.spawn(f"worker-{app_module.rsplit('.', 1)[-1]}-{pool}-{port}", cmd,
                                                      self.logs, env=env))
             for svc in group.services:
                 contenders.wait_ready(svc)
@@ -151,14 +135,11 @@ class Stack:
             raise
         return group
 
-    def start_api(self, workers: int = 1) -> devstack.Service:
+    def start_api(self, workers: int = 1) -> Service:
         import httpx
 
-        port = devstack.free_port()
-        self.api_url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "producer.cli", "api", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers)]
-        svc = devstack.spawn("api", cmd, self.logs, env=self.env)
+        svc = self.local.start_api(workers=workers)
+        self.api_url = self.local.api_url
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -182,15 +163,14 @@ class Stack:
             return None
 
     def stop(self) -> None:
-        for svc in reversed(self.services):
-            svc.stop()
+        self.local.stop()
 
 
 @dataclass
 class WorkerGroup:
     """The worker processes of one contender run."""
 
-    services: list[devstack.Service]
+    services: list[Service]
 
     def stop(self) -> None:
         for svc in self.services:  # SIGTERM all first: they drain side by side

@@ -155,7 +155,7 @@ def measure(name: str, run: Callable[[], object], objects: SyntheticBucket, r, m
 
 def calibrate(root: Path) -> dict:
     """Median latency of a LIST page of 1,000 keys and of a GET, on a real SeaweedFS on this machine."""
-    from producer import devstack
+    from producer.dev import services as devstack
     from workers.core.settings import Settings
     from workers.core.storage import S3ObjectStore
 
@@ -188,7 +188,7 @@ def calibrate(root: Path) -> dict:
 def run(args: argparse.Namespace) -> dict:
     import redis
 
-    from producer import devstack
+    from producer.dev import services as devstack
     from workers.core.verdict_store import VerdictStore, redis_client
     from workers.runtime.reconcile import reconcile_once, reconcile_outstanding
 

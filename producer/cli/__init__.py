@@ -13,6 +13,7 @@
     tenderscan keyhash            hash a bootstrap API key for TENDERSCAN_API_KEYS
     tenderscan bench              the throughput benchmark (docs/PERFORMANCE.md)
     tenderscan audit              seal, verify, pull and report the S3 audit records (docs/AUDIT.md)
+    tenderscan dev                a local S3 and Redis for trying it by hand (up, env, down)
 
 Subcommand modules are imported here, but import their own heavy dependencies lazily, so
 `tenderscan --help` and `tenderscan api` never import torch.
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # name -> module under producer.cli.commands; each module defines register(subparsers)
-COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit"]
+COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit", "dev"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Commands' own events go to stderr; `api` and `worker` reconfigure for JSON on stdout.
     configure_logging("INFO", json_output=not sys.stderr.isatty(), stream="stderr")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise (submit, status)
 
     try:
         return int(args.func(args) or 0)

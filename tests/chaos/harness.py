@@ -1,9 +1,9 @@
 """The fault-injection harness: a private stack, a load of unique scans, and a Jepsen-style checker.
 
-    ChaosStack.start(root, ...)   a PRIVATE redis-server (free port; never the machine's :6379), a
-                                  SeaweedFS, the real API (uvicorn) and real `celery worker` processes,
-                                  all children of this process, all restartable (Redis and S3 come
-                                  back on the same ports and data directories)
+    ChaosStack.start(root, ...)   a producer.dev DevStack: a PRIVATE redis-server (free port; never
+                                  a Redis already running here), a SeaweedFS, the real API (uvicorn)
+                                  and real `celery worker` processes, all children of this process, all
+                                  restartable (Redis and S3 come back on the same ports and data dirs)
     Load(stack, n).run(fault)     n unique scans from client threads (each retries 503s and connection
                                   errors with backoff + jitter under ONE Idempotency-Key until it gets a
                                   202); `fault` runs in its own thread once a third of them are accepted
@@ -19,12 +19,8 @@ The checker never forgives: a scan is lost unless a verdict for it exists in Red
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
-import signal
-import sys
 import threading
 import time
 import uuid
@@ -36,16 +32,13 @@ from pathlib import Path
 import httpx
 import redis
 
-from producer import devstack
 from producer.client import ClientError, TenderscanClient, Unavailable
+from producer.dev.stack import DevStack
 from workers.core import clock, keys
 from workers.core.errors import TenderscanError
 from workers.core.schemas import Verdict
-from workers.core.settings import Settings
 from workers.core.storage import S3ObjectStore
 
-BIN = Path(sys.executable).parent
-ACCESS_KEY, SECRET_KEY = "tenderscan", "tenderscan-secret"
 TENANT, API_KEY = "acme", "key-acme-chaos"
 HOSTILE_DIR = Path(__file__).resolve().parents[1] / "hostile"
 
@@ -65,49 +58,16 @@ WORKER_ENV = {
 
 
 # --- the stack ------------------------------------------------------------------------------------
-@dataclass
-class ChaosStack:
-    root: Path
-    settings: Settings
-    env: dict[str, str]
-    api_url: str
-    redis: devstack.Service
-    s3: devstack.Service
-    api: devstack.Service
-    appendonly: bool
-    workers: list[devstack.Service] = field(default_factory=list)
-    retired: list[devstack.Service] = field(default_factory=list)  # killed workers (their logs still count)
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
+class ChaosStack(DevStack):
+    """A DevStack with the API and its workers running, and ways to read the truth back."""
 
     @classmethod
     def start(cls, root: Path, workers: int = 1, appendonly: bool = True,
               worker_env: dict[str, str] | None = None) -> ChaosStack:
-        logs = root / "logs"
-        red = devstack.start_redis(root / "redis", logs, appendonly=appendonly)
+        stack = super().start(root, appendonly=appendonly, api_keys={TENANT: API_KEY},
+                              extra=dict(WORKER_ENV, **(worker_env or {})))
         try:
-            s3 = devstack.start_seaweedfs(root / "s3", ACCESS_KEY, SECRET_KEY, ["tenderscan", "tenderscan-models"],
-                                          logs)
-        except Exception:
-            red.stop()
-            raise
-        key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
-        settings = Settings().with_(redis_url=red.extra["url"], s3_endpoint_url=s3.extra["endpoint"],
-                                    s3_access_key=ACCESS_KEY, s3_secret_key=SECRET_KEY,
-                                    api_keys={key_hash: TENANT})
-        env = dict(os.environ, TENDERSCAN_REDIS_URL=red.extra["url"], TENDERSCAN_S3_ENDPOINT_URL=s3.extra["endpoint"],
-                   TENDERSCAN_S3_ACCESS_KEY=ACCESS_KEY, TENDERSCAN_S3_SECRET_KEY=SECRET_KEY,
-                   TENDERSCAN_S3_BUCKET=settings.s3_bucket, TENDERSCAN_MODELS_BUCKET=settings.models_bucket,
-                   TENDERSCAN_API_KEYS=f"{TENANT}:{key_hash}")
-        env.update(WORKER_ENV, **(worker_env or {}))
-        port = devstack.free_port()
-        api = devstack.spawn("api", [str(BIN / "tenderscan"), "api", "--host", "127.0.0.1", "--port", str(port)],
-                             logs, env=env)
-        stack = cls(root, settings, env, f"http://127.0.0.1:{port}", red, s3, api, appendonly)
-        try:
-            devstack.wait_for_port(port, 90, api.proc)
+            stack.start_api(timeout=90)
             for _ in range(workers):
                 stack.start_worker()
             for w in stack.workers:
@@ -117,60 +77,11 @@ class ChaosStack:
             raise
         return stack
 
-    def start_worker(self, name: str | None = None, wait: bool = False) -> devstack.Service:
-        name = name or f"worker-{len(self.workers) + len(self.retired) + 1}"
-        cmd = [str(BIN / "celery"), "-A", "workers.app", "worker", "-P", "threads", "-n", f"{name}@%h",
-               "--loglevel", "INFO", "-Q", keys.QUEUE]
-        svc = devstack.spawn(name, cmd, self.logs, env=self.env)
-        self.workers.append(svc)
-        if wait:
-            svc.wait_for_log("ready.", timeout=180)
-        return svc
-
-    def retire(self, worker: devstack.Service) -> None:
-        self.workers.remove(worker)
-        self.retired.append(worker)
-
-    # --- Redis ---------------------------------------------------------------------------------
-    def kill_redis(self) -> None:
-        self.redis.signal(signal.SIGKILL)
-        self.redis.proc.wait(10)
-
-    def start_redis_again(self) -> None:
-        """Same port, same data dir: with appendonly it replays its AOF, without it starts empty."""
-        data = self.root / "redis"
-        port = self.redis.extra["port"]
-        for _ in range(50):  # the port may linger a moment after the kill
-            try:
-                self.redis = devstack.start_redis(data, self.logs, port=port, appendonly=self.appendonly)
-                return
-            except (RuntimeError, TimeoutError):
-                time.sleep(0.2)
-        raise RuntimeError("redis did not come back")
-
-    # --- S3 ------------------------------------------------------------------------------------
-    def kill_s3(self) -> None:
-        self.s3.signal(signal.SIGKILL)
-        self.s3.proc.wait(10)
-
-    def start_s3_again(self) -> None:
-        self.s3 = devstack.start_seaweedfs(self.s3.extra["data_dir"], ACCESS_KEY, SECRET_KEY,
-                                           ["tenderscan", "tenderscan-models"], self.logs,
-                                           port_base=self.s3.extra["port_base"])
-
-    # --- reading the truth -------------------------------------------------------------------------
     def redis_client(self) -> redis.Redis:
         return redis.Redis.from_url(self.settings.redis_url, decode_responses=True, socket_timeout=10)
 
     def objects(self) -> S3ObjectStore:
         return S3ObjectStore.from_settings(self.settings)
-
-    def stop(self) -> None:
-        for svc in self.workers + [self.api, self.s3, self.redis]:
-            try:
-                svc.stop(timeout=30)
-            except Exception:  # noqa: BLE001 - best effort teardown
-                svc.signal(signal.SIGKILL)
 
 
 # --- counting transport (how many 503s and connection errors the clients absorbed) --------------

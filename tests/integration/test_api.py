@@ -29,12 +29,11 @@ from workers.core.storage import S3ObjectStore
 from workers.core.verdict_store import VerdictStore
 
 pytestmark = pytest.mark.integration
-REDIS_DB = 11
 
 
 @pytest.fixture()
 def stack(tmp_path, seaweedfs):
-    stack = start_stack(tmp_path, seaweedfs, REDIS_DB, workers=0)
+    stack = start_stack(tmp_path, seaweedfs, workers=0)
     yield stack
     stack.stop()
 
@@ -142,7 +141,7 @@ BODY_TIMEOUT_S = 2
 
 @pytest.fixture()
 def slow_stack(tmp_path, seaweedfs):
-    stack = start_stack(tmp_path, seaweedfs, REDIS_DB, workers=0,
+    stack = start_stack(tmp_path, seaweedfs, workers=0,
                         extra_env={"TENDERSCAN_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)})
     yield stack
     stack.stop()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from producer import devstack
+from producer.dev.services import start_seaweedfs
 from tests.workers.audit.records import verdict
 from workers.audit import manifests, signing
 from workers.core.errors import StorageError
@@ -64,16 +64,9 @@ def weed(tmp_path_factory):
     root = tmp_path_factory.mktemp("weed-audit")
     config = root / "s3.json"
     config.write_text(json.dumps(identities(BUCKET)))
-    base = devstack.free_port_block()
-    (root / "data").mkdir()
-    cmd = [devstack.weed_binary(), "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           f"-master.port={base}", f"-volume.port={base + 1}", f"-filer.port={base + 2}", f"-s3.port={base + 3}",
-           "-webdav=false", "-admin.ui=false", f"-admin.port={base + 4}", f"-metricsPort={base + 5}",
-           f"-s3.config={config}"]
-    svc = devstack.spawn("weed-audit", cmd, root / "logs")
+    svc = start_seaweedfs(root / "data", None, None, [], root / "logs", extra_args=(f"-s3.config={config}",),
+                          name="weed-audit")
     try:
-        devstack.wait_for_port(base + 3, 60, svc.proc)
-        svc.extra.update(endpoint=f"http://127.0.0.1:{base + 3}", filer=f"http://127.0.0.1:{base + 2}")
         admin = s3_client(as_role(svc, "admin"))
         deadline = time.monotonic() + 30
         while True:

@@ -22,14 +22,13 @@ import pytest
 import redis
 import yaml
 
-from producer import devstack
+from producer.dev import services as devstack
 from tests.integration.conftest import BIN, start_stack, tenant_clients
 from workers.core import keys
 from workers.core import telemetry as metrics
 
 pytestmark = pytest.mark.integration
 
-REDIS_DB = 10
 SCANS = 12
 K8S = Path(__file__).resolve().parents[2] / "infra" / "k8s"
 
@@ -71,7 +70,7 @@ def promtool_eval(tmp: Path, series: list[tuple[str, float]], query: str, expect
 @pytest.fixture()
 def fleet(tmp_path, seaweedfs):
     metrics_port = devstack.free_port()
-    stack = start_stack(tmp_path, seaweedfs, REDIS_DB, workers=0)
+    stack = start_stack(tmp_path, seaweedfs, workers=0)
     second = devstack.free_port()
     api2 = devstack.spawn("api-2", [str(BIN / "tenderscan"), "api", "--host", "127.0.0.1", "--port", str(second)],
                           stack.logs, env=stack.env)

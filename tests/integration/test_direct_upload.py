@@ -25,7 +25,6 @@ from workers.core.errors import ObjectNotFound
 from workers.core.storage import S3ObjectStore
 
 pytestmark = pytest.mark.integration
-REDIS_DB = 13
 
 
 def image(fmt: str = "JPEG", shade: int = 10) -> bytes:
@@ -119,7 +118,7 @@ def test_a_grant_can_be_reused_until_it_expires(store):
 # --- the whole path: API, SeaweedFS, a real worker ------------------------------------------------
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, seaweedfs):
-    stack = start_stack(tmp_path_factory.mktemp("direct"), seaweedfs, REDIS_DB, workers=0,
+    stack = start_stack(tmp_path_factory.mktemp("direct"), seaweedfs, workers=0,
                         extra_env={"TENDERSCAN_S3_PUBLIC_ENDPOINT_URL":
                                    seaweedfs.extra["endpoint"].replace("127.0.0.1", "localhost")})
     yield stack

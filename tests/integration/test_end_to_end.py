@@ -18,7 +18,7 @@ import redis
 
 from models.synth import make_scans
 from producer.client import ClientError
-from tests.integration.conftest import start_stack, tenant_clients
+from tests.integration.conftest import start_stack, tenant_clients, wait_until
 from workers.core import keys
 from workers.core.schemas import Verdict
 from workers.core.storage import S3ObjectStore
@@ -32,7 +32,7 @@ EVALUATION = Path(__file__).resolve().parents[2] / "models" / "default" / "evalu
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, seaweedfs):
-    stack = start_stack(tmp_path_factory.mktemp("e2e"), seaweedfs, redis_db=12, workers=1)
+    stack = start_stack(tmp_path_factory.mktemp("e2e"), seaweedfs, workers=1)
     yield stack
     stack.stop()
 
@@ -64,6 +64,8 @@ def test_every_scan_gets_exactly_one_verdict_in_redis_and_s3(stack, run):
     store = S3ObjectStore.from_settings(stack.settings)
     scan_ids = [row["accepted"]["scan_id"] for row in run]
     assert len(set(scan_ids)) == N_SCANS
+    # a verdict reaches Redis (what the clients waited for) just before its audit record reaches S3
+    assert wait_until(lambda: len(set(store.list("verdicts/"))) >= N_SCANS, 30)
     audit_keys = set(store.list("verdicts/"))
     assert len(audit_keys) == N_SCANS  # one record per scan, no strays
     for row in run:

@@ -27,7 +27,7 @@ import pytest
 import redis
 
 from models.synth import make_scans
-from producer import devstack
+from producer.dev.services import free_port_block, spawn, start_redis
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 from tests.integration.conftest import BIN, prefill, wait_until
 from workers.core import keys
@@ -42,7 +42,7 @@ UNACKED = "unacked"  # kombu's Redis transport: delivered, not yet acked
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, seaweedfs):
     root = tmp_path_factory.mktemp("supervisor")
-    red = devstack.start_redis(root / "redis", root / "logs")
+    red = start_redis(root / "redis", root / "logs")
     settings = Settings().with_(redis_url=red.extra["url"], s3_endpoint_url=seaweedfs.extra["endpoint"],
                                 s3_access_key=ACCESS_KEY, s3_secret_key=SECRET_KEY,
                                 s3_bucket=f"ts-sup-{os.getpid()}", models_bucket=f"ts-sup-models-{os.getpid()}")
@@ -55,7 +55,7 @@ def services(tmp_path_factory, seaweedfs):
 @pytest.fixture()
 def supervised(services, tmp_path):
     """Start `tenderscan worker --processes 2`; yields (service, env, metrics ports); stops it all after."""
-    metrics_port = devstack.free_port_block(2)
+    metrics_port = free_port_block(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENDERSCAN_") and k != "OMP_NUM_THREADS"}
     env.update(TENDERSCAN_REDIS_URL=services.redis_url, TENDERSCAN_S3_ENDPOINT_URL=services.s3_endpoint_url,
                TENDERSCAN_S3_ACCESS_KEY=ACCESS_KEY, TENDERSCAN_S3_SECRET_KEY=SECRET_KEY,
@@ -65,7 +65,7 @@ def supervised(services, tmp_path):
                TENDERSCAN_METRICS_PORT=str(metrics_port), TENDERSCAN_HEARTBEAT_FILE=str(tmp_path / "hb"),
                TENDERSCAN_WORKER_PROCESSES="2", TENDERSCAN_LOG_JSON="true", PYTHONUNBUFFERED="1")
     redis.Redis.from_url(services.redis_url).flushdb()
-    sup = devstack.spawn("supervisor", [str(BIN / "tenderscan"), "worker", "--processes", "2"], tmp_path / "logs",
+    sup = spawn("supervisor", [str(BIN / "tenderscan"), "worker", "--processes", "2"], tmp_path / "logs",
                          env=env)
     try:
         assert wait_until(lambda: _log(sup).count(" ready.") >= 2 or not sup.alive(), 60), sup.log_tail()

@@ -40,7 +40,6 @@ from workers.core.schemas import InputRef, Timestamps, Verdict
 from workers.core.verdict_store import VerdictStore
 
 pytestmark = pytest.mark.integration
-REDIS_DB = 14
 SECRET = "integration-key-hmac-secret-0123456789"
 
 
@@ -101,7 +100,7 @@ def direct_upload(http, key) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, seaweedfs):
-    stack = start_stack(tmp_path_factory.mktemp("tenants"), seaweedfs, REDIS_DB, workers=0,
+    stack = start_stack(tmp_path_factory.mktemp("tenants"), seaweedfs, workers=0,
                         extra_env={"TENDERSCAN_KEY_HMAC_SECRET": SECRET, "TENDERSCAN_TENANT_REFRESH_S": "1"})
     try:
         revoked = new_tenant(stack, "acme")

@@ -18,7 +18,7 @@ import pytest
 from kombu import pools
 from PIL import Image
 
-from producer import devstack
+from producer.dev.services import free_port, free_port_block, spawn, start_seaweedfs, wait_for_port
 from producer.submit import CeleryEnqueuer, Submitter, Upload
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 from tests.integration.conftest import wait_until
@@ -45,14 +45,14 @@ def redis_tls(tmp_path_factory, pkis):
     """redis-server with TLS only (no plain port) and tls-auth-clients yes."""
     pki = pkis[0]
     root = tmp_path_factory.mktemp("redis-tls")
-    port = devstack.free_port()
-    svc = devstack.spawn("redis-tls", [
+    port = free_port()
+    svc = spawn("redis-tls", [
         "redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
         "--appendonly", "no", "--dir", str(root), "--tls-cert-file", str(pki.server_cert),
         "--tls-key-file", str(pki.server_key), "--tls-ca-cert-file", str(pki.ca), "--tls-auth-clients", "yes"],
         root / "logs")
     try:
-        devstack.wait_for_port(port, 15, svc.proc)
+        wait_for_port(port, 15, svc.proc)
     except Exception:
         svc.stop()
         pytest.fail(f"redis-server did not start with TLS (built without it?):\n{svc.log_tail()}")
@@ -121,8 +121,9 @@ def test_a_scan_round_trips_through_celery_on_a_rediss_broker(tls_stack_settings
     submitter = Submitter(S3ObjectStore.from_settings(s), verdicts, CeleryEnqueuer.from_settings(s),
                           Limits.from_settings(s), s.idempotency_ttl_s)
     scan_id = submitter.accept(Upload("acme", "store-1", "pos-1", buf.getvalue())).scan_id  # sent over TLS
-    worker = devstack.spawn("worker-tls", [str(BIN / "celery"), "-A", "workers.app", "worker", "-P", "threads",
-                                           "-c", "2", "-n", "tls@%h"], tmp_path / "logs", env=_env(s, redis_tls))
+    worker = spawn("worker-tls", [str(BIN / "celery"), "-A", "workers.app", "worker", "-P", "threads",
+                                           "-c", "2", "-n", "tls@%h"], tmp_path / "logs",
+                   env=_env(s, redis_tls, TENDERSCAN_HEARTBEAT_FILE=str(tmp_path / "hb")))
     try:
         assert wait_until(lambda: verdicts.get_verdict(scan_id) is not None, 120), worker.log_tail()
         verdict = verdicts.get_verdict(scan_id)
@@ -133,8 +134,9 @@ def test_a_scan_round_trips_through_celery_on_a_rediss_broker(tls_stack_settings
 
 
 def test_a_worker_with_the_wrong_ca_stops_at_start_naming_it(tls_stack_settings, redis_tls, pkis, tmp_path):
-    env = _env(tls_stack_settings, redis_tls, TENDERSCAN_REDIS_TLS_CA_FILE=str(pkis[1].ca))
-    worker = devstack.spawn("worker-wrong-ca", [str(BIN / "celery"), "-A", "workers.app", "worker", "-P", "threads",
+    env = _env(tls_stack_settings, redis_tls, TENDERSCAN_REDIS_TLS_CA_FILE=str(pkis[1].ca),
+               TENDERSCAN_HEARTBEAT_FILE=str(tmp_path / "hb"))
+    worker = spawn("worker-wrong-ca", [str(BIN / "celery"), "-A", "workers.app", "worker", "-P", "threads",
                                                 "-c", "1", "-n", "wrongca@%h"], tmp_path / "logs", env=env)
     try:
         assert wait_until(lambda: not worker.alive(), 60), "the worker kept running with an unverifiable broker"
@@ -150,20 +152,14 @@ def seaweedfs_https(tmp_path_factory, pkis):
     """`weed mini` with its S3 gateway also on HTTPS (-s3.port.https, -s3.cert.file, -s3.key.file)."""
     pki = pkis[0]
     root = tmp_path_factory.mktemp("weed-https")
-    base = devstack.free_port_block(7)
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
-    (root / "data").mkdir()
-    svc = devstack.spawn("seaweedfs-https", [
-        devstack.weed_binary(), "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={base}", f"-volume.port={base + 1}", f"-filer.port={base + 2}", f"-s3.port={base + 3}",
-        f"-s3.port.https={base + 6}", f"-s3.cert.file={pki.server_cert}", f"-s3.key.file={pki.server_key}",
-        "-webdav=false", "-admin.ui=false", f"-admin.port={base + 4}", f"-metricsPort={base + 5}",
-        "-bucket=tls-scans", "-s3.port.iceberg=0", "-s3.port.lance=0"], root / "logs", env=env)
+    base = free_port_block(7)
     try:
-        devstack.wait_for_port(base + 6, 60, svc.proc)
-    except Exception:
-        svc.stop()
-        pytest.fail(f"SeaweedFS did not open its HTTPS port:\n{svc.log_tail()}")
+        svc = start_seaweedfs(root / "data", ACCESS_KEY, SECRET_KEY, ["tls-scans"], root / "logs", port_base=base,
+                              ports=7, wait_port=base + 6, name="seaweedfs-https",
+                              extra_args=(f"-s3.port.https={base + 6}", f"-s3.cert.file={pki.server_cert}",
+                                          f"-s3.key.file={pki.server_key}"))
+    except RuntimeError as exc:
+        pytest.fail(f"SeaweedFS did not open its HTTPS port: {exc}")
     yield f"https://127.0.0.1:{base + 6}"
     svc.stop()
 

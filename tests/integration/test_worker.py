@@ -1,6 +1,7 @@
 """A real `celery -A workers.app worker -P threads` on real Redis and SeaweedFS, fed exactly as the edge feeds it.
 
-Own Redis DBs (13: verdicts, 14: broker) so that other test modules cannot see or flush its keys.
+Verdicts and the broker in two DBs of their own (1 and 2) of this pytest process's redis-server, apart
+from DB 0 that other modules flush, so the worker's broker is never the verdict store by accident.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from producer import devstack
+from producer.dev.services import VENV_BIN, Service, spawn
 from workers.core import clock, keys, schemas
 from workers.core.celery_app import make_celery
 from workers.core.schemas import ScanMessage, Verdict
@@ -25,7 +26,7 @@ from workers.runtime.publish import audit_key
 
 pytestmark = pytest.mark.integration
 
-VERDICT_DB, BROKER_DB = 13, 14
+VERDICT_DB, BROKER_DB = 1, 2
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default" / "tenderscan-default.pt"
 
 
@@ -49,8 +50,8 @@ def model_path(tmp_path) -> Path:
 
 
 @pytest.fixture()
-def stack(s3_settings, model_path, tmp_path):
-    base = "redis://127.0.0.1:6379"
+def stack(s3_settings, model_path, tmp_path, redis_server):
+    base = f"redis://127.0.0.1:{redis_server.extra['port']}"
     settings = s3_settings.with_(redis_url=f"{base}/{VERDICT_DB}", broker_url=f"{base}/{BROKER_DB}",
                                  model=str(model_path), max_batch_size=8, max_wait_ms=50, device="cpu")
     for db in (VERDICT_DB, BROKER_DB):
@@ -62,7 +63,7 @@ def stack(s3_settings, model_path, tmp_path):
         "TENDERSCAN_S3_SECRET_KEY": settings.s3_secret_key, "TENDERSCAN_S3_BUCKET": settings.s3_bucket,
         "TENDERSCAN_MODELS_BUCKET": settings.models_bucket, "TENDERSCAN_MODEL": settings.model,
         "TENDERSCAN_MAX_BATCH_SIZE": "8", "TENDERSCAN_MAX_WAIT_MS": "50", "TENDERSCAN_DEVICE": "cpu",
-        "OMP_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1", "TENDERSCAN_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
     })
     yield settings, env, tmp_path / "logs"
     for db in (VERDICT_DB, BROKER_DB):
@@ -85,11 +86,11 @@ def offline_p_counterfeit(model: str, images: list[bytes]) -> list[float]:
     return predict(ckpt, x).p_counterfeit.tolist()
 
 
-def start_worker(env: dict, log_dir: Path) -> devstack.Service:
-    cmd = [str(devstack.VENV_BIN / "celery"), "-A", "workers.app", "worker", "-P", "threads", "-c", "16",
+def start_worker(env: dict, log_dir: Path) -> Service:
+    cmd = [str(VENV_BIN / "celery"), "-A", "workers.app", "worker", "-P", "threads", "-c", "16",
            "-Q", keys.QUEUE, "-n", f"it-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
            "--without-heartbeat", "--loglevel=INFO"]
-    return devstack.spawn("worker", cmd, log_dir, env=env, cwd=Path(__file__).resolve().parents[2])
+    return spawn("worker", cmd, log_dir, env=env, cwd=Path(__file__).resolve().parents[2])
 
 
 def submit(settings, objects, verdicts, app, data: bytes, *, sha256: str | None = None,
@@ -107,7 +108,7 @@ def submit(settings, objects, verdicts, app, data: bytes, *, sha256: str | None 
     return msg
 
 
-def wait_for(verdicts: VerdictStore, ids: list[str], worker: devstack.Service, timeout: float = 60) -> dict[str, Verdict]:
+def wait_for(verdicts: VerdictStore, ids: list[str], worker: Service, timeout: float = 60) -> dict[str, Verdict]:
     deadline = time.monotonic() + timeout
     found: dict[str, Verdict] = {}
     while time.monotonic() < deadline:
@@ -212,8 +213,8 @@ def test_the_bare_celery_command_gives_the_tenderscan_worker(stack):
     each child loading the model and every batch of size 1. Asked of the running worker itself."""
     settings, env, log_dir = stack
     node = f"bare-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
-    cmd = [str(devstack.VENV_BIN / "celery"), "-A", "workers.app", "worker", "-n", node]
-    worker = devstack.spawn("worker", cmd, log_dir, env=env, cwd=Path(__file__).resolve().parents[2])
+    cmd = [str(VENV_BIN / "celery"), "-A", "workers.app", "worker", "-n", node]
+    worker = spawn("worker", cmd, log_dir, env=env, cwd=Path(__file__).resolve().parents[2])
     try:
         worker.wait_for_log(" ready.", timeout=120)
         inspect = make_celery(settings).control.inspect(destination=[node], timeout=5)
@@ -237,8 +238,8 @@ def test_the_bare_command_refuses_a_process_count_it_cannot_honour(stack):
     """TENDERSCAN_WORKER_PROCESSES = 2 asks for two worker processes, which only `tenderscan worker`'s
     supervisor runs: the bare command says so and exits, before it loads a model or takes a message."""
     _, env, log_dir = stack
-    cmd = [str(devstack.VENV_BIN / "celery"), "-A", "workers.app", "worker"]
-    worker = devstack.spawn("worker", cmd, log_dir, env=dict(env, TENDERSCAN_WORKER_PROCESSES="2"),
+    cmd = [str(VENV_BIN / "celery"), "-A", "workers.app", "worker"]
+    worker = spawn("worker", cmd, log_dir, env=dict(env, TENDERSCAN_WORKER_PROCESSES="2"),
                             cwd=Path(__file__).resolve().parents[2])
     try:
         worker.proc.wait(60)

@@ -10,7 +10,8 @@ def register(subparsers) -> None:
                               description="Serve POST /v1/scans and GET /v1/scans/{id} under uvicorn. "
                               "Each worker process reads the TENDERSCAN_* environment once.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 in a container)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000,
+                   help="TCP port (default 8000, the port clients assume when TENDERSCAN_API_URL is unset)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     p.set_defaults(func=run)
 

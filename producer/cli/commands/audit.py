@@ -52,18 +52,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--decision", action="append", default=[], help="only this decision (repeatable)")
     pl.add_argument("--out", required=True, type=Path, help="FILE.jsonl, FILE.csv or FILE.parquet")
     pl.add_argument("--format", choices=["jsonl", "csv", "parquet"], default=None, help="default: from --out")
-    pl.add_argument("--no-progress", action="store_true")
+    pl.add_argument("--no-progress", action="store_true", help="no progress bar")
     pl.set_defaults(func=run_pull)
 
     r = asub.add_parser("report", help="counts by day, store and decision; rates; models; a PNG chart")
     _range(r, tenant_required=False)
-    r.add_argument("--store", action="append", default=[])
+    r.add_argument("--store", action="append", default=[], help="only this store_id (repeatable)")
     r.add_argument("--png", type=Path, default=None, help="write a stacked bar chart per day here")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
     r.set_defaults(func=run_report)
 
     pr = asub.add_parser("protect", help="enable versioning and Object Lock default retention on the bucket")
-    pr.add_argument("--mode", choices=["COMPLIANCE", "GOVERNANCE"], default="COMPLIANCE")
+    pr.add_argument("--mode", choices=["COMPLIANCE", "GOVERNANCE"], default="COMPLIANCE",
+                    help="Object Lock mode (default COMPLIANCE: not even the root user can shorten it)")
     pr.add_argument("--days", type=int, default=2555, help="default retention in days (default 7 years)")
     pr.set_defaults(func=run_protect)
 

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--bulk-per-message", type=int, default=16, help="scans per message, bulk drain run")
     p.add_argument("--unique", type=int, default=32, help="distinct rendered scans")
     p.add_argument("--copies", type=int, default=8, help="S3 copies of each distinct scan")
-    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--seed", type=int, default=2026, help="corpus seed (default 2026)")
     p.add_argument("--batch-sizes", type=_ints, default=(1, 8, 16, 32, 64), help="model limit: batch sizes")
     p.add_argument("--model-seconds", type=float, default=2.0, help="model limit: seconds per batch size")
     p.add_argument("--loads", type=_floats, default=(0.2, 0.35, 0.5, 0.7, 0.9),

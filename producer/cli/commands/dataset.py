@@ -10,10 +10,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("dataset", help="synthetic annotated bills (models/synth)")
     sub = p.add_subparsers(dest="dataset_command", metavar="ACTION")
     g = sub.add_parser("generate", help="write scans + manifest.jsonl to a folder or s3://bucket/prefix",
-                       description="Deterministic from --seed: the same arguments give the same bytes.")
+                       description="Deterministic: the same arguments (--seed included, default 0) give "
+                       "the same bytes.")
     g.add_argument("--out", required=True, help="a folder, or s3://bucket/prefix (S3 settings from TENDERSCAN_*)")
     g.add_argument("--count", type=int, required=True, help="number of scans")
-    g.add_argument("--seed", type=int, required=True)
+    g.add_argument("--seed", type=int, default=0,
+                   help="generator seed (default 0); scan i is drawn from rng([seed, i])")
     g.add_argument("--counterfeit-ratio", type=float, default=0.5, help="share of counterfeits (default 0.5)")
     g.add_argument("--capture", default="default",
                    help="what the scans show: a scanner preset (clean, default, harsh); mix (the training "

@@ -28,9 +28,9 @@ def register(subparsers) -> None:
                    "suite seed, 2000); a different seed gives fresh scans")
     p.add_argument("--only", nargs="*", default=None, metavar="FAMILY",
                    help="--suite: only these families (and 'negatives')")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--workers", type=int, default=2, help="data processes (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 

@@ -17,30 +17,30 @@ def register(subparsers) -> None:
                          description="Refuses a model whose evaluation misses the quality gate. Each limit "
                          "can be changed, or switched off with 'off'.")
     pub.add_argument("checkpoint")
-    pub.add_argument("--version", required=True)
+    pub.add_argument("--version", required=True, help="the version to publish it as")
     pub.add_argument("--evaluation", default=None,
                      help="evaluation JSON (default: evaluation.json beside the checkpoint)")
-    pub.add_argument("--min-accuracy", type=_limit, default=0.995)
-    pub.add_argument("--max-false-reject", type=_limit, default=0.005)
-    pub.add_argument("--max-miss", type=_limit, default=0.01)
-    pub.add_argument("--max-review", type=_limit, default=0.03)
-    pub.add_argument("--min-sign-recall", type=_limit, default=0.97)
-    pub.add_argument("--min-subtle-caught", type=_limit, default=0.90)
-    pub.add_argument("--min-harsh-accuracy", type=_limit, default=0.97)
+    pub.add_argument("--min-accuracy", type=_limit, default=0.995, help="gate (default 0.995)")
+    pub.add_argument("--max-false-reject", type=_limit, default=0.005, help="gate (default 0.005)")
+    pub.add_argument("--max-miss", type=_limit, default=0.01, help="gate (default 0.01)")
+    pub.add_argument("--max-review", type=_limit, default=0.03, help="gate (default 0.03)")
+    pub.add_argument("--min-sign-recall", type=_limit, default=0.97, help="gate (default 0.97)")
+    pub.add_argument("--min-subtle-caught", type=_limit, default=0.90, help="gate (default 0.90)")
+    pub.add_argument("--min-harsh-accuracy", type=_limit, default=0.97, help="gate (default 0.97)")
     pub.set_defaults(func=run_publish)
 
     pro = sub.add_parser("promote", help="point an alias (e.g. production) at a version")
     pro.add_argument("version")
-    pro.add_argument("--alias", required=True)
+    pro.add_argument("--alias", required=True, help="alias to point, e.g. production")
     pro.set_defaults(func=run_promote)
 
     ls = sub.add_parser("list", help="published versions and their aliases")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(func=run_list)
 
     res = sub.add_parser("resolve", help="download a version or alias into the cache and print its path")
     res.add_argument("ref", help="alias or version (registry: prefix allowed)")
-    res.add_argument("--cache-dir", default=".tenderscan/models")
+    res.add_argument("--cache-dir", default=".tenderscan/models", help="where downloads go (default .tenderscan/models)")
     res.set_defaults(func=run_resolve)
 
 

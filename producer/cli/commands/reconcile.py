@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only the scans in flight (Redis), not the S3 sweep: what workers run every interval")
     p.add_argument("--dry-run", action="store_true", help="report what would be re-enqueued, change nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="also log an event per scan re-enqueued or repaired (stderr); default: warnings only")
     p.set_defaults(func=run)
 
 
@@ -38,12 +40,17 @@ def run(args: argparse.Namespace) -> int:
     from workers.runtime.reconcile import queue_head_reader, reconcile_once, reconcile_outstanding
 
     settings = Settings.from_env()
+    if not args.verbose:  # the report below says what the per-scan events would; keep them out of it
+        from workers.core.logging import configure_logging
+
+        configure_logging("WARNING", json_output=False, stream="stderr")
     objects = S3ObjectStore.from_settings(settings)
     verdicts = VerdictStore.from_settings(settings)
     enqueue = (lambda msg: None) if args.dry_run else CeleryEnqueuer.from_settings(settings).enqueue
     stale_after_s = args.stale_after if args.stale_after is not None else settings.reconcile_stale_after_s
     queue_head = queue_head_reader(redis_client(settings.effective_broker_url))
-    signer = signing.signer_from_settings(settings)  # repaired audit records are signed too
+    # repaired audit records are signed too; a dry run writes none (and needs no warning)
+    signer = None if args.dry_run else signing.signer_from_settings(settings)
     if args.outstanding:
         report = reconcile_outstanding(objects, verdicts, enqueue, stale_after_s=stale_after_s, dry_run=args.dry_run,
                                        queue_head=queue_head, signer=signer)

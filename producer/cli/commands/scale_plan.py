@@ -85,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--bench", type=Path, help="a `tenderscan bench` JSON to read it from")
     p.add_argument("--batch-size", type=int, default=32, help="TENDERSCAN_MAX_BATCH_SIZE (default 32)")
     p.add_argument("--headroom", type=float, default=0.7, help="target worker utilization (default 0.7)")
-    p.add_argument("--redis-ops-per-scan", type=float, default=OPS_PER_SCAN)
+    p.add_argument("--redis-ops-per-scan", type=float, default=OPS_PER_SCAN, help=f"Redis commands per scan (default {OPS_PER_SCAN})")
     p.add_argument("--redis-capacity", type=float, default=REDIS_CAPACITY, help="ops/s one Redis sustains")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=run)

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def register(subparsers) -> None:
@@ -25,6 +22,8 @@ def register(subparsers) -> None:
                    help="wait up to S seconds (default 60) for each verdict")
     p.add_argument("--direct-upload", action="store_true",
                    help="upload each image to S3 with a presigned POST, then submit it by reference")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print only the scan ids, one per line (`id=$(tenderscan submit ... -q)`)")
     _common(p)
     p.set_defaults(func=run_submit)
 
@@ -36,20 +35,20 @@ def register(subparsers) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=None, help=f"API base URL (env TENDERSCAN_API_URL, default {DEFAULT_URL})")
-    p.add_argument("--key", default=None, help="API key (env TENDERSCAN_API_KEY)")
+    p.add_argument("--url", default=None,
+                   help="API base URL (default: TENDERSCAN_API_URL, else http://127.0.0.1:8000)")
+    p.add_argument("--key", default=None, help="API key (default: TENDERSCAN_API_KEY)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
 
 
 def _client(args: argparse.Namespace):
-    from producer.client import TenderscanClient
+    from producer.client import MissingApiKey, TenderscanClient
 
-    url = args.url or os.environ.get("TENDERSCAN_API_URL") or DEFAULT_URL
-    key = args.key or os.environ.get("TENDERSCAN_API_KEY")
-    if not key:
-        raise SystemExit("tenderscan: error: no API key (--key or TENDERSCAN_API_KEY)")
-    return TenderscanClient(url, key, timeout=args.timeout)
+    try:
+        return TenderscanClient.from_env(url=args.url, key=args.key, timeout=args.timeout)
+    except MissingApiKey as exc:
+        raise SystemExit(f"tenderscan: error: {exc}") from None
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -66,10 +65,14 @@ def run_submit(args: argparse.Namespace) -> int:
             except (ClientError, OSError) as exc:
                 failed += 1
                 scan = {"error": str(exc)}
+                if args.quiet:
+                    print(f"tenderscan: error: {path}: {exc}", file=sys.stderr)
             rows.append({"file": path, **scan})
             if args.json:
                 print(json.dumps(rows[-1]), flush=True)
-    if not args.json:
+            elif args.quiet and "scan_id" in scan:
+                print(scan["scan_id"], flush=True)
+    if not args.json and not args.quiet:
         _print_table(rows)
     return 1 if failed else 0
 

@@ -74,13 +74,15 @@ def _limit_type(kind, allow_default: bool):
     return parse
 
 
-def _context():
+def _context(makes_keys: bool = False):
+    """Settings and the registry. `makes_keys`: warn when a new key's HMAC would use the development
+    secret (reading, revoking and limits do not depend on it)."""
     from producer.tenants import TenantStore
     from workers.core.settings import DEV_KEY_HMAC_SECRET, Settings
     from workers.core.storage import S3ObjectStore
 
     settings = Settings.from_env()
-    if settings.key_hmac_secret == DEV_KEY_HMAC_SECRET:
+    if makes_keys and settings.key_hmac_secret == DEV_KEY_HMAC_SECRET:
         print("tenderscan tenant: warning: TENDERSCAN_KEY_HMAC_SECRET is the development default; keys made "
               "now work only with an API that uses it too", file=sys.stderr)
     return settings, TenantStore(S3ObjectStore.from_settings(settings))
@@ -101,7 +103,7 @@ def _show_key(tenant: str, key: str) -> None:
 def run_create(args: argparse.Namespace) -> int:
     from producer.tenants import TenantLimits
 
-    settings, store = _context()
+    settings, store = _context(makes_keys=not args.no_key)
     record, key = store.create(args.tenant, settings.key_hmac_secret, TenantLimits(**_limits_from(args)),
                                with_key=not args.no_key)
     print(f"tenant {record.tenant} created", file=sys.stderr)
@@ -111,7 +113,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_key_add(args: argparse.Namespace) -> int:
-    settings, store = _context()
+    settings, store = _context(makes_keys=True)
     record, key = store.add_key(args.tenant, settings.key_hmac_secret)
     _show_key(record.tenant, key)
     return 0

@@ -17,22 +17,22 @@ def register(subparsers) -> None:
     p.add_argument("--data-seed", type=int, default=1001, help="seed of synthesized training data (val: +1)")
     p.add_argument("--capture", default="default", help="capture preset of synthesized data")
     p.add_argument("--out", required=True, help="checkpoint path to write")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training set (default 10)")
+    p.add_argument("--batch-size", type=int, default=64, help="scans per optimiser step (default 64)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="weight init and batch order")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=2, help="data processes")
-    p.add_argument("--name", default="tenderscan")
-    p.add_argument("--version", default="dev")
+    p.add_argument("--name", default="tenderscan", help="model name stored in the checkpoint")
+    p.add_argument("--version", default="dev", help="model version stored in the checkpoint")
     p.add_argument("--max-false-reject", type=float, default=0.005, help="limit for the decision thresholds")
     p.add_argument("--max-miss", type=float, default=0.005, help="limit for the decision thresholds")
     p.add_argument("--threshold-safety", type=float, default=0.5,
                    help="aim the thresholds at this share of the limits on validation (1 = exactly at the limits)")
     p.add_argument("--sign-max-false-alarm", type=float, default=0.005,
                    help="per-sign thresholds: false alarms allowed among validation notes without the sign")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 

@@ -71,5 +71,9 @@ def test_api_keys_parse_several_tenants():
 
 
 def test_env_example_lists_every_variable(repo_root):
-    listed = set(re.findall(r"^(TENDERSCAN_[A-Z0-9_]+)=", (repo_root / ".env.example").read_text(), re.M))
-    assert listed == set(env_names())
+    from producer.client import API_KEY_ENV, API_URL_ENV, DEFAULT_URL
+
+    text = (repo_root / ".env.example").read_text()
+    listed = set(re.findall(r"^(TENDERSCAN_[A-Z0-9_]+)=", text, re.M))
+    assert listed == set(env_names()) | {API_URL_ENV, API_KEY_ENV}  # the services' settings, the clients' two
+    assert re.search(rf"^{API_URL_ENV}={re.escape(DEFAULT_URL)} ", text, re.M)

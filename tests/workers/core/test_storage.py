@@ -47,7 +47,7 @@ def test_wrong_credentials_are_a_storage_error_not_botocore(s3_settings):
 
 
 def test_unreachable_server_is_transient(s3_settings):
-    from producer.devstack import free_port
+    from producer.dev.services import free_port
 
     gone = S3ObjectStore.from_settings(s3_settings.with_(s3_endpoint_url=f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(StorageUnavailable):

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from producer.devstack import free_port
+from producer.dev.services import free_port
 from workers.core import clock, keys, schemas
 from workers.core.errors import StoreUnavailable
 from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict

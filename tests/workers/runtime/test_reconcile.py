@@ -298,7 +298,7 @@ def test_the_sweep_matches_intents_and_audit_records_per_tenant(world):
 def test_the_sweep_is_due_at_start_then_every_interval_and_after_a_redis_restart(tmp_path):
     """A private redis-server, killed and started again (no persistence): a new run_id, no in-flight
     sets left, so the next pass sweeps S3 at once instead of waiting for the interval."""
-    from producer import devstack
+    from producer.dev import services as devstack
 
     red = devstack.start_redis(tmp_path / "redis", tmp_path / "logs", appendonly=False)
     try:
@@ -338,3 +338,26 @@ def test_an_unreadable_queue_holds_nothing_back():
 
     head = queue_head_reader(redis.Redis(port=1, socket_connect_timeout=0.2))  # nothing listens on port 1
     assert head() is None
+
+
+def test_the_cli_prints_its_report_alone_unless_verbose(s3_settings, clean_redis):
+    import os
+    import subprocess
+    import sys
+
+    from workers.core.storage import S3ObjectStore
+
+    accepted(S3ObjectStore.from_settings(s3_settings), VerdictStore(redis_client(clean_redis), ttl_s=600),
+             with_state=False)
+    env = dict(os.environ, TENDERSCAN_REDIS_URL=clean_redis, TENDERSCAN_S3_ENDPOINT_URL=s3_settings.s3_endpoint_url,
+               TENDERSCAN_S3_ACCESS_KEY=s3_settings.s3_access_key, TENDERSCAN_S3_SECRET_KEY=s3_settings.s3_secret_key,
+               TENDERSCAN_S3_BUCKET=s3_settings.s3_bucket, TENDERSCAN_AUDIT_SIGNING_KEY="")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "producer", "reconcile", *args], env=env, capture_output=True,
+                              text=True, timeout=60, check=True)
+
+    quiet = run("--dry-run")
+    assert quiet.stdout.startswith("intents 1 ") and "would re-enqueue 1" in quiet.stdout
+    assert quiet.stderr == ""  # no events, no signing warning for a run that writes nothing
+    assert "reconcile_done" in run("--dry-run", "--verbose").stderr

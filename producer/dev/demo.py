@@ -1,17 +1,19 @@
 """`make demo`: the whole job on one machine, with embedded defaults.
 
-Starts SeaweedFS (and a Redis if none answers on 127.0.0.1:6379), the API and one worker as plain
-processes; generates genuine and counterfeit scans with the bill generator; submits them over HTTP
-as several POS terminals would; polls every verdict; prints a table and a summary; stops everything
-it started. Exits non-zero if any scan lacks a verdict or anything else failed.
+Starts a DevStack (SeaweedFS and a private redis-server on free loopback ports: no Redis already
+running here is touched), the API and one worker as plain processes; generates genuine and
+counterfeit scans with the bill generator; submits them over HTTP as several POS terminals would;
+polls every verdict; prints a table and a summary; stops everything it started and removes its
+working directory (kept, and named, when something failed). Exits non-zero if any scan lacks a
+verdict or anything else failed.
 
-    python -m producer.demo [--count 48] [--terminals 6] [--keep]
+    python -m producer.dev.demo [--count 48] [--terminals 6] [--seed 2026] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -19,53 +21,32 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from producer import devstack
+from producer.dev.services import tenderscan_command
+from producer.dev.stack import DevStack
 
 DEMO_TENANT, DEMO_KEY = "acme", "demo-key-acme"  # the demo's own key; never use it outside the demo
-ACCESS_KEY, SECRET_KEY = "tenderscan", "tenderscan-secret"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m producer.demo", description=__doc__.split("\n\n")[1])
+    p = argparse.ArgumentParser(prog="python -m producer.dev.demo", description=__doc__.split("\n\n")[1])
     p.add_argument("--count", type=int, default=48, help="scans to submit (default 48)")
     p.add_argument("--terminals", type=int, default=6, help="POS terminals submitting in parallel (default 6)")
     p.add_argument("--seed", type=int, default=2026, help="generator seed (default 2026)")
-    p.add_argument("--workdir", type=Path, default=None, help="where data and logs go (default: a temp dir)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="where data and logs go, kept afterwards (default: a temp dir, removed unless the demo failed)")
     return p
 
 
-def start_stack(workdir: Path) -> tuple[dict[str, str], list[devstack.Service], str]:
-    """SeaweedFS, Redis if needed, the API and one worker. Returns (env, services, api_url)."""
-    import hashlib
-
-    services: list[devstack.Service] = []
-    logs = workdir / "logs"
-    s3 = devstack.start_seaweedfs(workdir / "s3", ACCESS_KEY, SECRET_KEY, ["tenderscan", "tenderscan-models"], logs)
-    services.append(s3)
-    redis_url = "redis://127.0.0.1:6379/0"
-    if not devstack.redis_answers(redis_url):
-        redis = devstack.start_redis(workdir / "redis", logs)
-        services.append(redis)
-        redis_url = redis.extra["url"]
-    api_port = devstack.free_port()
-    env = dict(
-        os.environ,
-        TENDERSCAN_REDIS_URL=redis_url,
-        TENDERSCAN_S3_ENDPOINT_URL=s3.extra["endpoint"],
-        TENDERSCAN_S3_ACCESS_KEY=ACCESS_KEY,
-        TENDERSCAN_S3_SECRET_KEY=SECRET_KEY,
-        TENDERSCAN_API_KEYS=f"{DEMO_TENANT}:{hashlib.sha256(DEMO_KEY.encode()).hexdigest()}",
-        TENDERSCAN_LOG_LEVEL="INFO",
-    )
-    bin_dir = Path(sys.executable).parent
-    api = devstack.spawn("api", [str(bin_dir / "tenderscan"), "api", "--host", "127.0.0.1", "--port", str(api_port)],
-                         logs, env=env)
-    services.append(api)
-    worker = devstack.spawn("worker", [str(bin_dir / "tenderscan"), "worker"], logs, env=env)
-    services.append(worker)
-    devstack.wait_for_port(api_port, 60, api.proc)
-    worker.wait_for_log(" ready.", 120)  # model loaded and warmed up, consuming
-    return env, services, f"http://127.0.0.1:{api_port}"
+def start_stack(workdir: Path) -> DevStack:
+    """SeaweedFS, a private Redis, the API and one worker, ready."""
+    stack = DevStack.start(workdir, api_keys={DEMO_TENANT: DEMO_KEY}, extra={"TENDERSCAN_LOG_LEVEL": "INFO"})
+    try:
+        stack.start_api()
+        stack.start_worker("worker", command=[*tenderscan_command(), "worker"], wait=True)  # model loaded, consuming
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
 
 
 def run_scans(api_url: str, count: int, terminals: int, seed: int) -> list[dict]:
@@ -134,22 +115,29 @@ def report(rows: list[dict]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tenderscan-demo-"))
-    print(f"demo workdir: {workdir} (logs in {workdir / 'logs'})", flush=True)
-    services: list[devstack.Service] = []
+    kept = "kept" if args.workdir else "removed at the end unless the demo fails"
+    print(f"demo workdir: {workdir} (logs in {workdir / 'logs'}; {kept})", flush=True)
+    stack = None
     ok = False
     try:
-        _env, services, api_url = start_stack(workdir)
-        print(f"API at {api_url}/docs; one worker; SeaweedFS at {services[0].extra['endpoint']}", flush=True)
-        rows = run_scans(api_url, args.count, args.terminals, args.seed)
+        stack = start_stack(workdir)
+        print(f"API at {stack.api_url}/docs; one worker; SeaweedFS at {stack.s3.extra['endpoint']}; "
+              f"Redis: a private redis-server at {stack.redis.extra['url']} (DB 0), stopped at the end", flush=True)
+        rows = run_scans(stack.api_url, args.count, args.terminals, args.seed)
         ok = report(rows)
     except Exception as exc:  # noqa: BLE001 - the demo reports any failure and exits non-zero
         print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        services = [*stack.workers, *([stack.api] if stack.api else [])] if stack else []
         for svc in services:
-            if svc.log_path:
-                print(f"--- {svc.name} log tail ---\n{svc.log_tail(15)}", file=sys.stderr)
+            print(f"--- {svc.name} log tail ---\n{svc.log_tail(15)}", file=sys.stderr)
     finally:
-        for svc in reversed(services):
-            svc.stop()
+        if stack is not None:
+            stack.stop()
+    if args.workdir is None:
+        if ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"demo workdir kept for its logs: {workdir}", file=sys.stderr)
     print("demo " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1
 
