@@ -13,6 +13,7 @@
     tenderscan keyhash            hash a bootstrap API key for TENDERSCAN_API_KEYS
     tenderscan bench              the throughput benchmark (docs/PERFORMANCE.md)
     tenderscan audit              seal, verify, pull and report the S3 audit records (docs/AUDIT.md)
+    tenderscan settings           the settings a service would use here; `--example` prints .env.example
 
 Subcommand modules are imported here, but import their own heavy dependencies lazily, so
 `tenderscan --help` and `tenderscan api` never import torch.
@@ -25,7 +26,8 @@ import importlib
 import sys
 
 # name -> module under producer.cli.commands; each module defines register(subparsers)
-COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit"]
+COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit",
+            "settings"]
 
 
 def build_parser() -> argparse.ArgumentParser:
