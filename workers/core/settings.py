@@ -12,7 +12,7 @@ Every entry point (`tenderscan api`, `tenderscan worker`, `celery -A workers.app
                   empty means AWS's own endpoint), so `TENDERSCAN_X=` falls through to .env and then
                   to the default. `from_env(mapping)` reads that mapping alone (tests), no .env.
     errors        a bad value raises SettingsError naming the variable, at start, not on the first
-                  scan: the type, the range, and the checks that involve two settings (`_cross_check`).
+                  scan: the type, the range, and the checks that involve two settings (`cross_check`).
     generated     `.env.example` is `tenderscan settings --example`; docker-compose.yml and the k8s
                   ConfigMap are checked against this declaration (tests/workers/core/test_settings.py,
                   tests/test_compose.py, tests/test_k8s.py).
@@ -220,7 +220,7 @@ class Settings(BaseModel):
         return value.rstrip("/") if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _cross_check(self) -> Settings:
+    def cross_check(self) -> Settings:
         """The checks a single variable cannot make on its own, then the TLS options into the Redis URLs."""
         if self.task_time_limit_s < self.task_soft_time_limit_s:
             raise SettingsError(f"{PREFIX}TASK_TIME_LIMIT_S must be >= {PREFIX}TASK_SOFT_TIME_LIMIT_S")

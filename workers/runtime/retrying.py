@@ -21,7 +21,7 @@ Every retry waits min(cap, base * 2**retries) * U(0.5, 1.5), retries = the messa
 The cap is Settings.retry_backoff_cap_s, at most half the reconciler's stale_after: every delivery
 that ends in an outage stamps transient_at, and the reconciler leaves a scan alone until stale_after
 past that stamp, so it never enqueues a second copy of a scan whose retry is still scheduled; while a
-retry waits, its worker holds the message unacked, which Settings.validate keeps below the
+retry waits, its worker holds the message unacked, which Settings.cross_check keeps below the
 visibility timeout. A backstop (`RetryPolicy.max_retries`, Celery's retry count of this message)
 ends a scan whose state Redis lost, so that neither budget above can see it.
 """
