@@ -278,6 +278,11 @@ class Settings(BaseModel):
         return min(60.0, self.reconcile_stale_after_s / 2)
 
     @classmethod
+    def default(cls, name: str) -> Any:
+        """A setting's declared default (a dataclass's `Settings.max_attempts`, which pydantic does not offer)."""
+        return cls.model_fields[name].default
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, env_file: str | Path | None = None) -> Settings:
         """The settings of this process: `env` (default: os.environ, over ./.env), then the defaults.
 

@@ -54,8 +54,8 @@ BACKOFF_BASE_S = 1.0  # the first retry waits about this long
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = Settings.max_attempts  # deliveries that count before a scan is poison
-    window_s: float = Settings.transient_retry_window_s  # outages retried this long after the first
+    max_attempts: int = Settings.default("max_attempts")  # deliveries that count before a scan is poison
+    window_s: float = Settings.default("transient_retry_window_s")  # outages retried this long after the first
     cap_s: float = 30.0  # longest pause before jitter (Settings.retry_backoff_cap_s)
     base_s: float = BACKOFF_BASE_S
 

@@ -164,3 +164,7 @@ def test_with_validates_like_from_env():
     s = Settings.from_env({"TENDERSCAN_API_KEYS": f"acme:{HASH}", "TENDERSCAN_AUDIT_PUBLIC_KEYS": "A" * 64})
     assert s.with_(max_wait_ms=5) == s.with_(max_wait_ms=5).with_(max_wait_ms=5)  # parsed values go back in
     assert s.with_(max_wait_ms=5).api_keys == {HASH: "acme"} and s.audit_public_keys == ("a" * 64,)
+
+
+def test_a_default_can_be_read_without_building_settings():
+    assert Settings.default("max_attempts") == 5 == Settings().max_attempts
