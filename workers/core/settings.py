@@ -199,9 +199,9 @@ class Settings(BaseModel):
     @field_validator("audit_signing_key", mode="before")
     @classmethod
     def _signing_key(cls, value: Any) -> Any:
-        if not isinstance(value, str) or not value.strip():
-            return "" if isinstance(value, str) else value
-        return parse_key_hex(value, PREFIX + "AUDIT_SIGNING_KEY")
+        if isinstance(value, str):  # empty stays empty: audit records are written unsigned
+            return parse_key_hex(value, PREFIX + "AUDIT_SIGNING_KEY") if value.strip() else ""
+        return value
 
     @field_validator("audit_public_keys", mode="before")
     @classmethod
