@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from producer import errors
+from producer import errors, openapi
 from producer.limits import Limiter
 from producer.poll import DoneListener
 from producer.routes import router
@@ -38,6 +39,7 @@ from workers.core.verdict_store import VerdictStore
 
 log = get_logger("producer.app")
 QUIET_PATHS = ("/healthz", "/readyz")  # probes log at debug level
+DOCS_STATIC = "/docs/static"  # Swagger UI's and ReDoc's files (producer/openapi.py)
 
 
 @dataclass
@@ -114,8 +116,10 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
                 await app.state.deps.aclose()
             log.info("api_stopped")
 
-    app = FastAPI(title="tenderscan", version="1", lifespan=lifespan,
-                  description="Counterfeit-banknote detection. POST a scan, poll (or long-poll) its verdict.")
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from this app, not a CDN
+    app = FastAPIOffline(title="tenderscan", version="1", lifespan=lifespan, static_url=DOCS_STATIC,
+                         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+                         description="Counterfeit-banknote detection. POST a scan, poll (or long-poll) its verdict.")
     app.state.settings = settings
     app.state.metrics_registry = telemetry.api_registry()
     app.include_router(router)
@@ -124,6 +128,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     app.add_middleware(BodyGuard, timeout_s=settings.body_timeout_s,
                        aborted=telemetry.requests_aborted(app.state.metrics_registry))
     app.add_middleware(RequestLog)
+    openapi.install(app)
     return app
 
 

@@ -30,6 +30,21 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from producer.auth import identify
 from producer.errors import ApiError, bad_request, error_response, from_rejection, unavailable
 from producer.limits import admit_request, admit_scans
+from producer.openapi import (
+    Alive,
+    BatchForm,
+    BatchResult,
+    NotReady,
+    Ready,
+    ScanAccepted,
+    ScanForm,
+    ScanReference,
+    ScanView,
+    UploadGrant,
+    UploadRequest,
+    body_ref,
+    errors,
+)
 from producer.poll import wait_for_scan
 from producer.submit import Upload
 from producer.uploads import claim_key, grant, read_json, read_reference, resolve
@@ -62,16 +77,19 @@ _UPLOAD_DOC = {
         "content": {
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {"schema": {
-                "type": "object", "required": ["image"],
-                "properties": {"image": {"type": "string", "format": "binary"},
-                               "store_id": {"type": "string"}, "terminal_id": {"type": "string"}}}},
+            "multipart/form-data": {"schema": body_ref(ScanForm)},
+            "application/json": {"schema": body_ref(ScanReference)},
         },
     },
 }
+_ACCEPTED = {"model": ScanAccepted, "description": "accepted (`Idempotent-Replayed: true` on a replay)",
+             "headers": {"Location": {"description": "the poll URL", "schema": {"type": "string"}},
+                         "Idempotent-Replayed": {"description": "`true` when an earlier request with this "
+                                                                "Idempotency-Key answers", "schema": {"type": "string"}}}}
 
 
-@router.post("/v1/scans", status_code=202, openapi_extra=_UPLOAD_DOC, summary="Submit a scan")
+@router.post("/v1/scans", status_code=202, openapi_extra=_UPLOAD_DOC, summary="Submit a scan", response_model=None,
+             responses={202: _ACCEPTED, **errors(400, 401, 408, 409, 413, 415, 422, 429, 500, 503)})
 async def submit_scan(
     request: Request,
     response: Response,
@@ -120,15 +138,13 @@ async def submit_scan(
 
 
 # --- POST /v1/uploads -----------------------------------------------------------------------------
-_GRANT_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["content_type"],
-    "properties": {"content_type": {"type": "string", "enum": ["image/jpeg", "image/png"]},
-                   "bytes": {"type": "integer", "minimum": 1,
-                             "description": "exact size, if known: the policy then allows only that"}}}}}}}
+_GRANT_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_ref(UploadRequest)}}}}
 
 
-@router.post("/v1/uploads", status_code=201, openapi_extra=_GRANT_DOC,
-             summary="A presigned POST for a direct upload (then submit the scan by reference)")
+@router.post("/v1/uploads", status_code=201, openapi_extra=_GRANT_DOC, response_model=None,
+             summary="A presigned POST for a direct upload (then submit the scan by reference)",
+             responses={201: {"model": UploadGrant, "description": "the grant"},
+                        **errors(400, 401, 408, 413, 415, 429, 500, 503)})
 async def create_upload(request: Request, tenant: str = Depends(require_tenant)) -> dict:
     settings = request.app.state.settings
     data = await read_json(request)
@@ -182,15 +198,12 @@ async def _read_multipart(request: Request, limit: int) -> tuple[bytes, dict[str
 # --- POST /v1/scans:batch ------------------------------------------------------------------------
 BATCH_MAX_ITEMS = 64  # image parts in one bulk request
 BATCH_KEY_MAX = 56  # a batch Idempotency-Key; item i uses "{key}:{i}" (<= 64 characters, like any key)
-_BATCH_DOC = {
-    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["image"],
-        "properties": {"image": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                       "store_id": {"type": "string"}, "terminal_id": {"type": "string"}}}}}},
-}
+_BATCH_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body_ref(BatchForm)}}}}
 
 
-@router.post("/v1/scans:batch", status_code=200, openapi_extra=_BATCH_DOC, summary="Submit several scans")
+@router.post("/v1/scans:batch", status_code=200, openapi_extra=_BATCH_DOC, summary="Submit several scans",
+             response_model=None, responses={200: {"model": BatchResult, "description": "one outcome per image"},
+                                             **errors(400, 401, 408, 413, 415, 429, 500, 503)})
 async def submit_scans(
     request: Request,
     tenant: str = Depends(require_tenant),
@@ -275,7 +288,9 @@ async def prometheus_metrics(request: Request) -> Response:
 
 
 # --- GET /v1/scans/{scan_id} ----------------------------------------------------------------------
-@router.get("/v1/scans/{scan_id}", summary="A scan's state and verdict")
+@router.get("/v1/scans/{scan_id}", summary="A scan's state and verdict", response_model=None,
+            responses={200: {"model": ScanView, "description": "the scan's state, and its verdict once done"},
+                       **errors(400, 401, 404, 429, 500, 503)})
 async def get_scan(
     request: Request,
     scan_id: str = Path(description="the id a POST /v1/scans answered"),
@@ -290,12 +305,16 @@ async def get_scan(
 
 
 # --- probes ---------------------------------------------------------------------------------------
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", summary="Liveness: the process answers", response_model=None,
+            responses={200: {"model": Alive, "description": "up"}})
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: Redis and S3 answer")
+@router.get("/readyz", summary="Readiness: Redis and S3 answer", response_model=None,
+            responses={200: {"model": Ready, "description": "ready"},
+                       503: {"model": NotReady, "headers": errors(503)[503]["headers"],
+                             "description": "`unavailable`: Redis or S3 does not answer (`checks` says which)"}})
 async def readyz(request: Request):
     deps = request.app.state.deps
     checks = {"redis": await _probe(deps.verdicts.ping), "s3": await _probe(deps.objects.ping)}

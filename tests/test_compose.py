@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.deployed_settings import drift, resolve_compose
 from workers.core.settings import env_names
 
 
@@ -83,3 +84,28 @@ def test_gpu_worker_runs_several_processes_and_probes_them_all(compose):
     assert service["environment"]["TENDERSCAN_WORKER_PROCESSES"] == "${GPU_WORKER_PROCESSES:-8}"
     assert "workers.health" in service["healthcheck"]["test"]
     assert compose["services"]["worker"]["environment"]["TENDERSCAN_WORKER_PROCESSES"] == "1"
+
+
+# --- the shared environment against workers/core/settings.py (tests/deployed_settings.py) ---------
+def test_the_shared_environment_matches_the_declaration(compose):
+    block = {name: resolve_compose(value) for name, value in compose["x-tenderscan-env"].items()}
+    assert set(block) == set(env_names())
+    assert not drift(block)
+
+
+@pytest.mark.parametrize("service", ["api", "worker", "worker-gpu", "flower"])
+def test_each_services_environment_is_valid(compose, service):
+    env = {name: resolve_compose(value) for name, value in compose["services"][service]["environment"].items()}
+    problems = drift(env)
+    # a service may tune (worker-gpu: device, processes, threads): only validity and names are its own
+    assert not [p for p in problems if "differs from the default" not in p], problems
+
+
+@pytest.mark.parametrize("broken,expected", [
+    ({"TENDERSCAN_MAX_BATCH_SIZ": "8"}, "TENDERSCAN_MAX_BATCH_SIZ is not a setting"),
+    ({"TENDERSCAN_MAX_BATCH_SIZE": "0"}, "TENDERSCAN_MAX_BATCH_SIZE: input should be greater"),
+    ({"TENDERSCAN_MAX_WAIT_MS": "20"}, "TENDERSCAN_MAX_WAIT_MS='20' differs from the default 10"),
+])
+def test_the_declaration_check_catches_drift(compose, broken, expected):
+    block = {name: resolve_compose(value) for name, value in compose["x-tenderscan-env"].items()}
+    assert expected in " | ".join(drift({**block, **broken}))

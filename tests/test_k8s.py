@@ -16,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from workers.core.settings import env_names
+from tests.deployed_settings import drift
+from workers.core.settings import declared, env_names
 
 K8S = Path(__file__).resolve().parent.parent / "infra" / "k8s"
 KEDA_SCHEMA = Path(__file__).resolve().parent / "schemas" / "keda-scaledobject-v1alpha1.json"
@@ -165,3 +166,25 @@ def test_the_api_pods_are_scraped_where_they_serve_the_backlog_gauge():
     [so] = by_kind("ScaledObject")
     query = next(t for t in so["spec"]["triggers"] if t["type"] == "prometheus")["metadata"]["query"]
     assert query.startswith("max(tenderscan_backlog") and "sum(" not in query
+
+
+# --- the ConfigMap and Secret against workers/core/settings.py (tests/deployed_settings.py) -------
+KEDA_ONLY = {"TENDERSCAN_REDIS_HOSTPORT"}  # read by KEDA's redis trigger, not by tenderscan
+
+
+def test_config_and_secret_match_the_declaration():
+    config = next(d for d in by_kind("ConfigMap"))["data"]
+    secret = next(d for d in by_kind("Secret"))["stringData"]
+    secrets = {d.env for d in declared() if d.secret}
+    assert set(secret) == secrets, "the Secret holds exactly the settings declared secret"
+    assert set(config) == set(env_names()) - secrets | KEDA_ONLY
+    assert not drift(config, allowed_extra=KEDA_ONLY)
+
+
+@pytest.mark.parametrize("dep", by_kind("Deployment"), ids=lambda d: d["metadata"]["name"])
+def test_each_deployments_environment_is_valid_over_the_config_map(dep):
+    config = next(d for d in by_kind("ConfigMap"))["data"]
+    own = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])
+           if "value" in e}
+    problems = drift({**config, **own}, allowed_extra=KEDA_ONLY)
+    assert not [p for p in problems if "differs from the default" not in p], problems

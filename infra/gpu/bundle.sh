@@ -20,7 +20,8 @@ pip_target=(python3 -m pip install -q --no-warn-conflicts --target "$tmp/site" -
             --implementation cp --only-binary=:all: --platform manylinux_2_17_x86_64
             --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_34_x86_64
             --platform any -c "$tmp/pins.txt")
-"${pip_target[@]}" "celery[redis]" redis boto3 structlog cryptography fastapi uvicorn python-multipart
+"${pip_target[@]}" "celery[redis]" redis boto3 structlog cryptography pydantic python-dotenv fastapi uvicorn \
+    python-multipart fastapi-offline
 # already in the CUDA image (KINDS.md's package list): keep the image's own copies
 (cd "$tmp/site" && rm -rf bin click click-* anyio anyio-* h11 h11-* idna idna-* urllib3 urllib3-* \
     packaging packaging-* typing_extensions* six.py six-* dateutil python_dateutil-*)

@@ -220,7 +220,7 @@ def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, sett
         # warm-up, not reported: every worker task thread and API thread takes its first requests (their
         # one-time costs: connections, per-thread clients) here, not in the first measured step. It was
         # 2 s at 2/s (~4 scans for 2 x 64 task threads); the first step's p99 then read 219-365 ms at
-        # 33.8/s here, and 129.8 ms when that load came second (docs/PERFORMANCE.md, run D).
+        # 33.8/s here, and 129.8 ms when that load came second (docs/history/PERFORMANCE-log.md, run D).
         _open_loop_step(http, watcher, corpus, offered[0] if offered else 2.0, WARM_UP_S, settle_s, rng)
         for load in offered:
             steps.append(_open_loop_step(http, watcher, corpus, load, seconds, settle_s, rng))

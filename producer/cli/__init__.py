@@ -14,6 +14,7 @@
     tenderscan bench              the throughput benchmark (docs/PERFORMANCE.md)
     tenderscan audit              seal, verify, pull and report the S3 audit records (docs/AUDIT.md)
     tenderscan dev                a local S3 and Redis for trying it by hand (up, env, down)
+    tenderscan settings           the settings a service would use here; `--example` prints .env.example
 
 Subcommand modules are imported here, but import their own heavy dependencies lazily, so
 `tenderscan --help` and `tenderscan api` never import torch.
@@ -27,7 +28,8 @@ import logging
 import sys
 
 # name -> module under producer.cli.commands; each module defines register(subparsers)
-COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit", "dev"]
+COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit",
+            "dev", "settings"]
 
 
 def build_parser() -> argparse.ArgumentParser:

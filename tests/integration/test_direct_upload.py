@@ -8,7 +8,6 @@ a device write what the grant did not allow. What it does not enforce is in docs
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import io
 import json
@@ -38,7 +37,7 @@ def image(fmt: str = "JPEG", shade: int = 10) -> bytes:
 def store(s3_settings, seaweedfs) -> S3ObjectStore:
     """Presigned with a public endpoint distinct from the internal one (localhost vs 127.0.0.1)."""
     public = seaweedfs.extra["endpoint"].replace("127.0.0.1", "localhost")
-    return S3ObjectStore.from_settings(dataclasses.replace(s3_settings, s3_public_endpoint_url=public))
+    return S3ObjectStore.from_settings(s3_settings.with_(s3_public_endpoint_url=public))
 
 
 def post(grant, data: bytes, content_type: str | None = None, **changes) -> httpx.Response:

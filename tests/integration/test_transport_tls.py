@@ -7,7 +7,6 @@ broker; S3 over HTTPS); a wrong CA fails with an error that names the setting to
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import os
@@ -174,7 +173,7 @@ def test_s3_over_https_verifies_against_the_ca_bundle(seaweedfs_https, pkis):
     assert store.get("tls/probe.txt").data == b"over https"
     check_tls(base.with_(s3_ca_file=str(right.ca)))
 
-    bad = dataclasses.replace(base, s3_ca_file=str(wrong.ca))
+    bad = base.with_(s3_ca_file=str(wrong.ca))
     with pytest.raises(StorageError, match="TLS.*TENDERSCAN_S3_CA_FILE"):
         S3ObjectStore.from_settings(bad).get("tls/probe.txt")
     with pytest.raises(TransportError, match="S3_ENDPOINT_URL.*S3_CA_FILE"):

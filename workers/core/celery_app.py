@@ -10,7 +10,7 @@ Why each setting (docs/ARCHITECTURE.md has the longer story):
       on worker lost     mid-scan leaves it to be redelivered (the verdict's SET NX makes that safe)
     prefetch 1           each task thread reserves one message; concurrency (2 x batch size) is what
                          sizes the batch, so one worker never hoards a backlog other workers could take
-    visibility timeout   Redis redelivers an unacked message after this long; Settings.validate keeps
+    visibility timeout   Redis redelivers an unacked message after this long; Settings.cross_check keeps
                          it above the hard time limit plus the batch window
 """
 

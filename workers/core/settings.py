@@ -1,67 +1,58 @@
-"""One frozen settings object, read from the environment once at the entry point.
+"""One frozen settings object, declared once, read from the environment once at the entry point.
 
 Every entry point (`tenderscan api`, `tenderscan worker`, `celery -A workers.app`, the CLI) calls
 `Settings.from_env()` once and passes the result down. Business code never reads `os.environ`.
-A bad value raises `SettingsError` naming the variable, so a misconfigured pod fails at start,
-not on the first scan. `.env.example` lists every variable below with its default.
+
+    declaration   each field below is the whole truth about one setting: its type, its default, its
+                  range, what it does (the description), whether it is a secret, and whether a
+                  deployment is expected to set its own value (`per_deployment`: addresses, buckets,
+                  keys). The environment variable is TENDERSCAN_ + the field name in capitals.
+    precedence    the process environment, then a `.env` file in the current directory, then the
+                  default. An empty value counts as unset (except TENDERSCAN_S3_ENDPOINT_URL, where
+                  empty means AWS's own endpoint), so `TENDERSCAN_X=` falls through to .env and then
+                  to the default. `from_env(mapping)` reads that mapping alone (tests), no .env.
+    errors        a bad value raises SettingsError naming the variable, at start, not on the first
+                  scan: the type, the range, and the checks that involve two settings (`cross_check`).
+    generated     `.env.example` is `tenderscan settings --example`; docker-compose.yml and the k8s
+                  ConfigMap are checked against this declaration (tests/workers/core/test_settings.py,
+                  tests/test_compose.py, tests/test_k8s.py).
+
+Why pydantic and not pydantic-settings: a `BaseSettings` reads os.environ and .env on every
+construction, so `Settings()` (the defaults, used throughout the tests) would pick up a developer's
+.env, and it has no public way to read a given mapping instead of os.environ. The declaration and the
+validation are pydantic's; the reading is `from_env`, a dozen lines (python-dotenv parses the file).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from workers.core.errors import SettingsError
+from workers.core.schemas import MAX_SCANS_PER_MESSAGE
 
 PREFIX = "TENDERSCAN_"
+ENV_FILE = ".env"  # read from the current directory by from_env(), under the process environment
 # The built-in HMAC secret for API key digests: fine on a laptop, refused by `tenderscan api` on a
 # non-loopback interface (producer/cli/commands/api.py). Set TENDERSCAN_KEY_HMAC_SECRET everywhere else.
 DEV_KEY_HMAC_SECRET = "dev-only-tenderscan-key-hmac-secret"
 DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parents[2] / "models" / "default" / "tenderscan-default.pt")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _str(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(name)
-    return default if raw is None or raw == "" else raw
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+def setting(default: Any, description: str, *, section: str | None = None, secret: bool = False,
+            per_deployment: bool = False, keep_empty: bool = False, example: str | None = None,
+            **constraints: Any) -> Any:
+    """Declare one setting. `constraints` are pydantic's (ge, le, ...). `section` starts a new group in
+    .env.example; `example` is what .env.example shows when the default is not portable (a path)."""
+    return Field(default, description=description, repr=not secret, **constraints,
+                 json_schema_extra={"section": section, "secret": secret, "per_deployment": per_deployment,
+                                    "keep_empty": keep_empty, "example": example})
 
 
 def parse_api_keys(raw: str, name: str = PREFIX + "API_KEYS") -> dict[str, str]:
@@ -90,99 +81,188 @@ def parse_key_hex(raw: str, name: str) -> str:
     return value
 
 
-def _audit_key(env: Mapping[str, str], name: str, raw: str | None = None) -> str:
-    """An Ed25519 key as 64 hex digits (empty stays empty)."""
-    raw = env.get(name, "") if raw is None else raw
-    if not raw.strip():
-        return ""
-    return parse_key_hex(raw, name)
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False, allow_inf_nan=False)
 
-
-@dataclass(frozen=True)
-class Settings:
     # --- services -------------------------------------------------------------------------------
-    redis_url: str = "redis://127.0.0.1:6379/0"  # verdicts, scan states, idempotency keys
-    broker_url: str = ""  # Celery broker; empty means "same as redis_url"
-    s3_endpoint_url: str = "http://127.0.0.1:8333"  # empty string means AWS's default endpoint
-    s3_region: str = "us-east-1"
-    s3_access_key: str = field(default="tenderscan", repr=False)
-    s3_secret_key: str = field(default="tenderscan-secret", repr=False)
-    s3_bucket: str = "tenderscan"  # scans/ and verdicts/ live here
-    models_bucket: str = "tenderscan-models"  # the model registry
-    # --- transport security (workers/core/transport.py, docs/OPERATIONS.md "Transport security") -------
-    redis_tls_ca_file: str = ""  # rediss://: CA bundle that signed the Redis server's certificate
-    #                              (empty = the system trust store); used for the broker too
-    redis_tls_cert_file: str = ""  # rediss://: client certificate, when Redis asks for one (tls-auth-clients)
-    redis_tls_key_file: str = ""  # rediss://: its private key (a file mounted from a Secret)
-    redis_tls_insecure: bool = False  # development only: permits ssl_cert_reqs=none in a rediss:// URL
-    s3_ca_file: str = ""  # https:// S3 endpoint: CA bundle for boto3's verify= (empty = the system store)
+    redis_url: str = setting("redis://127.0.0.1:6379/0", "scan states, verdicts, idempotency keys (rediss:// for TLS)",
+                             section="services", per_deployment=True)
+    broker_url: str = setting("", "Celery broker; empty = TENDERSCAN_REDIS_URL", per_deployment=True)
+    s3_endpoint_url: str = setting("http://127.0.0.1:8333", "empty = AWS's own endpoint", per_deployment=True,
+                                   keep_empty=True)
+    s3_region: str = setting("us-east-1", "the S3 region requests are signed for", per_deployment=True)
+    s3_access_key: str = setting("tenderscan", "S3 credentials", secret=True, per_deployment=True)
+    s3_secret_key: str = setting("tenderscan-secret", "S3 credentials", secret=True, per_deployment=True)
+    s3_bucket: str = setting("tenderscan", "scans/ and verdicts/", per_deployment=True)
+    models_bucket: str = setting("tenderscan-models", "the model registry", per_deployment=True)
+    # --- transport security (workers/core/transport.py) -------------------------------------------
+    redis_tls_ca_file: str = setting("", "rediss://: CA that signed Redis's certificate; empty = system store",
+                                     section='transport security (docs/OPERATIONS.md "Transport security")',
+                                     per_deployment=True)
+    redis_tls_cert_file: str = setting("", "rediss://: client certificate, if Redis asks for one",
+                                       per_deployment=True)
+    redis_tls_key_file: str = setting("", "rediss://: the client certificate's key", per_deployment=True)
+    redis_tls_insecure: bool = setting(False, "dev only: allows ?ssl_cert_reqs=none in a rediss:// URL")
+    s3_ca_file: str = setting("", "https:// S3: CA bundle for boto3 verify=; empty = system store",
+                              per_deployment=True)
     # --- direct upload (producer/uploads.py) ------------------------------------------------------
-    s3_public_endpoint_url: str = ""  # the S3 endpoint POS devices reach, used in presigned POSTs;
-    #                                   empty = s3_endpoint_url (fine when both sides see the same host)
-    upload_expiry_s: int = 300  # a presigned POST (POST /v1/uploads) is good for this many seconds
+    s3_public_endpoint_url: str = setting(
+        "", "S3 endpoint POS devices reach; empty = TENDERSCAN_S3_ENDPOINT_URL",
+        section="direct upload (POST /v1/uploads: presigned POST, then submit by reference)", per_deployment=True)
+    upload_expiry_s: int = setting(300, "lifetime of a presigned POST (a bearer grant)", ge=1, le=3600)
     # --- edge -----------------------------------------------------------------------------------
-    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # sha256(key) -> tenant
-    public_url: str = ""  # prefix for poll URLs in 202 answers; empty = relative URLs
-    max_body_bytes: int = 10 * 1024 * 1024  # largest accepted upload
-    body_timeout_s: int = 60  # a request body must arrive whole this long after its request began: 408 otherwise
-    max_pixels: int = 24_000_000  # Pillow decompression-bomb cap (width * height)
-    min_side: int = 32  # smaller images cannot hold a readable bill
-    max_side: int = 8000  # longest accepted side in pixels
+    api_keys: Mapping[str, str] = setting(
+        {}, "bootstrap keys: tenant:sha256(key),...; `tenderscan keyhash KEY`. Tenants' own keys: `tenderscan tenant`",
+        section="edge", secret=True, per_deployment=True)
+    public_url: str = setting("", "prefix of poll URLs in 202 answers; empty = relative", per_deployment=True)
+    max_body_bytes: int = setting(10 * 1024 * 1024, "largest upload", ge=1)
+    body_timeout_s: int = setting(60, "a request body must arrive whole this long after its request began: "
+                                      "408 request_timeout otherwise", ge=1)
+    max_pixels: int = setting(24_000_000, "decompression-bomb cap, width*height", ge=1)
+    min_side: int = setting(32, "px; smaller images cannot hold a readable bill", ge=1)
+    max_side: int = setting(8000, "px, the longest accepted side", ge=1)
     # --- tenants and limits (producer/tenants.py, producer/limits.py); a tenant record may override ---
-    key_hmac_secret: str = field(default=DEV_KEY_HMAC_SECRET, repr=False)  # API keys are stored as
-    #                                       HMAC-SHA256(this, key); changing it invalidates every registry key
-    tenant_refresh_s: int = 5  # the API re-reads the tenant registry (S3) this often: revocation bound
-    tenant_rate_per_s: float = 500.0  # requests per second per tenant, shared by all API replicas (0 = no limit)
-    tenant_burst: int = 1000  # token bucket size: requests a tenant may send at once
-    tenant_max_in_flight: int = 50_000  # scans accepted and not yet verdicted, per tenant (0 = no limit)
-    in_flight_ttl_s: int = 900  # an in-flight entry older than this ages out (a scan lost without a verdict)
+    key_hmac_secret: str = setting(
+        DEV_KEY_HMAC_SECRET, "a secret: keys are stored as HMAC-SHA256(this, key). `openssl rand -hex 32`; "
+        "the API refuses this default off loopback; changing it invalidates every registry key",
+        section="tenants and per-tenant limits (`tenderscan tenant`; a tenant record may override the limits)",
+        secret=True, per_deployment=True, min_length=16)
+    tenant_refresh_s: int = setting(5, "the API re-reads the tenant registry (S3) this often: a revoked key "
+                                       "stops within it", ge=1)
+    tenant_rate_per_s: float = setting(500.0, "requests/s per tenant, all API replicas together (0 = no limit)",
+                                       ge=0)
+    tenant_burst: int = setting(1000, "token bucket size: requests a tenant may send at once", ge=1)
+    tenant_max_in_flight: int = setting(50_000, "scans accepted without a verdict yet, per tenant (0 = no limit)",
+                                        ge=0)
+    in_flight_ttl_s: int = setting(900, "an in-flight entry older than this ages out (scan lost without a verdict)",
+                                   ge=1)
     # --- verdicts -------------------------------------------------------------------------------
-    verdict_ttl_s: int = 24 * 3600  # how long Redis keeps scan states and verdicts
-    idempotency_ttl_s: int = 24 * 3600  # how long an Idempotency-Key is remembered
+    verdict_ttl_s: int = setting(24 * 3600, "Redis keeps states and verdicts this long (S3 keeps them for good)",
+                                 section="verdicts", ge=1)
+    idempotency_ttl_s: int = setting(24 * 3600, "how long an Idempotency-Key is remembered", ge=1)
     # --- worker ---------------------------------------------------------------------------------
-    model: str = DEFAULT_MODEL_PATH  # checkpoint path, or "registry:ALIAS" / "registry:VERSION"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    max_batch_size: int = 32  # most scans in one forward pass
-    max_wait_ms: int = 10  # longest a scan waits for its batch to fill
-    worker_concurrency: int = 0  # scans in flight per worker process; 0 = 2 * max_batch_size
-    worker_processes: int = 1  # `tenderscan worker` runs this many Celery worker processes under one
-    #                            supervisor (workers/runtime/supervisor.py); 0 = one per CPU this process may use
-    task_soft_time_limit_s: int = 60  # a scan taking longer than this is failed and redelivered
-    task_time_limit_s: int = 90  # hard kill
-    visibility_timeout_s: int = 300  # Redis redelivers an unacked message after this long
-    max_attempts: int = 5  # deliveries of one scan before it is judged poison (an `error` verdict);
-    #                        a delivery that ends in an S3/Redis outage does not count (workers/runtime/retrying.py)
-    transient_retry_window_s: int = 900  # a scan retries through S3/Redis outages this long after its first
-    #                                      one, then gets an `error` verdict (infrastructure_unavailable)
-    shutdown_grace_s: int = 25  # SIGTERM: finish the scans in hand for at most this long, then hand the
-    #                             rest back to the queue and exit; keep below the pod's termination grace
-    scans_per_message: int = 16  # bulk submissions: scans per `process_scans` message (1 = one message each)
-    compile: bool = False  # torch.compile the model at load (CUDA mostly; the warm-up pays the compile)
-    metrics_port: int = 0  # worker: serve Prometheus /metrics on this port (0 = off); the API serves /metrics
-    # --- reconciler (S3 is the source of truth; see workers/runtime/reconcile.py) -------------------------
-    reconcile_interval_s: int = 15  # how often one worker re-checks the scans in flight (0 = never: no reconciler)
-    reconcile_stale_after_s: int = 60  # a scan with no verdict this long after (re)enqueue is re-enqueued
-    reconcile_sweep_interval_s: int = 3600  # the backstop: a full pass over the S3 intents this often, and
-    #                                         at once after Redis restarted or failed over (0 = never)
-    reconcile_days: int = 2  # how many daily partitions back the sweep looks
-    heartbeat_file: str = "/tmp/tenderscan-worker.heartbeat"  # liveness: refreshed while the batcher runs
+    model: str = setting(DEFAULT_MODEL_PATH, "a path, or registry:production / registry:VERSION; "
+                                             "empty = the checkpoint shipped in models/default/",
+                         section="worker", per_deployment=True, example="")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N", pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
+    max_batch_size: int = setting(32, "most scans in one forward pass", ge=1)
+    max_wait_ms: int = setting(10, "longest a scan waits for its batch to fill", ge=0)
+    worker_concurrency: int = setting(0, "scans in flight per worker process; 0 = 2 * MAX_BATCH_SIZE", ge=0)
+    worker_processes: int = setting(1, "worker processes `tenderscan worker` runs under one supervisor "
+                                       "(workers/runtime/supervisor.py); 0 = one per CPU; GPU pods: several", ge=0)
+    task_soft_time_limit_s: int = setting(60, "a scan taking longer than this is failed and redelivered", ge=1)
+    task_time_limit_s: int = setting(90, "hard kill; at least TASK_SOFT_TIME_LIMIT_S", ge=1)
+    visibility_timeout_s: int = setting(300, "Redis redelivers an unacked message after this long; must exceed "
+                                             "TASK_TIME_LIMIT_S + MAX_WAIT_MS + the longer of 30 s and the "
+                                             "longest retry pause", ge=1)
+    max_attempts: int = setting(5, "deliveries before a scan is judged poison (`error` verdict); S3/Redis outages "
+                                   "do not count (workers/runtime/retrying.py)", ge=1)
+    transient_retry_window_s: int = setting(900, "retry through S3/Redis outages this long, then `error` "
+                                                 "(infrastructure_unavailable); < VERDICT_TTL_S", ge=1)
+    shutdown_grace_s: int = setting(25, "SIGTERM: finish scans in hand this long, then requeue the rest and exit; "
+                                        "keep below the pod's termination grace", ge=1)
+    scans_per_message: int = setting(16, "bulk submissions: scans per queue message (1 = one each)",
+                                     ge=1, le=MAX_SCANS_PER_MESSAGE)
+    compile: bool = setting(False, "torch.compile the model at load (GPU workers; the warm-up pays the compile)")
+    metrics_port: int = setting(0, "worker Prometheus /metrics port (0 = off; the API serves /metrics)",
+                                per_deployment=True, ge=0, le=65535)
+    # --- reconciler (S3 is the source of truth; see workers/runtime/reconcile.py) ------------------
+    reconcile_interval_s: int = setting(15, "the scans in flight are re-checked this often; 0 disables the "
+                                            "worker's reconciler",
+                                        section="reconciler: re-enqueues accepted scans (intent in S3) "
+                                                "that have no verdict", ge=0)
+    reconcile_stale_after_s: int = setting(60, "seconds without a verdict after (re)enqueue", ge=1)
+    reconcile_sweep_interval_s: int = setting(3600, "the backstop: a full pass over the S3 intents this often, "
+                                                    "and at once after Redis restarted or failed over (0 = never)",
+                                              ge=0)
+    reconcile_days: int = setting(2, "daily partitions the sweep looks back", ge=1)
+    heartbeat_file: str = setting("/tmp/tenderscan-worker.heartbeat", "liveness probe: python -m workers.health")
     # --- audit (docs/AUDIT.md) ------------------------------------------------------------------
-    audit_signing_key: str = field(default="", repr=False)  # Ed25519 seed, 64 hex; empty = audit records
-    #                                                         are written unsigned (a warning; `audit verify` flags them)
-    audit_public_keys: tuple[str, ...] = ()  # published Ed25519 public keys (64 hex) `audit verify` trusts
+    audit_signing_key: str = setting("", "Ed25519 seed, 64 hex (`tenderscan audit keygen`); a secret. "
+                                         "Empty = unsigned records (a warning; `audit verify` flags them)",
+                                     section="audit records (docs/AUDIT.md)", secret=True, per_deployment=True)
+    audit_public_keys: tuple[str, ...] = setting((), "published public keys `audit verify` trusts, "
+                                                     "comma-separated 64 hex", per_deployment=True)
     # --- logs -----------------------------------------------------------------------------------
-    log_level: str = "INFO"
-    log_json: bool = True
+    log_level: str = setting("INFO", "DEBUG | INFO | WARNING | ERROR", section="logs")
+    log_json: bool = setting(True, "one JSON object per line (false: human-readable lines)")
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc, values)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"settings are frozen: use .with_({name}=...) for a changed copy")
+
+    # --- one-variable forms (before the type check) --------------------------------------------
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, value: Any) -> Any:
+        return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("audit_signing_key", mode="before")
+    @classmethod
+    def _signing_key(cls, value: Any) -> Any:
+        if isinstance(value, str):  # empty stays empty: audit records are written unsigned
+            return parse_key_hex(value, PREFIX + "AUDIT_SIGNING_KEY") if value.strip() else ""
+        return value
+
+    @field_validator("audit_public_keys", mode="before")
+    @classmethod
+    def _public_keys(cls, value: Any) -> Any:
+        parts = value.split(",") if isinstance(value, str) else value
+        return tuple(parse_key_hex(p, PREFIX + "AUDIT_PUBLIC_KEYS") for p in parts if p.strip())
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("public_url", "s3_public_endpoint_url", mode="before")
+    @classmethod
+    def _no_trailing_slash(cls, value: Any) -> Any:
+        return value.rstrip("/") if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def cross_check(self) -> Settings:
+        """The checks a single variable cannot make on its own, then the TLS options into the Redis URLs."""
+        if self.task_time_limit_s < self.task_soft_time_limit_s:
+            raise SettingsError(f"{PREFIX}TASK_TIME_LIMIT_S must be >= {PREFIX}TASK_SOFT_TIME_LIMIT_S")
+        # A prefetched message waits at most one batch window before its task starts, and a retry
+        # (a message with a countdown) is held unacked by its worker until it is due; neither may be
+        # redelivered to a second worker while the first still holds it legitimately.
+        longest_hold = self.task_time_limit_s + self.max_wait_ms / 1000 + max(30.0, 1.5 * self.retry_backoff_cap_s)
+        if self.visibility_timeout_s <= longest_hold:
+            raise SettingsError(
+                f"{PREFIX}VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
+                f"TASK_TIME_LIMIT_S + MAX_WAIT_MS + the longer of 30 s and the longest retry pause "
+                f"({longest_hold:.0f})"
+            )
+        # The scan state holds when its outages began; it must outlive the window measured from it.
+        if self.transient_retry_window_s >= self.verdict_ttl_s:
+            raise SettingsError(f"{PREFIX}TRANSIENT_RETRY_WINDOW_S ({self.transient_retry_window_s}) must be "
+                                f"below {PREFIX}VERDICT_TTL_S ({self.verdict_ttl_s})")
+        if self.min_side > self.max_side:
+            raise SettingsError(f"{PREFIX}MIN_SIDE ({self.min_side}) must be at most {PREFIX}MAX_SIDE ({self.max_side})")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        for name in ("s3_bucket", "models_bucket"):
+            value = getattr(self, name)
+            if not (3 <= len(value) <= 63) or not value.replace("-", "").replace(".", "").isalnum():
+                raise SettingsError(f"{PREFIX}{name.upper()} {value!r} is not a valid S3 bucket name")
         # A rediss:// URL carries its TLS options as query parameters (redis-py and kombu read them
         # there), so every Redis client built from it verifies the server: workers/core/transport.py.
-        from workers.core.transport import RedisTls, secure_redis_url
+        from workers.core.transport import RedisTls, secure_redis_url, validate_redis_tls, validate_s3_tls
 
         tls = RedisTls(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file,
                        self.redis_tls_insecure)
         object.__setattr__(self, "redis_url", secure_redis_url(self.redis_url, tls, PREFIX + "REDIS_URL"))
         object.__setattr__(self, "broker_url", secure_redis_url(self.broker_url, tls, PREFIX + "BROKER_URL"))
+        validate_redis_tls(tls, {PREFIX + "REDIS_URL": self.redis_url, PREFIX + "BROKER_URL": self.effective_broker_url})
+        validate_s3_tls(self.s3_ca_file)
+        return self
 
     @property
     def effective_broker_url(self) -> str:
@@ -204,113 +284,90 @@ class Settings:
         return min(60.0, self.reconcile_stale_after_s / 2)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        d = cls()
-        s = cls(
-            redis_url=_str(env, PREFIX + "REDIS_URL", d.redis_url),
-            broker_url=_str(env, PREFIX + "BROKER_URL", d.broker_url),
-            s3_endpoint_url=env.get(PREFIX + "S3_ENDPOINT_URL", d.s3_endpoint_url),
-            s3_region=_str(env, PREFIX + "S3_REGION", d.s3_region),
-            s3_access_key=_str(env, PREFIX + "S3_ACCESS_KEY", d.s3_access_key),
-            s3_secret_key=_str(env, PREFIX + "S3_SECRET_KEY", d.s3_secret_key),
-            s3_bucket=_str(env, PREFIX + "S3_BUCKET", d.s3_bucket),
-            models_bucket=_str(env, PREFIX + "MODELS_BUCKET", d.models_bucket),
-            redis_tls_ca_file=_str(env, PREFIX + "REDIS_TLS_CA_FILE", d.redis_tls_ca_file),
-            redis_tls_cert_file=_str(env, PREFIX + "REDIS_TLS_CERT_FILE", d.redis_tls_cert_file),
-            redis_tls_key_file=_str(env, PREFIX + "REDIS_TLS_KEY_FILE", d.redis_tls_key_file),
-            redis_tls_insecure=_bool(env, PREFIX + "REDIS_TLS_INSECURE", d.redis_tls_insecure),
-            s3_ca_file=_str(env, PREFIX + "S3_CA_FILE", d.s3_ca_file),
-            s3_public_endpoint_url=_str(env, PREFIX + "S3_PUBLIC_ENDPOINT_URL", d.s3_public_endpoint_url).rstrip("/"),
-            upload_expiry_s=_int(env, PREFIX + "UPLOAD_EXPIRY_S", d.upload_expiry_s, 1),
-            api_keys=parse_api_keys(env.get(PREFIX + "API_KEYS", "")),
-            public_url=_str(env, PREFIX + "PUBLIC_URL", d.public_url).rstrip("/"),
-            max_body_bytes=_int(env, PREFIX + "MAX_BODY_BYTES", d.max_body_bytes, 1),
-            body_timeout_s=_int(env, PREFIX + "BODY_TIMEOUT_S", d.body_timeout_s, 1),
-            max_pixels=_int(env, PREFIX + "MAX_PIXELS", d.max_pixels, 1),
-            min_side=_int(env, PREFIX + "MIN_SIDE", d.min_side, 1),
-            max_side=_int(env, PREFIX + "MAX_SIDE", d.max_side, 1),
-            key_hmac_secret=_str(env, PREFIX + "KEY_HMAC_SECRET", d.key_hmac_secret),
-            tenant_refresh_s=_int(env, PREFIX + "TENANT_REFRESH_S", d.tenant_refresh_s, 1),
-            tenant_rate_per_s=_float(env, PREFIX + "TENANT_RATE_PER_S", d.tenant_rate_per_s, 0.0),
-            tenant_burst=_int(env, PREFIX + "TENANT_BURST", d.tenant_burst, 1),
-            tenant_max_in_flight=_int(env, PREFIX + "TENANT_MAX_IN_FLIGHT", d.tenant_max_in_flight, 0),
-            in_flight_ttl_s=_int(env, PREFIX + "IN_FLIGHT_TTL_S", d.in_flight_ttl_s, 1),
-            verdict_ttl_s=_int(env, PREFIX + "VERDICT_TTL_S", d.verdict_ttl_s, 1),
-            idempotency_ttl_s=_int(env, PREFIX + "IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, 1),
-            model=_str(env, PREFIX + "MODEL", d.model),
-            device=_str(env, PREFIX + "DEVICE", d.device),
-            max_batch_size=_int(env, PREFIX + "MAX_BATCH_SIZE", d.max_batch_size, 1),
-            max_wait_ms=_int(env, PREFIX + "MAX_WAIT_MS", d.max_wait_ms, 0),
-            worker_concurrency=_int(env, PREFIX + "WORKER_CONCURRENCY", d.worker_concurrency, 0),
-            worker_processes=_int(env, PREFIX + "WORKER_PROCESSES", d.worker_processes, 0),
-            task_soft_time_limit_s=_int(env, PREFIX + "TASK_SOFT_TIME_LIMIT_S", d.task_soft_time_limit_s, 1),
-            task_time_limit_s=_int(env, PREFIX + "TASK_TIME_LIMIT_S", d.task_time_limit_s, 1),
-            visibility_timeout_s=_int(env, PREFIX + "VISIBILITY_TIMEOUT_S", d.visibility_timeout_s, 1),
-            max_attempts=_int(env, PREFIX + "MAX_ATTEMPTS", d.max_attempts, 1),
-            transient_retry_window_s=_int(env, PREFIX + "TRANSIENT_RETRY_WINDOW_S", d.transient_retry_window_s, 1),
-            shutdown_grace_s=_int(env, PREFIX + "SHUTDOWN_GRACE_S", d.shutdown_grace_s, 1),
-            scans_per_message=_int(env, PREFIX + "SCANS_PER_MESSAGE", d.scans_per_message, 1),
-            compile=_bool(env, PREFIX + "COMPILE", d.compile),
-            metrics_port=_int(env, PREFIX + "METRICS_PORT", d.metrics_port, 0),
-            reconcile_interval_s=_int(env, PREFIX + "RECONCILE_INTERVAL_S", d.reconcile_interval_s, 0),
-            reconcile_stale_after_s=_int(env, PREFIX + "RECONCILE_STALE_AFTER_S", d.reconcile_stale_after_s, 1),
-            reconcile_sweep_interval_s=_int(env, PREFIX + "RECONCILE_SWEEP_INTERVAL_S",
-                                            d.reconcile_sweep_interval_s, 0),
-            reconcile_days=_int(env, PREFIX + "RECONCILE_DAYS", d.reconcile_days, 1),
-            heartbeat_file=_str(env, PREFIX + "HEARTBEAT_FILE", d.heartbeat_file),
-            audit_signing_key=_audit_key(env, PREFIX + "AUDIT_SIGNING_KEY"),
-            audit_public_keys=tuple(_audit_key(env, PREFIX + "AUDIT_PUBLIC_KEYS", part)
-                                    for part in env.get(PREFIX + "AUDIT_PUBLIC_KEYS", "").split(",") if part.strip()),
-            log_level=_str(env, PREFIX + "LOG_LEVEL", d.log_level).upper(),
-            log_json=_bool(env, PREFIX + "LOG_JSON", d.log_json),
-        )
-        s.validate()
-        return s
+    def default(cls, name: str) -> Any:
+        """A setting's declared default (a dataclass's `Settings.max_attempts`, which pydantic does not offer)."""
+        return cls.model_fields[name].default
 
-    def validate(self) -> None:
-        """Cross-field checks: the ones a single variable cannot make on its own."""
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise SettingsError(f"{PREFIX}DEVICE must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.task_time_limit_s < self.task_soft_time_limit_s:
-            raise SettingsError(f"{PREFIX}TASK_TIME_LIMIT_S must be >= {PREFIX}TASK_SOFT_TIME_LIMIT_S")
-        # A prefetched message waits at most one batch window before its task starts, and a retry
-        # (a message with a countdown) is held unacked by its worker until it is due; neither may be
-        # redelivered to a second worker while the first still holds it legitimately.
-        longest_hold = self.task_time_limit_s + self.max_wait_ms / 1000 + max(30.0, 1.5 * self.retry_backoff_cap_s)
-        if self.visibility_timeout_s <= longest_hold:
-            raise SettingsError(
-                f"{PREFIX}VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
-                f"TASK_TIME_LIMIT_S + MAX_WAIT_MS + the longer of 30 s and the longest retry pause "
-                f"({longest_hold:.0f})"
-            )
-        # The scan state holds when its outages began; it must outlive the window measured from it.
-        if self.transient_retry_window_s >= self.verdict_ttl_s:
-            raise SettingsError(f"{PREFIX}TRANSIENT_RETRY_WINDOW_S ({self.transient_retry_window_s}) must be "
-                                f"below {PREFIX}VERDICT_TTL_S ({self.verdict_ttl_s})")
-        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
-        if len(self.key_hmac_secret) < 16:
-            raise SettingsError(f"{PREFIX}KEY_HMAC_SECRET must be at least 16 characters (32 random bytes, hex, advised)")
-        from workers.core.transport import RedisTls, validate_redis_tls, validate_s3_tls
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, env_file: str | Path | None = None) -> Settings:
+        """The settings of this process: `env` (default: os.environ, over ./.env), then the defaults.
 
-        validate_redis_tls(RedisTls(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file),
-                           {PREFIX + "REDIS_URL": self.redis_url, PREFIX + "BROKER_URL": self.effective_broker_url})
-        validate_s3_tls(self.s3_ca_file)
-        if self.upload_expiry_s > 3600:
-            raise SettingsError(f"{PREFIX}UPLOAD_EXPIRY_S must be at most 3600 (a presigned POST is a bearer grant)")
-        for name in ("s3_bucket", "models_bucket"):
-            value = getattr(self, name)
-            if not (3 <= len(value) <= 63) or not value.replace("-", "").replace(".", "").isalnum():
-                raise SettingsError(f"{PREFIX}{name.upper()} {value!r} is not a valid S3 bucket name")
+        With an explicit `env` mapping no file is read unless `env_file` names one.
+        """
+        if env is None:
+            env = os.environ
+            env_file = ENV_FILE if env_file is None else env_file
+        return cls(**values_from(env, read_env_file(env_file) if env_file else {}))
 
-    def with_(self, **changes) -> Settings:
-        """A copy with some fields changed (tests and the demo use this)."""
-        s = replace(self, **changes)
-        s.validate()
-        return s
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed, validated like the original (tests and the demo use this)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**values, **changes})
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting as the generators and the configuration tests see it."""
+
+    name: str  # the field, e.g. max_batch_size
+    env: str  # its variable, e.g. TENDERSCAN_MAX_BATCH_SIZE
+    default: Any
+    description: str
+    section: str | None  # set on the first setting of a group
+    secret: bool  # belongs in a Secret, never in a ConfigMap or a log
+    per_deployment: bool  # a deployment sets its own (addresses, buckets, keys); others keep the default
+    keep_empty: bool  # an empty value means something (not "unset")
+    example: str | None  # what .env.example shows instead of the default
+
+
+def declared() -> list[Declared]:
+    """Every setting, in declaration order."""
+    out = []
+    for name, f in Settings.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        out.append(Declared(name, PREFIX + name.upper(), f.default, f.description or "", extra.get("section"),
+                            bool(extra.get("secret")), bool(extra.get("per_deployment")),
+                            bool(extra.get("keep_empty")), extra.get("example")))
+    return out
 
 
 def env_names() -> list[str]:
-    """Every environment variable Settings reads (the compose-file test checks them all)."""
-    return [PREFIX + f.name.upper() for f in fields(Settings)]
+    """Every environment variable Settings reads (the compose-file and k8s tests check them all)."""
+    return [PREFIX + name.upper() for name in Settings.model_fields]
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """The TENDERSCAN_* variables of a .env file (KEY=value lines, `#` comments); {} if there is none.
+
+    No `${VAR}` interpolation: a secret containing `$` is taken as written.
+    """
+    from dotenv import dotenv_values
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if k.startswith(PREFIX) and v is not None}
+
+
+def values_from(env: Mapping[str, str], file_values: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The raw value of each setting that is set: `env` over `file_values`; empty counts as unset."""
+    out: dict[str, str] = {}
+    for d in declared():
+        for source in (env, file_values or {}):
+            raw = source.get(d.env)
+            if raw is not None and (raw != "" or d.keep_empty):
+                out[d.name] = raw
+                break
+    return out
+
+
+def _explain(exc: ValidationError, values: Mapping[str, Any]) -> str:
+    """pydantic's errors, each naming the environment variable and the value it got."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else ""
+        var = PREFIX + field.upper() if field else "settings"
+        f = Settings.model_fields.get(field)
+        got = "(hidden)" if f is not None and not f.repr else repr(values.get(field, err.get("input")))
+        parts.append(f"{var}: {err['msg'][:1].lower()}{err['msg'][1:]}, got {got}")
+    return "; ".join(parts)

@@ -113,7 +113,7 @@ class WorkerContext:
         # scans of multi-scan messages in flight in this process, however many scans each message carries:
         # twice what the task threads allow single scans (settings.effective_concurrency), so one message's
         # publish overlaps the next one's fetch and decode (measured: one message at a time starves the
-        # batcher, dozens at a time fight over the GIL; docs/PERFORMANCE.md)
+        # batcher, dozens at a time fight over the GIL; docs/history/PERFORMANCE-log.md)
         return cls(limits=imaging.Limits.from_settings(settings), signer=signer_from_settings(settings),
                    policy=RetryPolicy.from_settings(settings), slots=ScanSlots(2 * settings.effective_concurrency),
                    settings=settings)

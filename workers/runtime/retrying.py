@@ -21,7 +21,7 @@ Every retry waits min(cap, base * 2**retries) * U(0.5, 1.5), retries = the messa
 The cap is Settings.retry_backoff_cap_s, at most half the reconciler's stale_after: every delivery
 that ends in an outage stamps transient_at, and the reconciler leaves a scan alone until stale_after
 past that stamp, so it never enqueues a second copy of a scan whose retry is still scheduled; while a
-retry waits, its worker holds the message unacked, which Settings.validate keeps below the
+retry waits, its worker holds the message unacked, which Settings.cross_check keeps below the
 visibility timeout. A backstop (`RetryPolicy.max_retries`, Celery's retry count of this message)
 ends a scan whose state Redis lost, so that neither budget above can see it.
 """
@@ -54,8 +54,8 @@ BACKOFF_BASE_S = 1.0  # the first retry waits about this long
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = Settings.max_attempts  # deliveries that count before a scan is poison
-    window_s: float = Settings.transient_retry_window_s  # outages retried this long after the first
+    max_attempts: int = Settings.default("max_attempts")  # deliveries that count before a scan is poison
+    window_s: float = Settings.default("transient_retry_window_s")  # outages retried this long after the first
     cap_s: float = 30.0  # longest pause before jitter (Settings.retry_backoff_cap_s)
     base_s: float = BACKOFF_BASE_S
 
