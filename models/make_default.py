@@ -133,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.make_default", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--train-count", type=int, default=24000, help="training mixture scans")
+    ap.add_argument("--train-count", type=int, default=28000, help="training mixture scans")
     ap.add_argument("--val-count", type=int, default=5000, help="validation mixture scans (calibration, thresholds)")
-    ap.add_argument("--test-count", type=int, default=4500, help="default-capture test scans (1/3 per severity)")
+    ap.add_argument("--test-count", type=int, default=3000, help="default-capture test scans (1/3 per severity)")
     ap.add_argument("--harsh-count", type=int, default=1500)
-    ap.add_argument("--suite-per-cell", type=int, default=300,
+    ap.add_argument("--suite-per-cell", type=int, default=250,
                     help="scans per family and strength in the robustness suite (3x for the negatives)")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0, help="weight init and batch order")

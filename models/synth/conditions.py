@@ -101,7 +101,9 @@ def _orientation(c, t, rng):
         c["angle_deg"] = round(180 + rng.uniform(-3, 3), 2)
     elif t < 0.85:
         c["angle_deg"] = round(float(rng.choice([90, 270])) + rng.uniform(-3, 3), 2)
-        c["image_size"] = list(reversed(c["image_size"]))  # the phone turned with the note
+        h, w = c["image_size"]
+        c["image_size"] = [w, h]  # the phone turned with the note
+        c["width_share"] = round(c["width_share"] * w / h, 4)  # the note spans the same share of the long side
     else:
         c["angle_deg"] = round(rng.uniform(0, 360), 2)
         c["width_share"] = round(min(c["width_share"], 0.6), 3)  # a turned note still fits the frame

@@ -85,3 +85,32 @@ def test_a_negative_scan_is_annotated_as_rejected():
     image, ann = negative_scan(np.random.default_rng(3), "coupon", _note)
     assert ann["kind"] == "not_a_banknote" and ann["label"] == "rejected" and ann["negative"] == "coupon"
     assert image.size == (ann["width"], ann["height"])
+
+
+def test_random_prints_vary_in_aspect_and_design():
+    from models.synth.objects import random_print
+
+    sheets = [random_print(np.random.default_rng(i)) for i in range(12)]
+    aspects = [s.width / s.height for s in sheets]
+    assert min(aspects) >= 1.3 and max(aspects) <= 3.0 and np.std(aspects) > 0.2
+    assert len({np.asarray(s).tobytes()[:5000] for s in sheets}) == 12
+
+
+def test_the_validation_mixture_uses_one_family_at_a_time():
+    from models.synth.conditions import validation_condition
+
+    names = [validation_condition(np.random.default_rng(i))["family"] for i in range(120)]
+    assert "+" not in "".join(names) and "none" in names and len(set(names)) > 10
+
+
+def test_the_layout_score_tells_our_notes_from_other_prints():
+    from models.canonical import canonical_view
+    from models.synth.dataset import render_item
+
+    def layout(capture, i):
+        image, _ = render_item(np.random.default_rng([21, i]), capture, False, None)
+        return canonical_view(image, 64, 144)[1].layout
+
+    notes = [layout("default", i) for i in range(6)]
+    others = [layout(c, i) for i in range(3) for c in ("negative:coupon", "negative:text_page", "negative:coins")]
+    assert min(notes) > 0.6 and max(others) < 0.45
