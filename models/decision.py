@@ -134,32 +134,53 @@ def decide_many(p: np.ndarray, thresholds: Thresholds) -> np.ndarray:
 
 def choose_thresholds(p: np.ndarray, is_counterfeit: np.ndarray, max_false_reject: float = 0.005,
                       max_miss: float = 0.005, candidates: int = 400,
-                      sign_thresholds: Mapping[str, float] | None = None, safety: float = 0.5) -> Thresholds:
-    """Smallest-review-rate pair (genuine_below <= counterfeit_above) meeting both limits x `safety` on (p, y)."""
+                      sign_thresholds: Mapping[str, float] | None = None, safety: float = 0.5,
+                      subtle: np.ndarray | None = None, max_subtle_miss: float | None = None) -> Thresholds:
+    """Smallest-review-rate pair (genuine_below <= counterfeit_above) meeting the limits x `safety` on (p, y).
+    With `subtle` (a mask of the subtle counterfeits) and `max_subtle_miss`, misses are limited separately:
+    the other counterfeits by `max_miss`, the subtle ones by `max_subtle_miss` (a fake that is hard to see
+    is allowed to slip through more often than an obvious one)."""
     if not 0.0 < safety <= 1.0:
         raise ValueError(f"safety must be in (0, 1], got {safety}")
     p = np.asarray(p, dtype=np.float64)
     y = np.asarray(is_counterfeit, dtype=bool)
+    if subtle is not None and max_subtle_miss is not None:
+        sub = np.asarray(subtle, dtype=bool) & y
+        return _choose(p, y & ~sub, sub, max_false_reject, max_miss, max_subtle_miss, candidates,
+                       sign_thresholds, safety)
+    return _choose(p, y, np.zeros_like(y), max_false_reject, max_miss, max_miss, candidates, sign_thresholds, safety)
+
+
+def _choose(p: np.ndarray, y: np.ndarray, sub: np.ndarray, max_false_reject: float, max_miss: float,
+            max_subtle_miss: float, candidates: int, sign_thresholds, safety: float) -> Thresholds:
+    """choose_thresholds over genuine (~y & ~sub), counterfeits `y` and subtle counterfeits `sub`."""
     logit_grid = 1.0 / (1.0 + np.exp(-np.linspace(-12.0, 12.0, 97)))  # cut points inside gaps between scores
     qs = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 1, candidates)), logit_grid, [0.0, 0.5, 1.0]]))
     cuts = np.unique(np.concatenate([qs, np.nextafter(qs, 2.0)]))  # just above each value too
-    g, c = p[~y], p[y]
-    g_sorted, c_sorted = np.sort(g), np.sort(c)
+    g_sorted, c_sorted, s_sorted = np.sort(p[~y & ~sub]), np.sort(p[y]), np.sort(p[sub])
+
+    def above(a: np.ndarray) -> np.ndarray:
+        return len(a) - np.searchsorted(a, cuts, side="right")
+
+    def below(a: np.ndarray) -> np.ndarray:
+        return np.searchsorted(a, cuts, side="left")
+
     # per cut t: genuine with p > t (false rejects), counterfeits with p < t (misses), and the rest
-    gen_above = len(g) - np.searchsorted(g_sorted, cuts, side="right")
-    gen_below = np.searchsorted(g_sorted, cuts, side="left")
-    cf_above = len(c) - np.searchsorted(c_sorted, cuts, side="right")
-    cf_below = np.searchsorted(c_sorted, cuts, side="left")
+    gen_above, gen_below = above(g_sorted), below(g_sorted)
+    cf_above, cf_below = above(c_sorted), below(c_sorted)
+    sub_above, sub_below = above(s_sorted), below(s_sorted)
     feasible: list[tuple[int, np.ndarray, np.ndarray]] = []  # (i, ks, reviews) for genuine_below = cuts[i]
     for i in range(len(cuts)):
         j = np.arange(i, len(cuts))  # counterfeit_above = cuts[j] >= cuts[i]
         gen_auto = gen_below[i] + gen_above[j]
         cf_auto = cf_below[i] + cf_above[j]
+        sub_auto = sub_below[i] + sub_above[j]
         frr = np.where(gen_auto > 0, gen_above[j] / np.maximum(gen_auto, 1), 0.0)
         miss = np.where(cf_auto > 0, cf_below[i] / np.maximum(cf_auto, 1), 0.0)
-        ok = (frr <= safety * max_false_reject) & (miss <= safety * max_miss)
+        sub_miss = np.where(sub_auto > 0, sub_below[i] / np.maximum(sub_auto, 1), 0.0)
+        ok = (frr <= safety * max_false_reject) & (miss <= safety * max_miss) & (sub_miss <= safety * max_subtle_miss)
         if ok.any():
-            feasible.append((i, j[ok], len(p) - (gen_auto[ok] + cf_auto[ok])))
+            feasible.append((i, j[ok], len(p) - (gen_auto[ok] + cf_auto[ok] + sub_auto[ok])))
     if not feasible:  # nothing meets the limits: review everything between the extremes
         return Thresholds(genuine_below=0.0, counterfeit_above=1.0, signs=dict(sign_thresholds or {}),
                           max_false_reject=max_false_reject, max_miss=max_miss)

@@ -134,3 +134,20 @@ def test_gated_thresholds_round_trip():
     assert Thresholds.from_dict(Thresholds().to_dict()).ood_review == float("inf")
     old = {"genuine_below": 0.3, "counterfeit_above": 0.6}  # a checkpoint from before the gates
     assert Thresholds.from_dict(old).note_accept == 0.0 and Thresholds.from_dict(old).temperature == 1.0
+
+
+def test_subtle_counterfeits_have_a_limit_of_their_own():
+    rng = np.random.default_rng(3)
+    g = rng.beta(1, 12, 2000)  # genuine: low scores
+    mo = rng.beta(12, 1, 1000)  # medium and obvious: high
+    sub = rng.beta(3, 2, 1000)  # subtle: spread over the middle
+    p = np.r_[g, mo, sub]
+    y = np.r_[np.zeros(2000, bool), np.ones(2000, bool)]
+    subtle = np.r_[np.zeros(3000, bool), np.ones(1000, bool)]
+    strict = choose_thresholds(p, y, 0.01, 0.01, safety=1.0)
+    split = choose_thresholds(p, y, 0.01, 0.01, safety=1.0, subtle=subtle, max_subtle_miss=0.05)
+    reviews = [(decide_many(p, th) == "review").mean() for th in (strict, split)]
+    assert reviews[1] < reviews[0]  # allowing the hard fakes their own limit spends less review
+    d = decide_many(p, split)
+    assert ((d == "genuine") & subtle).sum() / max(((d != "review") & subtle).sum(), 1) <= 0.05
+    assert ((d == "genuine") & y & ~subtle).sum() / max(((d != "review") & y & ~subtle).sum(), 1) <= 0.01
