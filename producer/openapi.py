@@ -132,7 +132,12 @@ class ScanView(Body):
     scan_id: str
     status: ScanStatusValue
     submitted_at: str | None
-    verdict: Verdict | None = Field(None, description="present when status is `done`")
+    verdict: Verdict | None = Field(None, description=(
+        "present when status is `done`. `decision` is genuine | counterfeit | review | rejected | expired | error. "
+        "`reason` (review, rejected, expired, error): for a scan that is not one whole note `not_a_banknote`, "
+        "`note_incomplete` or `multiple_notes` (rejected: ask for a new scan); for review `uncertain`, "
+        "`unfamiliar_capture` or `not_sure_it_is_a_note` (a person looks); for a bad image the edge's 4xx codes "
+        "(image_unreadable, too_many_pixels, ...). Every value: " + ", ".join(f"`{r.value}`" for r in Reason)))
 
 
 class Alive(Body):

@@ -196,3 +196,10 @@ def test_the_models_refuse_an_answer_that_drifted():
     with pytest.raises(ValueError):
         ErrorBody.model_validate({"error": {"status": 400, "reason": "bad_request"}})
     assert openapi.errors(429)[429]["headers"]["Retry-After"]
+
+
+def test_the_verdict_documents_every_reason_the_model_gives(spec):
+    described = spec["components"]["schemas"]["ScanView"]["properties"]["verdict"]["description"]
+    for reason in ("not_a_banknote", "note_incomplete", "multiple_notes", "uncertain", "unfamiliar_capture",
+                   "not_sure_it_is_a_note"):
+        assert f"`{reason}`" in described
