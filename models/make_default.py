@@ -57,7 +57,7 @@ def build(out: Path, train_count: int, val_count: int, test_count: int, harsh_co
     cfg = TrainConfig(epochs=epochs, seed=seed)
     t = time.perf_counter()
     train_set = cached_synthesize(cache, train_count, SEEDS["train"], params, "mix", workers, desc="train set")
-    val_set = cached_synthesize(cache, val_count, SEEDS["val"], params, "mix", workers, desc="val set")
+    val_set = cached_synthesize(cache, val_count, SEEDS["val"], params, "valmix", workers, desc="val set")
     timings["synthesize_train_val_s"] = round(time.perf_counter() - t, 1)
     timings["synthesize_images_per_s"] = round((train_count + val_count) / timings["synthesize_train_val_s"], 1)
     if rethreshold:  # keep the trained weights, calibrate and choose the thresholds again

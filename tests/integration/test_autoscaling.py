@@ -74,8 +74,8 @@ def fleet(tmp_path, seaweedfs):
     second = devstack.free_port()
     api2 = devstack.spawn("api-2", [str(BIN / "tenderscan"), "api", "--host", "127.0.0.1", "--port", str(second)],
                           stack.logs, env=stack.env)
-    stack.services.append(api2)
-    worker = stack.start_worker(extra_env={"TENDERSCAN_METRICS_PORT": str(metrics_port),
+    stack.owned.append(api2)  # stopped with the stack
+    worker = stack.start_worker(env={"TENDERSCAN_METRICS_PORT": str(metrics_port),
                                            "TENDERSCAN_RECONCILE_INTERVAL_S": "0"})
     try:
         devstack.wait_for_port(second, 60, api2.proc)
