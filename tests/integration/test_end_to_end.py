@@ -20,6 +20,7 @@ from models.synth import make_scans
 from producer.client import ClientError
 from tests.integration.conftest import start_stack, tenant_clients, wait_until
 from workers.core import keys
+from workers.core.enums import judged
 from workers.core.schemas import Verdict
 from workers.core.storage import S3ObjectStore
 
@@ -77,7 +78,7 @@ def test_every_scan_gets_exactly_one_verdict_in_redis_and_s3(stack, run):
         in_s3 = Verdict.decode(store.get(key).data)
         assert in_s3 == in_redis == Verdict.decode(row["done"]["verdict"])
         assert in_redis.tenant == row["tenant"]
-        assert in_redis.decision in {"genuine", "counterfeit", "review"}
+        assert judged(in_redis.decision, in_redis.reason)
         assert in_redis.model and len(in_redis.model.sha256) == 64
         ts = in_redis.timestamps
         assert ts.submitted <= ts.dequeued <= ts.inference_start <= ts.inference_end <= ts.completed

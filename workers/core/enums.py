@@ -53,3 +53,14 @@ class Reason(StrEnum):
     UNCERTAIN = "uncertain"  # the counterfeit probability lies between the two thresholds
     UNFAMILIAR_CAPTURE = "unfamiliar_capture"  # the scan is unlike anything the model learned (out of distribution)
     NOT_SURE_IT_IS_A_NOTE = "not_sure_it_is_a_note"  # the model is unsure the scan shows one whole note
+
+
+# a `rejected` for what the image shows (the model looked), unlike the rejections of the bytes above
+SCENE_REASONS = frozenset({Reason.NOT_A_BANKNOTE, Reason.NOTE_INCOMPLETE, Reason.MULTIPLE_NOTES})
+
+
+def judged(decision: str, reason: str | None) -> bool:
+    """Whether the model judged the scan: genuine, counterfeit, review, or rejected for what it shows (not a
+    note of ours, part of one, several) rather than for bytes that are not a usable image."""
+    return decision in (Decision.GENUINE, Decision.COUNTERFEIT, Decision.REVIEW) or (
+        decision == Decision.REJECTED and reason in SCENE_REASONS)
