@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from workers.audit.signing import Signer
     from workers.runtime.reconcile import Reconciler
     from workers.runtime.shutdown import GraceWatchdog
+    from workers.webhooks.outbox import Outbox
 
 log = structlog.get_logger("workers.runtime.context")
 _ATTRIBUTE = "tenderscan_context"  # where attach() leaves the context on a Celery app
@@ -89,6 +90,7 @@ class WorkerContext:
     verdicts: VerdictStore | None = None  # scan states and verdicts in Redis
     runner: Runner | None = None  # the model behind its batcher
     limits: imaging.Limits = field(default_factory=imaging.Limits)
+    webhooks: Outbox | None = None  # schedules scan.completed webhook events; None: none are sent
     signer: Signer | None = None  # signs each audit record; None: written unsigned (`audit verify` flags them)
     policy: RetryPolicy = field(default_factory=RetryPolicy)  # max_attempts, the outage window, backoff
     clock: Callable[[], datetime] = now
@@ -145,6 +147,12 @@ class WorkerContext:
                     self.objects = S3ObjectStore(client, settings.s3_bucket)
                 if self.verdicts is None:
                     self.verdicts = VerdictStore.from_settings(settings)
+                if self.webhooks is None:
+                    from workers.core.verdict_store import redis_client
+                    from workers.webhooks.outbox import Outbox
+
+                    self.webhooks = Outbox(redis_client(settings.redis_url), settings.webhook_retention_s,
+                                           settings.webhook_lease_s)
                 if self.fanout is None:  # as many threads as the scans one worker process has in flight
                     self.fanout = ThreadPoolExecutor(settings.effective_concurrency,
                                                      thread_name_prefix="tenderscan-scan")
