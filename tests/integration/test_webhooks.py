@@ -42,7 +42,8 @@ def start_deliverer(redis_url: str, logs: Path) -> subprocess.Popen:
            "TENDERSCAN_WEBHOOK_BACKOFF_BASE_S": "0.05", "TENDERSCAN_WEBHOOK_BACKOFF_CAP_S": "0.4",
            "TENDERSCAN_WEBHOOK_POLL_S": "0.02", "TENDERSCAN_WEBHOOK_TIMEOUT_S": "1",
            "TENDERSCAN_WEBHOOK_LEASE_S": "3", "TENDERSCAN_WEBHOOK_CONCURRENCY": "4"}
-    return subprocess.Popen([*tenderscan_command(), "webhook", "deliver"], cwd=ROOT, env=env,
+    return subprocess.Popen([*tenderscan_command(), "webhook", "deliver", "--heartbeat-file", str(logs / "hb")],
+                            cwd=ROOT, env=env,
                             stdout=open(logs / "deliverer.log", "a"), stderr=subprocess.STDOUT)  # noqa: SIM115
 
 
@@ -77,6 +78,9 @@ def test_every_event_is_delivered_through_failures_and_restarts(clean_redis, tmp
 
         assert wait_until(all_answered, 60, 0.2), f"missing: {set(ids) - {g['id'] for g in received(out)}}"
         assert wait_until(lambda: Outbox(r).pending() == 0, 10)
+        health = subprocess.run([sys.executable, "-m", "workers.health", "--file", str(tmp_path / "hb"),
+                                 "--processes", "1", "--max-age", "30"], cwd=ROOT, capture_output=True, text=True)
+        assert health.returncode == 0, health.stdout + health.stderr  # the liveness probe sees the loop turn
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

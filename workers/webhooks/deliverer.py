@@ -110,12 +110,15 @@ class Deliverer:
             log.warning("webhook_delivery_error", delivery=claim.delivery_id, error=type(exc).__name__,
                         detail=str(exc)[:200])
 
-    def run(self, stop: threading.Event) -> None:
-        """Claim as many due deliveries as there are free threads, until `stop`; then finish those in hand."""
+    def run(self, stop: threading.Event, tick: Callable[[], None] | None = None) -> None:
+        """Claim as many due deliveries as there are free threads, until `stop`; then finish those in hand.
+        `tick` is called once per turn of the loop (the CLI's liveness heartbeat)."""
         log.info("webhook_deliverer_started", concurrency=self.concurrency)
         inflight: set[Future] = set()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="tenderscan-webhook") as pool:
             while not stop.is_set():
+                if tick:
+                    tick()
                 inflight = {f for f in inflight if not f.done()}
                 free = self.concurrency - len(inflight)
                 claims: list[Claim] = []

@@ -20,6 +20,9 @@ import json
 import sys
 import time
 
+HEARTBEAT_FILE = "/tmp/tenderscan-webhooks.heartbeat"  # the deliverer's liveness file (infra/k8s/webhooks.yaml)
+HEARTBEAT_EVERY_S = 5.0
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("webhook", help="signed webhooks: endpoints, secrets, delivery log, the deliverer",
@@ -49,7 +52,10 @@ def register(subparsers) -> None:
     d.add_argument("--json", action="store_true")
     endpoint_cmd("enable", "re-enable a disabled endpoint; parked events go out again", run_enable)
     endpoint_cmd("remove", "delete an endpoint", run_remove)
-    sub.add_parser("deliver", help="run the delivery loop until SIGTERM").set_defaults(func=run_deliver)
+    dl = sub.add_parser("deliver", help="run the delivery loop until SIGTERM")
+    dl.add_argument("--heartbeat-file", default=HEARTBEAT_FILE,
+                    help=f"kept fresh while the loop turns, for `python -m workers.health --file` (default {HEARTBEAT_FILE})")
+    dl.set_defaults(func=run_deliver)
 
 
 def _context():
@@ -142,12 +148,21 @@ def run_remove(args: argparse.Namespace) -> int:
 def run_deliver(args: argparse.Namespace) -> int:
     import signal
     import threading
+    from pathlib import Path
 
+    from workers.runtime.health import beat
     from workers.webhooks.deliverer import Deliverer
 
     settings, client, _, _ = _context()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Deliverer.from_settings(settings, client).run(stop)
+    heartbeat, last = Path(args.heartbeat_file), [0.0]
+
+    def tick() -> None:  # the loop turns at least every WEBHOOK_POLL_S; a stuck one goes stale
+        if time.monotonic() - last[0] >= HEARTBEAT_EVERY_S:
+            beat(heartbeat)
+            last[0] = time.monotonic()
+
+    Deliverer.from_settings(settings, client).run(stop, tick)
     return 0
