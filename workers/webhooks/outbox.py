@@ -158,11 +158,11 @@ class Outbox:
         log = keys.webhook_log_key(claim.tenant, claim.endpoint_id)
         with _translate():
             pipe = self.r.pipeline(transaction=True)
-            if outcome is DeliveryOutcome.RETRYING:
+            if outcome == DeliveryOutcome.RETRYING:
                 pipe.zadd(keys.WEBHOOK_DUE_KEY, {claim.delivery_id: next_due}, xx=True)
             else:
                 pipe.zrem(keys.WEBHOOK_DUE_KEY, claim.delivery_id)
-                if outcome is DeliveryOutcome.PARKED:
+                if outcome == DeliveryOutcome.PARKED:
                     parked = keys.webhook_parked_key(claim.tenant, claim.endpoint_id)
                     pipe.zadd(parked, {claim.delivery_id: claim.first_at})
                     pipe.expire(parked, self.retention_s)
