@@ -55,14 +55,15 @@ def emit(client: redis.Redis, tenant: str, event_type: str, data: dict[str, Any]
 def emit_completed(outbox: Outbox | None, saved: Sequence[tuple[Verdict, str]]) -> int:
     """scan.completed for each (winner, JSON Redis stored) of a publish, in one round trip. Never
     raises: a failure is logged (`webhook_emit_failed`) and the verdict goes on. Returns how many
-    deliveries were scheduled."""
+    deliveries were scheduled. A tenant without endpoints costs one EXISTS, no event is built for it."""
     if outbox is None or not saved:
         return 0
     try:
+        listening = outbox.with_endpoints({v.tenant for v, _ in saved})  # most tenants: none, and we stop here
         events = [WebhookEvent(completed_event_id(v.scan_id), v.tenant, EventType.SCAN_COMPLETED,
                                v.timestamps.completed or clock.utcnow(), decode_json(stored, "verdict"))
-                  for v, stored in saved]
-        return sum(outbox.emit(events, time.time()))
+                  for v, stored in saved if v.tenant in listening]
+        return sum(outbox.emit(events, time.time())) if events else 0
     except Exception as exc:  # noqa: BLE001 - webhooks must never fail a verdict
         log.warning("webhook_emit_failed", scans=len(saved), error=type(exc).__name__, detail=str(exc)[:200])
         return 0

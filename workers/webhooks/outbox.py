@@ -136,6 +136,15 @@ class Outbox:
         with _translate():
             return [int(n) for n in self._emit(keys=[*keys_, keys.WEBHOOK_DUE_KEY], args=argv)]
 
+    def with_endpoints(self, tenants: set[str]) -> set[str]:
+        """Which of these tenants have an endpoint (one round trip): the rest need no event built."""
+        ordered = sorted(tenants)
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for tenant in ordered:
+                pipe.exists(keys.webhook_endpoints_key(tenant))
+            return {t for t, n in zip(ordered, pipe.execute(), strict=True) if n}
+
     # --- the deliverer's side -------------------------------------------------------------------
     def claim(self, now: float, limit: int) -> list[Claim]:
         with _translate():
