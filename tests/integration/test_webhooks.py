@@ -1,7 +1,8 @@
-"""Webhooks end to end on real processes: Redis, `tenderscan webhook deliver`, and a real HTTP receiver
+"""Webhooks end to end on real processes. First: Redis, `tenderscan webhook deliver`, and a real HTTP receiver
 (tests/integration/webhook_receiver.py) that verifies every signature, fails on purpose for a while,
 and is killed and started again mid-run, as is the deliverer. Every event arrives, verified; none is
-lost; a duplicate carries the same webhook-id and the same body.
+lost; a duplicate carries the same webhook-id and the same body. Then the product path: a scan through
+the API and a real celery worker arrives at the back-end as a verified scan.completed carrying its verdict.
 """
 
 from __future__ import annotations
@@ -104,3 +105,37 @@ def test_every_event_is_delivered_through_failures_and_restarts(clean_redis, tmp
     log = Outbox(r).log("acme", ep.id, limit=1000)
     assert sum(rec["outcome"] == "delivered" for rec in log) >= EVENTS
     assert {rec["outcome"] for rec in log} <= {"delivered", "retrying"}
+
+
+def test_a_verdict_reaches_the_back_end_as_scan_completed(tmp_path, seaweedfs):
+    """The whole path: API -> real celery worker -> verdict -> scan.completed -> deliverer -> receiver."""
+    from models.synth import make_scans
+    from tests.integration.conftest import start_stack, tenant_clients
+
+    stack = start_stack(tmp_path / "stack", seaweedfs, workers=1)
+    receiver = deliverer = None
+    try:
+        r = redis_client(stack.settings.redis_url)
+        port = free_port()
+        ep = EndpointStore(r).add("acme", f"http://127.0.0.1:{port}/hook")
+        out = tmp_path / "received.jsonl"
+        receiver = start_receiver(port, ep.secrets[0].value, out, fail_first=0, logs=tmp_path)
+        deliverer = start_deliverer(stack.settings.redis_url, tmp_path)
+        data, _ = make_scans(1, seed=7, counterfeit_ratio=0.5, capture="default")[0]
+        with tenant_clients(stack) as clients:
+            scan = clients["acme"].submit(data, store_id="s1", terminal_id="t1")
+            done = clients["acme"].wait(scan["scan_id"], timeout=240)
+            # a tenant without endpoints: its verdict comes as ever, and nothing is sent anywhere for it
+            other = clients["globex"].submit(data, store_id="s1", terminal_id="t1")
+            assert clients["globex"].wait(other["scan_id"], timeout=240)["status"] == "done"
+        assert wait_until(lambda: any(g["answered"] == 200 for g in received(out)), 30), "no scan.completed arrived"
+        (got,) = received(out)
+        event = json.loads(got["body"])
+        assert got["verified"] and got["id"] == f"msg_{scan['scan_id']}_completed"
+        assert event["type"] == "scan.completed" and event["data"] == done["verdict"]  # the verdict as stored
+    finally:
+        for p in (receiver, deliverer):
+            if p is not None:
+                p.kill()
+                p.wait()
+        stack.stop()
