@@ -25,6 +25,7 @@ from producer.errors import bad_request, not_found
 from producer.openapi import errors
 from producer.routes import require_tenant
 from workers.core.enums import WebhookEvent
+from workers.webhooks.addresses import parse_allow
 from workers.webhooks.endpoints import Endpoint, EndpointError, EndpointStore
 from workers.webhooks.events import emit
 from workers.webhooks.outbox import Outbox
@@ -97,7 +98,7 @@ class DeliveryLog(_Body):
 
 def _stores(request: Request) -> tuple[EndpointStore, Outbox]:
     r, settings = request.app.state.deps.verdicts.r, request.app.state.settings
-    return EndpointStore(r), Outbox(r, settings.webhook_retention_s, settings.webhook_lease_s)
+    return EndpointStore(r, parse_allow(settings.webhook_allow_cidrs)), Outbox(r, settings.webhook_retention_s, settings.webhook_lease_s)
 
 
 async def _call(fn, *args) -> Any:

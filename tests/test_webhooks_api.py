@@ -59,7 +59,7 @@ def test_another_tenants_endpoint_is_not_found_and_bad_input_is_400(api):
         assert resp.status_code == 404 and resp.json()["error"]["reason"] == "not_found", path
     assert api.delete(f"/v1/webhooks/{made['id']}", headers=AUTH["globex"]).status_code == 404
     assert api.post("/v1/webhooks/ep_0000000000000000/rotate", headers=AUTH["acme"]).status_code == 404
-    for body in ({"url": "ftp://x.example/"}, {"url": "https://u:p@x.example/"}, {}, {"url": "https://x", "extra": 1}):
+    for body in ({"url": "ftp://x.example/"}, {"url": "https://u:p@x.example/"}, {"url": "http://169.254.169.254/"}, {}, {"url": "https://x", "extra": 1}):
         resp = api.post("/v1/webhooks", json=body, headers=AUTH["acme"])
         assert resp.status_code == 400 and resp.json()["error"]["reason"] == "bad_request", body
     assert api.get("/v1/webhooks").status_code == 401

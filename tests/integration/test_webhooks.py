@@ -21,6 +21,7 @@ import pytest
 from producer.dev.services import free_port, tenderscan_command, wait_for_port
 from tests.integration.conftest import wait_until
 from workers.core.verdict_store import redis_client
+from workers.webhooks.addresses import parse_allow
 from workers.webhooks.endpoints import EndpointStore
 from workers.webhooks.events import emit
 from workers.webhooks.outbox import Outbox
@@ -55,7 +56,7 @@ def received(out: Path) -> list[dict]:
 def test_every_event_is_delivered_through_failures_and_restarts(clean_redis, tmp_path):
     r = redis_client(clean_redis)
     port = free_port()
-    ep = EndpointStore(r).add("acme", f"http://127.0.0.1:{port}/hook")
+    ep = EndpointStore(r, parse_allow(["127.0.0.0/8"])).add("acme", f"http://127.0.0.1:{port}/hook")
     secret, out = ep.secrets[0].value, tmp_path / "received.jsonl"
     receiver = start_receiver(port, secret, out, fail_first=15, logs=tmp_path)
     deliverer = start_deliverer(clean_redis, tmp_path)
@@ -117,7 +118,7 @@ def test_a_verdict_reaches_the_back_end_as_scan_completed(tmp_path, seaweedfs):
     try:
         r = redis_client(stack.settings.redis_url)
         port = free_port()
-        ep = EndpointStore(r).add("acme", f"http://127.0.0.1:{port}/hook")
+        ep = EndpointStore(r, parse_allow(["127.0.0.0/8"])).add("acme", f"http://127.0.0.1:{port}/hook")
         out = tmp_path / "received.jsonl"
         receiver = start_receiver(port, ep.secrets[0].value, out, fail_first=0, logs=tmp_path)
         deliverer = start_deliverer(stack.settings.redis_url, tmp_path)

@@ -58,9 +58,10 @@ class Deliverer:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> Deliverer:
-        return cls(Outbox(client, settings.webhook_retention_s, settings.webhook_lease_s), EndpointStore(client),
+        allow = parse_allow(settings.webhook_allow_cidrs)
+        return cls(Outbox(client, settings.webhook_retention_s, settings.webhook_lease_s), EndpointStore(client, allow),
                    Backoff.from_settings(settings), settings.webhook_timeout_s, settings.webhook_disable_after_s,
-                   parse_allow(settings.webhook_allow_cidrs), settings.webhook_concurrency, settings.webhook_poll_s)
+                   allow, settings.webhook_concurrency, settings.webhook_poll_s)
 
     def deliver(self, claim: Claim) -> DeliveryOutcome:
         now = self.now()

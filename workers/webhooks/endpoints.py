@@ -20,6 +20,7 @@ import redis
 
 from workers.core import clock, keys
 from workers.core.errors import StoreUnavailable, TenderscanError
+from workers.webhooks.addresses import Network, refusal
 from workers.webhooks.signing import new_secret
 
 
@@ -55,20 +56,34 @@ class Endpoint:
         return cls(**{**data, "secrets": tuple(Secret(**s) for s in data["secrets"])})
 
 
-def check_url(url: str) -> str:
+def check_url(url: str, allow: tuple[Network, ...] = ()) -> str:
+    """A URL the deliverer could use. An IP literal the SSRF rules refuse is refused now, for quick
+    feedback; a host name is judged at each delivery, when it resolves (sender.py)."""
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise EndpointError(f"{url!r}: bad port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         raise EndpointError(f"{url!r}: a webhook URL is http(s)://host[:port]/path, without credentials")
+    try:
+        why = refusal(parts.hostname, allow)
+    except ValueError:  # a name, not an address
+        why = None
+    if why:
+        raise EndpointError(f"{url!r}: {parts.hostname} is a {why} address; receivers must be public "
+                            "(docs/WEBHOOKS.md)")
     return url
 
 
 class EndpointStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, allow: tuple[Network, ...] = ()) -> None:
         self.r = client
+        self.allow = allow  # settings.webhook_allow_cidrs: addresses a receiver may have after all
 
     def add(self, tenant: str, url: str, description: str = "") -> Endpoint:
-        ep = Endpoint("ep_" + _secrets.token_hex(8), tenant, check_url(url), clock.utcnow(), (Secret(new_secret()),),
-                      description)
+        ep = Endpoint("ep_" + _secrets.token_hex(8), tenant, check_url(url, self.allow), clock.utcnow(),
+                      (Secret(new_secret()),), description)
         self._save(ep)
         return ep
 

@@ -61,12 +61,13 @@ def register(subparsers) -> None:
 def _context():
     from workers.core.settings import Settings
     from workers.core.verdict_store import redis_client
+    from workers.webhooks.addresses import parse_allow
     from workers.webhooks.endpoints import EndpointStore
     from workers.webhooks.outbox import Outbox
 
     settings = Settings.from_env()
     client = redis_client(settings.redis_url)
-    return settings, client, EndpointStore(client), Outbox(client, settings.webhook_retention_s, settings.webhook_lease_s)
+    return settings, client, EndpointStore(client, parse_allow(settings.webhook_allow_cidrs)), Outbox(client, settings.webhook_retention_s, settings.webhook_lease_s)
 
 
 def run_add(args: argparse.Namespace) -> int:

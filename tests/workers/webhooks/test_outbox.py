@@ -6,6 +6,7 @@ from workers.core import keys
 from workers.core.enums import DeliveryOutcome
 from workers.core.schemas import WebhookEvent
 from workers.core.verdict_store import redis_client
+from workers.webhooks.addresses import parse_allow
 from workers.webhooks.endpoints import EndpointError, EndpointStore
 from workers.webhooks.events import emit
 from workers.webhooks.outbox import Outbox
@@ -96,9 +97,12 @@ def test_rotation_keeps_the_old_secret_signing_for_the_overlap(r):
 
 def test_endpoint_urls_and_ids_are_checked(r):
     eps = EndpointStore(r)
-    for bad in ("ftp://a.example/x", "https://user:pw@a.example/x", "not a url", "http:///x"):
+    for bad in ("ftp://a.example/x", "https://user:pw@a.example/x", "not a url", "http:///x", "http://a.example:99999/",
+                "http://127.0.0.1:8080/x", "http://169.254.169.254/latest", "http://[::1]/x", "https://10.0.0.8/"):
         with pytest.raises(EndpointError):
             eps.add("acme", bad)
+    assert EndpointStore(r, parse_allow(["127.0.0.0/8"])).add("acme", "http://127.0.0.1:8080/x")  # the tests' range
+    assert eps.add("acme", "https://93.184.215.14/x")  # a public literal
     with pytest.raises(EndpointError):
         eps.get("acme", "ep_missing")
 
