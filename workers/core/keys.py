@@ -22,11 +22,6 @@ Redis keys (ours all start `ts:`), and who writes them:
                                        TTL: settings.in_flight_ttl_s
     ts:keyuse:{tenant}         hash    key_id -> last use (time); lossy, at most every
                                        KEY_USE_EVERY_S per key and API process               [edge]
-    ts:reconcile:lock          string  held by the worker reconciling now                   [worker]
-                                       TTL: settings.reconcile_interval_s
-    ts:reconcile:sweep         string  the Redis run_id at the reconciler's last full S3 sweep: a missing
-                                       key or another run_id (a restart, a failover) makes a sweep due
-                                       TTL: settings.reconcile_sweep_interval_s             [worker]
     ts:wh:endpoints:{tenant}   hash    endpoint id -> Endpoint JSON (url, signing secrets) [CLI, API]
     ts:wh:state:{tenant}:{ep}  hash    the endpoint's health: failing_since, disabled_at     [deliverer, CLI]
     ts:wh:msg:{msg_id}         string  a webhook event: tenant, type and the exact body sent  [worker, emit]
@@ -39,6 +34,11 @@ Redis keys (ours all start `ts:`), and who writes them:
     ts:wh:parked:{tenant}:{ep} zset    deliveries held while the endpoint is disabled        [deliverer, enable]
     ts:wh:log:{tenant}:{ep}    list    the endpoint's delivery log, newest first, WEBHOOK_LOG_MAX JSON
                                        records (outcome, status, latency, attempt)           [deliverer]
+    ts:reconcile:lock          string  held by the worker reconciling now                   [worker]
+                                       TTL: settings.reconcile_interval_s
+    ts:reconcile:sweep         string  the Redis run_id at the reconciler's last full S3 sweep: a missing
+                                       key or another run_id (a restart, a failover) makes a sweep due
+                                       TTL: settings.reconcile_sweep_interval_s             [worker]
     tenderscan.scans           list    the queue (QUEUE): kombu pushes task messages here    [edge, reconciler]
     unacked                    hash    kombu's own: messages delivered and not yet acked (read by the
                                        API's backlog gauge, core/telemetry.py)              [kombu]
@@ -106,14 +106,6 @@ IN_FLIGHT_TENANTS_KEY = "ts:inflight-tenants"  # set: tenants with in-flight zse
 RECONCILE_SWEEP_KEY = "ts:reconcile:sweep"  # Redis run_id at the reconciler's last S3 sweep
 
 
-def key_use_key(tenant: str) -> str:
-    return f"ts:keyuse:{tenant}"
-
-
-KEY_USE_EVERY_S = 60  # an API process records a key's last use at most this often (seconds)
-RECONCILE_LOCK_KEY = "ts:reconcile:lock"  # held by the worker reconciling now (TTL = the interval)
-
-
 # --- webhooks (workers/webhooks/, docs/WEBHOOKS.md) -------------------------------------------------
 WEBHOOK_DUE_KEY = "ts:wh:due"  # zset of deliveries by due time: the durable schedule the deliverer drains
 WEBHOOK_LOG_MAX = 1000  # delivery log records kept per endpoint (older ones are trimmed)
@@ -146,6 +138,14 @@ def webhook_parked_key(tenant: str, endpoint_id: str) -> str:
 
 def webhook_log_key(tenant: str, endpoint_id: str) -> str:
     return f"ts:wh:log:{tenant}:{endpoint_id}"
+
+
+def key_use_key(tenant: str) -> str:
+    return f"ts:keyuse:{tenant}"
+
+
+KEY_USE_EVERY_S = 60  # an API process records a key's last use at most this often (seconds)
+RECONCILE_LOCK_KEY = "ts:reconcile:lock"  # held by the worker reconciling now (TTL = the interval)
 
 
 # --- S3 keys: the scans bucket --------------------------------------------------------------------

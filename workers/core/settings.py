@@ -183,6 +183,9 @@ class Settings(BaseModel):
                                      section="audit records (docs/AUDIT.md)", secret=True, per_deployment=True)
     audit_public_keys: tuple[str, ...] = setting((), "published public keys `audit verify` trusts, "
                                                      "comma-separated 64 hex", per_deployment=True)
+    # --- logs -----------------------------------------------------------------------------------
+    log_level: str = setting("INFO", "DEBUG | INFO | WARNING | ERROR", section="logs")
+    log_json: bool = setting(True, "one JSON object per line (false: human-readable lines)")
     # --- webhooks (docs/WEBHOOKS.md) ------------------------------------------------------------
     webhook_timeout_s: float = setting(10.0, "connect, and then each read, of a webhook delivery; a receiver "
                                              "slower than this has failed the attempt",
@@ -206,9 +209,6 @@ class Settings(BaseModel):
     webhook_allow_cidrs: tuple[str, ...] = setting((), "comma-separated CIDRs a receiver may resolve to even "
                                                        "though they are refused by default (loopback, private); "
                                                        "for tests and private deployments only")
-    # --- logs -----------------------------------------------------------------------------------
-    log_level: str = setting("INFO", "DEBUG | INFO | WARNING | ERROR", section="logs")
-    log_json: bool = setting(True, "one JSON object per line (false: human-readable lines)")
 
     def __init__(self, **values: Any) -> None:
         try:

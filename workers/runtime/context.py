@@ -90,11 +90,11 @@ class WorkerContext:
     verdicts: VerdictStore | None = None  # scan states and verdicts in Redis
     runner: Runner | None = None  # the model behind its batcher
     limits: imaging.Limits = field(default_factory=imaging.Limits)
-    webhooks: Outbox | None = None  # schedules scan.completed webhook events; None: none are sent
     signer: Signer | None = None  # signs each audit record; None: written unsigned (`audit verify` flags them)
     policy: RetryPolicy = field(default_factory=RetryPolicy)  # max_attempts, the outage window, backoff
     clock: Callable[[], datetime] = now
     fanout: Executor | None = None  # threads for the scans of a multi-scan message (None: in the caller's)
+    webhooks: Outbox | None = None  # schedules scan.completed webhook events; None: none are sent
     # scans of multi-scan messages in flight in this process (tasks.py takes them per message)
     slots: ScanSlots = field(default_factory=lambda: ScanSlots(2 * Settings().effective_concurrency))
     # --- the worker's own services (runtime/worker.py starts and stops them) --------------------------
@@ -147,15 +147,15 @@ class WorkerContext:
                     self.objects = S3ObjectStore(client, settings.s3_bucket)
                 if self.verdicts is None:
                     self.verdicts = VerdictStore.from_settings(settings)
+                if self.fanout is None:  # as many threads as the scans one worker process has in flight
+                    self.fanout = ThreadPoolExecutor(settings.effective_concurrency,
+                                                     thread_name_prefix="tenderscan-scan")
                 if self.webhooks is None:
                     from workers.core.verdict_store import redis_client
                     from workers.webhooks.outbox import Outbox
 
                     self.webhooks = Outbox(redis_client(settings.redis_url), settings.webhook_retention_s,
                                            settings.webhook_lease_s)
-                if self.fanout is None:  # as many threads as the scans one worker process has in flight
-                    self.fanout = ThreadPoolExecutor(settings.effective_concurrency,
-                                                     thread_name_prefix="tenderscan-scan")
             self._loaded = True
         return self
 
