@@ -5,11 +5,14 @@
                                                            the tenant has no endpoint (nothing stored)
     emit_completed(outbox, saved)                          scan.completed for each stored verdict (the
                                                            worker's publish stage); never raises
+    emit_reviewed(redis, tenant, scan_id, reviewed_at, data)  scan.reviewed for the review console's hook
+                                                           (after the signed review record); never raises
 
 An event id is `msg_` + random hex unless given. scan.completed's is derived from the scan
 (`msg_{scan_id}_completed`), so a redelivered scan, whose publish runs again, emits nothing new: the
-outbox stores an event id once (SET NX). Give scan.reviewed such an id too, if a review can be
-submitted twice.
+outbox stores an event id once (SET NX). scan.reviewed's is derived from the scan and the review's
+time (`msg_{scan_id}_reviewed_{digits of reviewed_at}`): a review recorded twice is one event, a
+review taken back (undo) and made again is a second one.
 
 Emitting only schedules: the POST happens in the deliverer process (`tenderscan webhook deliver`),
 so a slow or broken receiver can never hold up a verdict.
@@ -67,3 +70,19 @@ def emit_completed(outbox: Outbox | None, saved: Sequence[tuple[Verdict, str]]) 
     except Exception as exc:  # noqa: BLE001 - webhooks must never fail a verdict
         log.warning("webhook_emit_failed", scans=len(saved), error=type(exc).__name__, detail=str(exc)[:200])
         return 0
+
+
+def reviewed_event_id(scan_id: str, reviewed_at: str) -> str:
+    return f"msg_{scan_id}_reviewed_{''.join(c for c in reviewed_at if c.isdigit())}"
+
+
+def emit_reviewed(client: redis.Redis, tenant: str, scan_id: str, reviewed_at: str, data: dict[str, Any],
+                  retention_s: int | None = None) -> str | None:
+    """scan.reviewed, for the review console to call once a review is recorded. Never raises into the
+    reviewer's request: a failure is logged (`webhook_emit_failed`). The event id, or None."""
+    try:
+        return emit(client, tenant, EventType.SCAN_REVIEWED, data, reviewed_event_id(scan_id, reviewed_at),
+                    retention_s)
+    except Exception as exc:  # noqa: BLE001 - a webhook must never fail a review
+        log.warning("webhook_emit_failed", scan_id=scan_id, error=type(exc).__name__, detail=str(exc)[:200])
+        return None

@@ -11,7 +11,7 @@ from workers.core.verdict_store import VerdictStore, redis_client
 from workers.runtime.context import WorkerContext
 from workers.runtime.publish import publish
 from workers.webhooks.endpoints import EndpointStore
-from workers.webhooks.events import completed_event_id, emit_completed
+from workers.webhooks.events import completed_event_id, emit_completed, emit_reviewed
 from workers.webhooks.outbox import Outbox
 
 
@@ -51,3 +51,15 @@ def test_a_failing_outbox_never_fails_the_verdict(r):
     assert publish([v], ctx, ctx.executor_for(1)) == [v]
     assert emit_completed(Broken(r), [(v, v.encode())]) == 0
     assert emit_completed(None, [(v, v.encode())]) == 0  # a context without webhooks (tests, tools)
+
+
+def test_scan_reviewed_is_one_event_per_review_and_never_raises(r):
+    EndpointStore(r).add("acme", "https://a.example/hook")
+    sid = schemas.new_scan_id()
+    first = emit_reviewed(r, "acme", sid, "2026-12-02T10:00:00.000000Z", {"scan_id": sid, "label": "counterfeit"})
+    assert first == f"msg_{sid}_reviewed_20261202100000000000"
+    assert emit_reviewed(r, "acme", sid, "2026-12-02T10:00:00.000000Z", {"scan_id": sid}) is None  # the same review
+    assert emit_reviewed(r, "acme", sid, "2026-12-02T10:05:00.000000Z", {"scan_id": sid}) != first  # after an undo
+    assert json.loads(Outbox(r).message(first)["body"])["data"]["label"] == "counterfeit"
+    broken = redis_client("redis://127.0.0.1:1/0", timeout_s=0.2)
+    assert emit_reviewed(broken, "acme", sid, "2026-12-02T10:00:00.000000Z", {}) is None
