@@ -4,7 +4,7 @@ http.client, not httpx: its connection classes open their socket through one ove
 (`_create_connection`), so the host is resolved, every address checked (addresses.py) and the socket
 connected to a checked address in one step. There is no window between the check and the connect
 in which a rebinding DNS answer could swap the address; TLS still verifies the certificate against
-the URL's host name (SNI). A 3xx is a failure (`redirect`): following it would go to a URL nobody
+the URL's host name (SNI). Each socket operation has the timeout, the whole attempt twice it. A 3xx is a failure (`redirect`): following it would go to a URL nobody
 checked. The answer's body is read up to MAX_ANSWER_BYTES and ignored.
 
     post(url, body, headers, timeout_s, allow) -> Attempt(ok, status, reason, detail, latency_ms)
@@ -15,9 +15,11 @@ enums.DeliveryFailure reason, which the deliverer schedules for a retry.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -78,6 +80,13 @@ def guarded_connect(allow: tuple[Network, ...], resolve: Resolver = socket.getad
     return connect
 
 
+def _hang_up(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float, allow: Iterable[Network] = (),
          resolve: Resolver = socket.getaddrinfo, tls: ssl.SSLContext | None = None) -> Attempt:
     start = time.perf_counter()
@@ -96,6 +105,11 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float, al
         return done(False, None, DeliveryFailure.BAD_URL, str(exc))
     conn._create_connection = guarded_connect(tuple(allow), resolve)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # Each socket operation has timeout_s; the whole attempt has twice that, so a receiver that drips its
+    # answer a byte at a time cannot hold a deliverer thread (or outlive the claim's lease).
+    deadline = threading.Timer(2 * timeout_s, _hang_up, (conn,))
+    deadline.daemon = True
+    deadline.start()
     try:
         conn.request("POST", path, body=body, headers={"Content-Type": "application/json", "User-Agent": USER_AGENT,
                                                        **headers})
@@ -107,8 +121,11 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float, al
     except TimeoutError:
         return done(False, None, DeliveryFailure.TIMEOUT, f"no answer within {timeout_s:g} s")
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, TLS, a malformed answer
+        if not deadline.is_alive():  # the deadline hung up on it
+            return done(False, None, DeliveryFailure.TIMEOUT, f"no whole answer within {2 * timeout_s:g} s")
         return done(False, None, DeliveryFailure.CONNECT_FAILED, type(exc).__name__)
     finally:
+        deadline.cancel()
         conn.close()
     if 200 <= status < 300:
         return done(True, status, None)

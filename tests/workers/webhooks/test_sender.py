@@ -110,3 +110,60 @@ def test_a_closed_port_is_a_connect_failure():
         port = s.getsockname()[1]
     a = post(f"http://127.0.0.1:{port}/", b"{}", {}, 1.0, LOOPBACK)
     assert not a.ok and a.reason == "connect_failed"
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_twice_the_timeout():
+    """Each read gets a byte in time, so only the attempt's own deadline can stop it."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b"X-Drip: 1\r\n")
+            except OSError:
+                break
+            time.sleep(0.1)
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    start = time.monotonic()
+    a = post(f"http://127.0.0.1:{srv.getsockname()[1]}/", b"{}", {}, 0.4, LOOPBACK)
+    stop.set()
+    srv.close()
+    assert not a.ok and a.reason == "timeout" and 0.7 < time.monotonic() - start < 2.0
+
+
+def test_https_verifies_the_certificate_against_the_urls_name_not_the_address(tmp_path):
+    import ssl
+
+    from tests.tls import make_pki
+    from workers.webhooks.sender import post as send
+
+    pki = make_pki(tmp_path)  # a server certificate for localhost / 127.0.0.1
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (BaseHTTPRequestHandler,), {
+        "do_POST": lambda self: (self.rfile.read(int(self.headers["Content-Length"])), self.send_response(204),
+                                 self.end_headers()),
+        "log_message": lambda self, *a: None}))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    server.handle_error = lambda *args: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client_ctx = ssl.create_default_context(cafile=str(pki.ca))
+    port = server.server_port
+    try:
+        ok = send(f"https://localhost:{port}/x", b"{}", {}, 2.0, LOOPBACK, resolve=resolving_to("127.0.0.1"),
+                  tls=client_ctx)
+        assert ok.ok and ok.status == 204
+        wrong = send(f"https://hooks.example.com:{port}/x", b"{}", {}, 2.0, LOOPBACK,
+                     resolve=resolving_to("127.0.0.1"), tls=client_ctx)
+        assert not wrong.ok and wrong.reason == "connect_failed"  # the certificate does not name it
+    finally:
+        server.shutdown()
+        server.server_close()
