@@ -80,7 +80,8 @@ def guarded_connect(allow: tuple[Network, ...], resolve: Resolver = socket.getad
     return connect
 
 
-def _hang_up(conn: http.client.HTTPConnection) -> None:
+def _hang_up(conn: http.client.HTTPConnection, fired: threading.Event) -> None:
+    fired.set()
     sock = conn.sock
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed
@@ -107,7 +108,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float, al
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     # Each socket operation has timeout_s; the whole attempt has twice that, so a receiver that drips its
     # answer a byte at a time cannot hold a deliverer thread (or outlive the claim's lease).
-    deadline = threading.Timer(2 * timeout_s, _hang_up, (conn,))
+    fired = threading.Event()  # set once the deadline hung up: whatever was read after is not an answer
+    deadline = threading.Timer(2 * timeout_s, _hang_up, (conn, fired))
     deadline.daemon = True
     deadline.start()
     try:
@@ -121,12 +123,14 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float, al
     except TimeoutError:
         return done(False, None, DeliveryFailure.TIMEOUT, f"no answer within {timeout_s:g} s")
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, TLS, a malformed answer
-        if not deadline.is_alive():  # the deadline hung up on it
+        if fired.is_set():
             return done(False, None, DeliveryFailure.TIMEOUT, f"no whole answer within {2 * timeout_s:g} s")
         return done(False, None, DeliveryFailure.CONNECT_FAILED, type(exc).__name__)
     finally:
         deadline.cancel()
         conn.close()
+    if fired.is_set():  # a hang-up mid-headers can read as a short, "complete" answer: it is not one
+        return done(False, None, DeliveryFailure.TIMEOUT, f"no whole answer within {2 * timeout_s:g} s")
     if 200 <= status < 300:
         return done(True, status, None)
     if 300 <= status < 400:
