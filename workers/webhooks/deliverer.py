@@ -11,7 +11,8 @@ Per claimed delivery (`deliver`):
     anything else                                           -> the endpoint is failing since its first
         failure; past WEBHOOK_DISABLE_AFTER_S it is disabled and this delivery parked; otherwise
         retried after backoff.py's delay, or given up past WEBHOOK_RETRY_WINDOW_S
-Each outcome is one record in the endpoint's delivery log (status, latency, attempt, reason).
+Each outcome is one record in the endpoint's delivery log (status, latency, attempt, reason) and
+one count in tenderscan_webhook_deliveries{outcome, reason} (served on TENDERSCAN_METRICS_PORT).
 
 Delivery is at least once: a deliverer killed between the POST and `finish` leaves the claim to its
 lease, and the event goes again under the same webhook-id, which is the receiver's dedup key.
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 import redis
 import structlog
 
-from workers.core import clock
+from workers.core import clock, telemetry
 from workers.core.enums import DeliveryOutcome
 from workers.core.errors import TenderscanError
 from workers.core.settings import Settings
@@ -100,6 +101,7 @@ class Deliverer:
     def _settle(self, claim: Claim, outcome: DeliveryOutcome, record: dict, due: float | None = None) -> DeliveryOutcome:
         record["outcome"] = str(outcome)
         self.outbox.finish(claim, outcome, record, due)
+        telemetry.observe_webhook(record["outcome"], record.get("reason"), record.get("latency_ms"))
         log.info("webhook_delivery", tenant=claim.tenant, endpoint=claim.endpoint_id,
                  **{k: v for k, v in record.items() if k != "at"})
         return outcome

@@ -165,5 +165,9 @@ def run_deliver(args: argparse.Namespace) -> int:
             beat(heartbeat)
             last[0] = time.monotonic()
 
+    if settings.metrics_port:  # tenderscan_webhook_deliveries, tenderscan_webhook_attempt_seconds
+        from workers.core import telemetry
+
+        telemetry.serve(settings.metrics_port)
     Deliverer.from_settings(settings, client).run(stop, tick)
     return 0

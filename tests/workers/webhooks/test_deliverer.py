@@ -8,6 +8,7 @@ import pytest
 from producer.client import verify
 from workers.core import keys
 from workers.core.schemas import WebhookEvent
+from workers.core.telemetry import REGISTRY
 from workers.core.verdict_store import redis_client
 from workers.webhooks.backoff import Backoff
 from workers.webhooks.deliverer import Deliverer
@@ -47,6 +48,7 @@ def test_failures_are_retried_with_backoff_under_the_same_id_then_delivered(setu
     r, ep, box, clock, deliverer = setup
     rec = Receiver(ep.secrets[0].value, [500, 503])
     d = deliverer(rec)
+    before = {k: delivered(*k) for k in (("retrying", "http_status"), ("delivered", ""))}
     outcomes = []
     for now in (1000, 1001, 1003):  # due after 1 s, then 2 s (rand = 1: the ceiling)
         clock["now"] = now
@@ -59,6 +61,12 @@ def test_failures_are_retried_with_backoff_under_the_same_id_then_delivered(setu
     assert [(x["outcome"], x["attempt"], x["status"]) for x in log] == [
         ("delivered", 3, 200), ("retrying", 2, 503), ("retrying", 1, 500)]
     assert box.pending() == 0
+    for outcome, reason, n in (("retrying", "http_status", 2), ("delivered", "", 1)):
+        assert delivered(outcome, reason) - before[(outcome, reason)] == n  # the Prometheus count
+
+
+def delivered(outcome, reason):
+    return REGISTRY.get_sample_value("tenderscan_webhook_deliveries_total", {"outcome": outcome, "reason": reason}) or 0
 
 
 def test_given_up_after_the_retry_window(setup):
