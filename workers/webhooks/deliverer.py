@@ -2,6 +2,9 @@
 
     tenderscan webhook deliver      runs `Deliverer.run` until SIGTERM/SIGINT, then finishes the
                                     deliveries in hand; as many processes as you like (claims are atomic)
+                                    At most `per_endpoint` attempts go to one endpoint at once: a claim
+                                    beyond that is handed back untried, so a hanging receiver holds two
+                                    threads, not all of them, and other tenants' events go on.
 
 Per claimed delivery (`deliver`):
     event gone (retention passed) or endpoint removed       -> dropped
@@ -23,6 +26,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -53,6 +57,7 @@ class Deliverer:
     allow: tuple[Network, ...] = ()
     concurrency: int = 8
     poll_s: float = 0.5
+    per_endpoint: int = 2  # attempts in flight to one endpoint: a hanging one holds at most this many threads
     now: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     send: Callable[..., sender.Attempt] = sender.post  # a test may pass a stand-in receiver
@@ -117,24 +122,32 @@ class Deliverer:
         """Claim as many due deliveries as there are free threads, until `stop`; then finish those in hand.
         `tick` is called once per turn of the loop (the CLI's liveness heartbeat)."""
         log.info("webhook_deliverer_started", concurrency=self.concurrency)
-        inflight: set[Future] = set()
+        inflight: dict[Future, tuple[str, str]] = {}  # attempt -> its endpoint
+        busy: Counter[tuple[str, str]] = Counter()  # endpoint -> attempts in flight
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="tenderscan-webhook") as pool:
             while not stop.is_set():
                 if tick:
                     tick()
-                inflight = {f for f in inflight if not f.done()}
+                for f in [f for f in inflight if f.done()]:
+                    busy[inflight.pop(f)] -= 1
                 free = self.concurrency - len(inflight)
                 claims: list[Claim] = []
                 if free:
                     try:
                         claims = self.outbox.claim(self.now(), free)
+                        for c in claims:
+                            endpoint = (c.tenant, c.endpoint_id)
+                            if busy[endpoint] >= self.per_endpoint:  # let other endpoints' events by
+                                self.outbox.release(c, self.now() + max(1.0, self.poll_s))
+                                continue
+                            busy[endpoint] += 1
+                            inflight[pool.submit(self._deliver_logged, c)] = endpoint
                     except TenderscanError as exc:
                         log.warning("webhook_claim_failed", error=type(exc).__name__, detail=str(exc)[:200])
-                inflight |= {pool.submit(self._deliver_logged, c) for c in claims}
                 if len(claims) < free or not free:  # nothing more due now: wait for time or a thread
                     if inflight and not free:
-                        wait(inflight, timeout=self.poll_s, return_when=FIRST_COMPLETED)
+                        wait(list(inflight), timeout=self.poll_s, return_when=FIRST_COMPLETED)
                     else:
                         stop.wait(self.poll_s)
-            wait(inflight)
+            wait(list(inflight))
         log.info("webhook_deliverer_stopped")

@@ -4,6 +4,7 @@
                tenant, a delivery "{tenant}|{ep}|{id}" in the ts:wh:due zset, due now
     claim      the due deliveries, each pushed `lease_s` ahead in the same script and its attempt
                counted: a deliverer that dies mid-POST loses nothing, the lease brings it back
+    release    a claim handed back untried (its endpoint already has enough in flight)
     finish     delivered / gave up / dropped: out of the schedule; retrying: due again later;
                parked: into the endpoint's parked zset until `enable`; each writes a delivery log record
     failing    an endpoint's first failure since its last success; past `disable_after_s` it is disabled
@@ -155,6 +156,14 @@ class Outbox:
             tenant, endpoint_id, msg_id = delivery_id.split("|")
             out.append(Claim(delivery_id, tenant, endpoint_id, msg_id, int(attempt), float(first_at)))
         return out
+
+    def release(self, claim: Claim, due: float) -> None:
+        """Hand a claim back untried (its endpoint has enough in flight): due at `due`, no attempt spent."""
+        with _translate():
+            pipe = self.r.pipeline(transaction=True)
+            pipe.zadd(keys.WEBHOOK_DUE_KEY, {claim.delivery_id: due}, xx=True)
+            pipe.hincrby(keys.webhook_try_key(claim.delivery_id), "attempts", -1)
+            pipe.execute()
 
     def message(self, msg_id: str) -> dict | None:
         """{tenant, type, body} of a stored event, or None once retention has passed."""

@@ -130,3 +130,48 @@ def test_run_drains_until_stopped(setup):
     stop.set()
     t.join(5)
     assert not t.is_alive() and len(rec.got) == 1 and box.pending() == 0
+
+
+def test_a_hanging_endpoint_holds_at_most_per_endpoint_threads_and_others_go_on(clean_redis):
+    r = redis_client(clean_redis)
+    eps = EndpointStore(r)
+    slow, fast = eps.add("acme", "https://slow.example/x"), eps.add("globex", "https://fast.example/x")
+    box = Outbox(r)
+    box.emit([WebhookEvent(f"msg_a{i}", "acme", "scan.completed", "2026-12-02T00:00:00.000000Z", {}) for i in range(6)],
+             now=time.time() - 1)  # acme's events are due first
+    box.emit([WebhookEvent("msg_g", "globex", "scan.completed", "2026-12-02T00:00:00.000000Z", {})], now=time.time())
+    gate, lock = threading.Event(), threading.Lock()
+    seen = {"slow_now": 0, "slow_max": 0, "fast": 0}
+
+    def send(url, body, headers, timeout_s, allow):
+        if "slow" in url:
+            with lock:
+                seen["slow_now"] += 1
+                seen["slow_max"] = max(seen["slow_max"], seen["slow_now"])
+            gate.wait(10)
+            with lock:
+                seen["slow_now"] -= 1
+        else:
+            seen["fast"] += 1
+        return Attempt(True, 200, None, "", 1.0)
+
+    d = Deliverer(box, eps, concurrency=4, poll_s=0.01, per_endpoint=2, send=send)
+    stop = threading.Event()
+    t = threading.Thread(target=d.run, args=(stop,))
+    t.start()
+    try:
+        deadline = time.monotonic() + 5
+        while seen["fast"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen["fast"] == 1 and seen["slow_max"] == 2  # globex went by while acme's receiver hung
+    finally:
+        gate.set()
+        deadline = time.monotonic() + 10
+        while box.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        t.join(10)
+    assert box.pending() == 0 and seen["slow_max"] == 2
+    attempts = [rec["attempt"] for rec in box.log("acme", slow.id)]
+    assert sorted(attempts) == [1] * 6  # handing a claim back spent no attempt
+    assert [rec["outcome"] for rec in box.log("globex", fast.id)] == ["delivered"]
