@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from producer import errors, openapi
+from producer import errors, openapi, webhooks
 from producer.limits import Limiter
 from producer.poll import DoneListener
 from producer.routes import router
@@ -125,6 +125,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     app.include_router(router)
     for exc_type, handler in errors.HANDLERS:
         app.add_exception_handler(exc_type, handler)
+    app.include_router(webhooks.router)  # /v1/webhooks: a tenant's own endpoints (producer/webhooks.py)
     app.add_middleware(BodyGuard, timeout_s=settings.body_timeout_s,
                        aborted=telemetry.requests_aborted(app.state.metrics_registry))
     app.add_middleware(RequestLog)

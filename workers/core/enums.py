@@ -14,6 +14,36 @@ class ScanStatus(StrEnum):
     DONE = "done"  # a verdict exists (any decision, including rejected)
 
 
+class WebhookEvent(StrEnum):
+    """`type` of a webhook event (workers/webhooks/events.py, docs/WEBHOOKS.md)."""
+
+    SCAN_COMPLETED = "scan.completed"  # a verdict was stored (any decision); data = the verdict
+    SCAN_REVIEWED = "scan.reviewed"  # a person decided a `review` scan (the review console emits it)
+    TEST = "webhook.test"  # `tenderscan webhook test`: a ping that carries no scan
+
+
+class DeliveryOutcome(StrEnum):
+    """`outcome` of one webhook delivery attempt in an endpoint's delivery log."""
+
+    DELIVERED = "delivered"  # the receiver answered 2xx: done
+    RETRYING = "retrying"  # failed; another attempt is scheduled (backoff with full jitter)
+    GAVE_UP = "gave_up"  # failed, and the retry window (WEBHOOK_RETRY_WINDOW_S) is spent: dropped
+    PARKED = "parked"  # the endpoint is disabled: kept until the tenant enables it again
+    DROPPED = "dropped"  # the event or the endpoint no longer exists (retention passed, endpoint removed)
+
+
+class DeliveryFailure(StrEnum):
+    """`reason` of a failed webhook attempt (docs/WEBHOOKS.md): every one is retried."""
+
+    BLOCKED_ADDRESS = "blocked_address"  # the host resolves to loopback, private, link-local, metadata... (SSRF)
+    DNS_FAILURE = "dns_failure"  # the host does not resolve
+    CONNECT_FAILED = "connect_failed"  # refused, unreachable, or TLS handshake failed
+    TIMEOUT = "timeout"  # no connection or no answer within WEBHOOK_TIMEOUT_S
+    REDIRECT = "redirect"  # a 3xx: redirects are never followed (they could point anywhere)
+    HTTP_STATUS = "http_status"  # any other non-2xx answer
+    BAD_URL = "bad_url"  # not an http(s) URL with a host
+
+
 class Decision(StrEnum):
     """`decision` in a verdict."""
 

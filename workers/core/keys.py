@@ -22,6 +22,18 @@ Redis keys (ours all start `ts:`), and who writes them:
                                        TTL: settings.in_flight_ttl_s
     ts:keyuse:{tenant}         hash    key_id -> last use (time); lossy, at most every
                                        KEY_USE_EVERY_S per key and API process               [edge]
+    ts:wh:endpoints:{tenant}   hash    endpoint id -> Endpoint JSON (url, signing secrets) [CLI, API]
+    ts:wh:state:{tenant}:{ep}  hash    the endpoint's health: failing_since, disabled_at     [deliverer, CLI]
+    ts:wh:msg:{msg_id}         string  a webhook event: tenant, type and the exact body sent  [worker, emit]
+                                       TTL: settings.webhook_retention_s
+    ts:wh:due                  zset    deliveries "{tenant}|{ep}|{msg_id}", score = when due (unix s); a
+                                       claimed one is pushed WEBHOOK_LEASE_S ahead, so a deliverer that
+                                       dies loses nothing                                   [emit, deliverer]
+    ts:wh:try:{delivery}       hash    attempts, first_at (unix s) of one delivery          [deliverer]
+                                       TTL: settings.webhook_retention_s
+    ts:wh:parked:{tenant}:{ep} zset    deliveries held while the endpoint is disabled        [deliverer, enable]
+    ts:wh:log:{tenant}:{ep}    list    the endpoint's delivery log, newest first, WEBHOOK_LOG_MAX JSON
+                                       records (outcome, status, latency, attempt)           [deliverer]
     ts:reconcile:lock          string  held by the worker reconciling now                   [worker]
                                        TTL: settings.reconcile_interval_s
     ts:reconcile:sweep         string  the Redis run_id at the reconciler's last full S3 sweep: a missing
@@ -92,6 +104,40 @@ def in_flight_key(tenant: str) -> str:
 IN_FLIGHT_TENANTS_KEY = "ts:inflight-tenants"  # set: tenants with in-flight zsets (a '-', not ':', so no
 #                                              tenant's ts:inflight:{tenant} can have this name)
 RECONCILE_SWEEP_KEY = "ts:reconcile:sweep"  # Redis run_id at the reconciler's last S3 sweep
+
+
+# --- webhooks (workers/webhooks/, docs/WEBHOOKS.md) -------------------------------------------------
+WEBHOOK_DUE_KEY = "ts:wh:due"  # zset of deliveries by due time: the durable schedule the deliverer drains
+WEBHOOK_LOG_MAX = 1000  # delivery log records kept per endpoint (older ones are trimmed)
+
+
+def webhook_endpoints_key(tenant: str) -> str:
+    return f"ts:wh:endpoints:{tenant}"
+
+
+def webhook_state_key(tenant: str, endpoint_id: str) -> str:
+    return f"ts:wh:state:{tenant}:{endpoint_id}"
+
+
+def webhook_message_key(msg_id: str) -> str:
+    return f"ts:wh:msg:{msg_id}"
+
+
+def webhook_delivery_id(tenant: str, endpoint_id: str, msg_id: str) -> str:
+    """A delivery is one event to one endpoint; '|' appears in no tenant, endpoint or message id."""
+    return f"{tenant}|{endpoint_id}|{msg_id}"
+
+
+def webhook_try_key(delivery_id: str) -> str:
+    return f"ts:wh:try:{delivery_id}"
+
+
+def webhook_parked_key(tenant: str, endpoint_id: str) -> str:
+    return f"ts:wh:parked:{tenant}:{endpoint_id}"
+
+
+def webhook_log_key(tenant: str, endpoint_id: str) -> str:
+    return f"ts:wh:log:{tenant}:{endpoint_id}"
 
 
 def key_use_key(tenant: str) -> str:

@@ -47,6 +47,36 @@ def is_safe_id(value: str) -> bool:
     return bool(_SAFE.match(value))
 
 
+# --- webhooks (workers/webhooks/, docs/WEBHOOKS.md) ----------------------------------------------
+WEBHOOK_EVENT_VERSION = 1  # WebhookEvent (the body a tenant's endpoint receives)
+_MSG_ID = re.compile(r"^msg_[A-Za-z0-9_]{1,80}$")
+
+
+def is_webhook_msg_id(value: str) -> bool:
+    return bool(_MSG_ID.match(value))
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One event for a tenant's endpoints. `body()` is exactly what is POSTed and signed, built once
+    at emit and stored, so every retry sends the same bytes under the same `webhook-id` (= `id`)."""
+
+    id: str  # msg_...; the webhook-id header, the receiver's idempotency key
+    tenant: str
+    type: str  # enums.WebhookEvent
+    timestamp: str  # clock format: when it happened
+    data: dict[str, Any]  # scan.completed: the verdict as stored; scan.reviewed: the review console's
+
+    def __post_init__(self) -> None:
+        if not is_webhook_msg_id(self.id) or not is_safe_id(self.tenant):
+            raise ContractError(f"bad webhook event id {self.id!r} or tenant {self.tenant!r}")
+
+    def body(self) -> str:
+        """The Standard Webhooks payload shape: type, timestamp, data (+ our schema version)."""
+        return json.dumps({"type": self.type, "timestamp": self.timestamp, "data": self.data, "v": WEBHOOK_EVENT_VERSION},
+                          separators=(",", ":"), sort_keys=True)
+
+
 # --- decoding, and the queue message ------------------------------------------------------------
 def decode_json(raw: str | bytes | dict, what: str) -> dict:
     """A JSON object (or the dict itself), or ContractError naming `what` did not decode."""

@@ -186,6 +186,29 @@ class Settings(BaseModel):
     # --- logs -----------------------------------------------------------------------------------
     log_level: str = setting("INFO", "DEBUG | INFO | WARNING | ERROR", section="logs")
     log_json: bool = setting(True, "one JSON object per line (false: human-readable lines)")
+    # --- webhooks (docs/WEBHOOKS.md) ------------------------------------------------------------
+    webhook_timeout_s: float = setting(10.0, "connect, and then each read, of a webhook delivery; a receiver "
+                                             "slower than this has failed the attempt",
+                                       section="webhooks (docs/WEBHOOKS.md)", gt=0)
+    webhook_backoff_base_s: float = setting(5.0, "the first retry waits up to this long; each next one up to "
+                                                 "twice as long (full jitter)", gt=0)
+    webhook_backoff_cap_s: float = setting(3600.0, "the longest wait between two attempts", gt=0)
+    webhook_retry_window_s: int = setting(24 * 3600, "a delivery is retried this long after its first attempt, "
+                                                     "then given up", ge=1)
+    webhook_disable_after_s: int = setting(12 * 3600, "an endpoint failing without a single success this long is "
+                                                      "disabled; its deliveries wait (parked) until "
+                                                      "`tenderscan webhook enable`", ge=1)
+    webhook_rotation_overlap_s: int = setting(24 * 3600, "after a secret rotation the old secret still signs "
+                                                         "(a second signature) this long", ge=0)
+    webhook_retention_s: int = setting(7 * 24 * 3600, "events and their delivery state are kept this long "
+                                                      "(parked ones too)", ge=1)
+    webhook_lease_s: int = setting(120, "a claimed delivery comes back to the schedule after this long if its "
+                                        "deliverer died; above WEBHOOK_TIMEOUT_S", ge=1)
+    webhook_concurrency: int = setting(8, "deliveries in flight per `tenderscan webhook deliver` process", ge=1)
+    webhook_poll_s: float = setting(0.5, "the deliverer looks for due deliveries this often when idle", gt=0)
+    webhook_allow_cidrs: tuple[str, ...] = setting((), "comma-separated CIDRs a receiver may resolve to even "
+                                                       "though they are refused by default (loopback, private); "
+                                                       "for tests and private deployments only")
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -214,6 +237,21 @@ class Settings(BaseModel):
     def _public_keys(cls, value: Any) -> Any:
         parts = value.split(",") if isinstance(value, str) else value
         return tuple(parse_key_hex(p, PREFIX + "AUDIT_PUBLIC_KEYS") for p in parts if p.strip())
+
+    @field_validator("webhook_allow_cidrs", mode="before")
+    @classmethod
+    def _allow_cidrs(cls, value: Any) -> Any:
+        import ipaddress
+
+        parts = value.split(",") if isinstance(value, str) else value
+        out = []
+        for part in (p.strip() for p in parts):
+            if part:
+                try:
+                    out.append(str(ipaddress.ip_network(part, strict=False)))
+                except ValueError:
+                    raise SettingsError(f"{PREFIX}WEBHOOK_ALLOW_CIDRS: {part!r} is not a CIDR") from None
+        return tuple(out)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -246,6 +284,9 @@ class Settings(BaseModel):
                                 f"below {PREFIX}VERDICT_TTL_S ({self.verdict_ttl_s})")
         if self.min_side > self.max_side:
             raise SettingsError(f"{PREFIX}MIN_SIDE ({self.min_side}) must be at most {PREFIX}MAX_SIDE ({self.max_side})")
+        if self.webhook_lease_s <= 2 * self.webhook_timeout_s:
+            raise SettingsError(f"{PREFIX}WEBHOOK_LEASE_S ({self.webhook_lease_s}) must exceed twice "
+                                f"{PREFIX}WEBHOOK_TIMEOUT_S (a connect and a read)")
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         for name in ("s3_bucket", "models_bucket"):

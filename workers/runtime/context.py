@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from workers.audit.signing import Signer
     from workers.runtime.reconcile import Reconciler
     from workers.runtime.shutdown import GraceWatchdog
+    from workers.webhooks.outbox import Outbox
 
 log = structlog.get_logger("workers.runtime.context")
 _ATTRIBUTE = "tenderscan_context"  # where attach() leaves the context on a Celery app
@@ -93,6 +94,7 @@ class WorkerContext:
     policy: RetryPolicy = field(default_factory=RetryPolicy)  # max_attempts, the outage window, backoff
     clock: Callable[[], datetime] = now
     fanout: Executor | None = None  # threads for the scans of a multi-scan message (None: in the caller's)
+    webhooks: Outbox | None = None  # schedules scan.completed webhook events; None: none are sent
     # scans of multi-scan messages in flight in this process (tasks.py takes them per message)
     slots: ScanSlots = field(default_factory=lambda: ScanSlots(2 * Settings().effective_concurrency))
     # --- the worker's own services (runtime/worker.py starts and stops them) --------------------------
@@ -148,6 +150,12 @@ class WorkerContext:
                 if self.fanout is None:  # as many threads as the scans one worker process has in flight
                     self.fanout = ThreadPoolExecutor(settings.effective_concurrency,
                                                      thread_name_prefix="tenderscan-scan")
+                if self.webhooks is None:
+                    from workers.core.verdict_store import redis_client
+                    from workers.webhooks.outbox import Outbox
+
+                    self.webhooks = Outbox(redis_client(settings.redis_url), settings.webhook_retention_s,
+                                           settings.webhook_lease_s)
             self._loaded = True
         return self
 

@@ -10,6 +10,10 @@ the redelivery finds the verdict in Redis and only writes the missing audit reco
                                        bytes go to S3, AUDIT_CHUNK records per executor job
     publish_one(verdict, ctx)          the same for one verdict, in the caller's thread; raises
 
+Beside them, one script call schedules a `scan.completed` webhook event per stored verdict for the
+tenant's endpoints (workers/webhooks/events.py): it only writes to Redis, never waits on a receiver,
+and a failure there is logged, never the verdict's.
+
 The audit record's bytes are exactly the Redis JSON; its Ed25519 signature rides in the object's
 metadata (workers/audit/signing.py). The signer is the caller's (the worker context's, or the one
 `tenderscan reconcile` builds); without one, records are written unsigned and `tenderscan audit
@@ -26,6 +30,7 @@ from workers.audit.signing import Signer
 from workers.core import keys
 from workers.core.schemas import Verdict
 from workers.core.storage import ObjectStore
+from workers.webhooks.events import emit_completed
 
 if TYPE_CHECKING:
     from workers.runtime.context import WorkerContext
@@ -61,6 +66,7 @@ def publish(verdicts: Sequence[Verdict], ctx: WorkerContext, executor: Executor)
     out: list[Verdict | BaseException] = [winner for winner, _ in saved]
     jobs = [(start, executor.submit(_write_audits, saved[start:start + AUDIT_CHUNK], ctx.objects, ctx.signer))
             for start in range(0, len(saved), AUDIT_CHUNK)]
+    emit_completed(ctx.webhooks, saved)  # scan.completed, while the audit PUTs run; never raises
     for start, job in jobs:
         try:
             job.result()
