@@ -1,0 +1,50 @@
+"""A person's review as an S3 record beside the verdict's: signed the way audit records are.
+
+    write_review(review, objects, signer)    reviews/dt=R/tenant=T/{scan_id}.json = Review.encode(), its
+                                             Ed25519 signature in the metadata (signing.record_metadata:
+                                             the key is bound, so a copy elsewhere no longer verifies)
+    withdraw_review(review, objects)         an undo within keys.REVIEW_UNDO_S removes the record (a
+                                             versioned, Object-Locked bucket keeps the old version under
+                                             a delete marker: the undo itself stays visible to an auditor)
+    read_reviews(objects, start, end, ...)   every review record of the days, for `tenderscan dataset
+                                             from-reviews` and for tests
+
+The verdict's audit record is never touched: the review is a second record, and the day manifest of
+the review's date covers it (workers/audit/manifests.py, entry `review:{scan_id}`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from workers.audit.manifests import days, fetch
+from workers.audit.signing import Signer
+from workers.core import keys
+from workers.core.schemas import Review
+from workers.core.storage import ObjectStore
+
+
+def review_key(review: Review) -> str:
+    return keys.review_s3_key(review.tenant, review.scan_id, review.reviewed_at)
+
+
+def write_review(review: Review, objects: ObjectStore, signer: Signer | None) -> str:
+    """PUT the signed record; returns its key. Unsigned without a signer (`audit verify` flags it)."""
+    key = review_key(review)
+    data = review.encode().encode()
+    metadata = signer.record_metadata(key, data) if signer else None
+    objects.put(key, data, content_type="application/json", metadata=metadata)
+    return key
+
+
+def withdraw_review(review: Review, objects: ObjectStore) -> None:
+    objects.delete(review_key(review))
+
+
+def read_reviews(objects: ObjectStore, start: str, end: str, tenant: str | None = None) -> Iterator[tuple[str, Review]]:
+    """(key, review) for every review record of the days start..end (YYYY-MM-DD), oldest day first."""
+    for day in days(start, end):
+        day_keys = [k for k in objects.list(keys.reviews_day_prefix(day, tenant)) if k.endswith(".json")]
+        for key, data, _ in fetch(objects, day_keys):
+            if data is not None:
+                yield key, Review.decode(data)
