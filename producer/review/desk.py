@@ -129,9 +129,10 @@ def image_of(desk: Desk, reviewer: Reviewer, scan_id: str) -> tuple[bytes, str]:
 
 def canonical_png(data: bytes) -> bytes:
     """The note as the model sees it before normalisation: found, straightened, balanced, flattened."""
+    # numpy, Pillow, scipy and no torch (tests/test_producer_imports.py); scipy is the model extra's
     from PIL import Image
 
-    from models.canonical import canonical_view  # numpy, Pillow, scipy: no torch (tests/test_producer_imports.py)
+    from models.canonical import canonical_view
 
     image = Image.open(io.BytesIO(data))
     image.draft("RGB", (CANONICAL_SIZE[1] * 2, CANONICAL_SIZE[0] * 2))  # JPEG: decode near the size needed
@@ -156,7 +157,8 @@ def record(desk: Desk, reviewer: Reviewer, scan_id: str, body: dict, now: dateti
         reviewed_at=clock.format_time(now or datetime.now(UTC)), submitted_at=verdict.timestamps.submitted,
         image_key=verdict.input.key, source=_source(verdict), model_decision=verdict.decision,
         model_confidence=verdict.confidence, model_p_counterfeit=verdict.p_counterfeit,
-        model_version=verdict.model.version if verdict.model else None, verdict_sha256=verdict_sha,
+        model_version=verdict.model.version if verdict.model else None, model_denomination=verdict.denomination,
+        verdict_sha256=verdict_sha,
         signs_seen=sorted(set(signs)), note=note.strip())
     try:
         review.check()

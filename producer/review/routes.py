@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 from importlib import resources
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -39,6 +40,7 @@ from producer.review.access import (
 )
 
 router = APIRouter(include_in_schema=False)
+ReviewerDep = Annotated[Reviewer, Depends(require_reviewer)]  # 401 without a session, 403 without the header
 STATIC = {"console.js": "text/javascript", "console.css": "text/css"}
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self'; frame-ancestors 'none'",
                 "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -103,24 +105,24 @@ async def static(name: str) -> Response:
 
 # --- the JSON API ------------------------------------------------------------------------------
 @router.get("/review/api/queue")
-async def get_queue(request: Request, reviewer: Reviewer = Depends(require_reviewer)) -> dict:
+async def get_queue(request: Request, reviewer: ReviewerDep) -> dict:
     items = await run_in_threadpool(d.queue, _desk(request), reviewer)
     return {"reviewer": reviewer.id, "auditor": reviewer.auditor, "items": items}
 
 
 @router.post("/review/api/scans/{scan_id}/claim")
-async def claim(request: Request, scan_id: str, reviewer: Reviewer = Depends(require_reviewer)) -> dict:
+async def claim(request: Request, scan_id: str, reviewer: ReviewerDep) -> dict:
     return await run_in_threadpool(d.open_scan, _desk(request), reviewer, scan_id)
 
 
 @router.get("/review/api/scans/{scan_id}/image")
-async def image(request: Request, scan_id: str, reviewer: Reviewer = Depends(require_reviewer)) -> Response:
+async def image(request: Request, scan_id: str, reviewer: ReviewerDep) -> Response:
     data, content_type = await run_in_threadpool(d.image_of, _desk(request), reviewer, scan_id)
     return Response(data, media_type=content_type, headers={"Cache-Control": "private, no-store"})
 
 
 @router.get("/review/api/scans/{scan_id}/canonical")
-async def canonical(request: Request, scan_id: str, reviewer: Reviewer = Depends(require_reviewer)) -> Response:
+async def canonical(request: Request, scan_id: str, reviewer: ReviewerDep) -> Response:
     data, _ = await run_in_threadpool(d.image_of, _desk(request), reviewer, scan_id)
     try:
         png = await run_in_threadpool(d.canonical_png, data)
@@ -130,7 +132,7 @@ async def canonical(request: Request, scan_id: str, reviewer: Reviewer = Depends
 
 
 @router.post("/review/api/scans/{scan_id}/review")
-async def review(request: Request, scan_id: str, reviewer: Reviewer = Depends(require_reviewer)) -> dict:
+async def review(request: Request, scan_id: str, reviewer: ReviewerDep) -> dict:
     try:
         body = await request.json()
     except ValueError:
@@ -141,11 +143,11 @@ async def review(request: Request, scan_id: str, reviewer: Reviewer = Depends(re
 
 
 @router.post("/review/api/scans/{scan_id}/undo")
-async def undo(request: Request, scan_id: str, reviewer: Reviewer = Depends(require_reviewer)) -> dict:
+async def undo(request: Request, scan_id: str, reviewer: ReviewerDep) -> dict:
     return await run_in_threadpool(d.undo, _desk(request), reviewer, scan_id)
 
 
 @router.post("/review/api/scans/{scan_id}/release")
-async def release(request: Request, scan_id: str, reviewer: Reviewer = Depends(require_reviewer)) -> JSONResponse:
+async def release(request: Request, scan_id: str, reviewer: ReviewerDep) -> JSONResponse:
     await run_in_threadpool(_desk(request).queue.release, scan_id, reviewer.id)
     return JSONResponse({"scan_id": scan_id, "released": True})

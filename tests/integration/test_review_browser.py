@@ -117,26 +117,32 @@ def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in
     assert wait_until(lambda: len(rows()) == 3, 30), browser.page_source[:2000]
     assert [r.get_attribute("data-scan-id") for r in rows()] == scan_ids  # oldest first
 
-    body = browser.find_element(By.TAG_NAME, "body")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    def press(key: str) -> None:  # a key pressed on the page itself, as a reviewer does
+        ActionChains(browser).send_keys(key).perform()
+
     labelled = []
     for key, label in (("g", "genuine"), ("c", "counterfeit"), ("n", "not_a_banknote")):
         if not labelled:
-            body.send_keys(Keys.ENTER)  # opens the oldest; after a label the next one opens by itself
+            press(Keys.ENTER)  # opens the oldest; after a label the next one opens by itself
         assert wait_until(lambda: browser.find_element(By.ID, "scan-id").text == scan_ids[len(labelled)], 30)
         assert wait_until(lambda: browser.execute_script(
             "const i = document.getElementById('scan-canonical'); return i.complete && i.naturalWidth > 0"), 30)
         if not labelled and os.environ.get("TENDERSCAN_REVIEW_SCREENSHOT"):
             browser.find_element(By.ID, "sign-microprint_blur").click()
             browser.save_screenshot(str(repo_root / os.environ["TENDERSCAN_REVIEW_SCREENSHOT"]))
-        body.send_keys(key)
+        press(key)
         labelled.append(label)
-        assert wait_until(lambda: f"as {label}" in browser.find_element(By.ID, "status").text, 30)
+        done = f"{scan_ids[len(labelled) - 1][:8]} as {label}"
+        assert wait_until(lambda done=done: done in browser.find_element(By.ID, "undo-what").text, 30), done
 
-    body.send_keys("u")  # take the last one back: it reopens, and is judged again
+    press("u")  # take the last one back: it reopens, and is judged again
     assert wait_until(lambda: "Took back" in browser.find_element(By.ID, "status").text, 30)
-    body.send_keys("c")
-    assert wait_until(lambda: "as counterfeit" in browser.find_element(By.ID, "status").text, 30)
-    assert wait_until(lambda: len(rows()) == 0, 30)
+    assert browser.find_element(By.ID, "scan-id").text == scan_ids[2]
+    press("c")
+    assert wait_until(lambda: f"{scan_ids[2][:8]} as counterfeit" in browser.find_element(By.ID, "undo-what").text, 30)
+    assert wait_until(lambda: len(rows()) == 0 and "Nothing awaits" in browser.find_element(By.ID, "status").text, 30)
 
     objects = S3ObjectStore.from_settings(stack.settings)
     verifier = signing.Verifier([signing.Signer(SEED).public_hex])

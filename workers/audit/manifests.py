@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from workers.audit import signing
 from workers.core.errors import ObjectNotFound, TenderscanError
-from workers.core.keys import manifest_s3_key, reviews_day_prefix, verdicts_day_prefix
+from workers.core.keys import REVIEWS_PREFIX, manifest_s3_key, reviews_day_prefix, verdicts_day_prefix
 from workers.core.storage import ObjectStore
 
 MANIFEST_VERSION = 1
@@ -57,7 +57,7 @@ REVIEW_SUBJECT = "review:"  # a review record's entry in a manifest: "review:{sc
 
 def subject_of(key: str) -> str:
     """A record's entry name in a manifest: the scan id for an audit record, review:{scan_id} for a review."""
-    return (REVIEW_SUBJECT if key.startswith("reviews/") else "") + scan_id_of(key)
+    return (REVIEW_SUBJECT if key.startswith(REVIEWS_PREFIX) else "") + scan_id_of(key)
 
 
 def tenants_of_day(objects: ObjectStore, day: str) -> list[str]:

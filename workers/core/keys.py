@@ -185,14 +185,17 @@ def is_upload_key(key: str) -> bool:
     return key.startswith(UPLOADS_PREFIX)
 
 
+REVIEWS_PREFIX = "reviews/"  # people's reviews (the review console), one signed record per review
+
+
 def review_s3_key(tenant: str, scan_id: str, reviewed_at: str) -> str:
     """A review's signed record, partitioned by the REVIEW's date (see the module docstring)."""
-    return f"reviews/dt={_dt(reviewed_at)}/tenant={tenant}/{scan_id}.json"
+    return f"{REVIEWS_PREFIX}dt={_dt(reviewed_at)}/tenant={tenant}/{scan_id}.json"
 
 
 def reviews_day_prefix(date: str, tenant: str | None = None) -> str:
     """Every review record of a day (and tenant): what `audit seal / verify` list beside the verdicts."""
-    return f"reviews/dt={date}/" + (f"tenant={tenant}/" if tenant else "")
+    return f"{REVIEWS_PREFIX}dt={date}/" + (f"tenant={tenant}/" if tenant else "")
 
 
 def manifest_s3_key(date: str, tenant: str) -> str:

@@ -250,6 +250,7 @@ class Review:
     model_confidence: float | None = None
     model_p_counterfeit: float | None = None
     model_version: str | None = None
+    model_denomination: str | None = None  # the model's reading of the note (a data set's denomination label)
     verdict_sha256: str | None = None  # of the verdict JSON the reviewer saw (the audit record's bytes)
     signs_seen: list[str] = field(default_factory=list)  # tell-tale signs the reviewer saw
     note: str = ""
