@@ -13,7 +13,6 @@ records back from S3 and the final decisions from GET /v1/scans/{id}.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import time
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from PIL import Image
 
 from producer.client import TenderscanClient
 from tests.integration.conftest import TENANT_KEYS, start_stack, wait_until
@@ -65,7 +63,7 @@ def browser(tmp_path):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):
+                "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
@@ -73,13 +71,12 @@ def browser(tmp_path):
     driver.quit()
 
 
-def note_like(i: int) -> bytes:
-    """A note-coloured rectangle on a dark bed: enough for the canonical view to find a note."""
-    img = Image.new("RGB", (480, 320), (30, 30, 35))
-    img.paste(Image.new("RGB", (360, 160), (210 - 20 * i, 200, 170)), (60, 80))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+def scans(folder: Path) -> list[bytes]:
+    """Three synthetic scans of notes (the generator's scanner captures), as a till would upload them."""
+    from models.synth.dataset import folder_sink, generate
+
+    anns = generate(folder_sink(folder), 3, seed=7, workers=1, progress=False)
+    return [(folder / a["file"]).read_bytes() for a in anns]
 
 
 def publish_review_verdicts(stack) -> list[str]:
@@ -91,22 +88,25 @@ def publish_review_verdicts(stack) -> list[str]:
     msgs = [ScanMessage.decode(args) for _, args in queued_messages(redis.Redis.from_url(settings.effective_broker_url))]
     out = [Verdict(m.scan_id, m.tenant, m.store_id, m.terminal_id, "review", InputRef(m.image_key, m.sha256, m.bytes),
                    Timestamps(m.submitted_at, completed=clock.utcnow()), reason="uncertain", confidence=0.52,
-                   p_counterfeit=0.48, signs={"microprint_blur": 0.64, "hologram_missing": 0.12},
-                   signs_detected=["microprint_blur"], model=ModelRef("tenderscan", "browser-test", "cd" * 32))
+                   p_counterfeit=0.48, signs={"incomplete_printing": 0.08, "color_discrepancy": 0.21,
+                                                       "watermark": 0.64, "serial_format": 0.05,
+                                                       "security_thread": 0.33},
+                   signs_detected=["watermark"], model=ModelRef("tenderscan", "browser-test", "cd" * 32))
            for m in msgs]
     with ThreadPoolExecutor(2) as pool:
         assert all(isinstance(w, Verdict) for w in publish(out, ctx, pool))
     return [m.scan_id for m in sorted(msgs, key=lambda m: m.submitted_at)]
 
 
-def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in_s3(stack, browser, repo_root):
+def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in_s3(stack, browser, repo_root,
+                                                                                   tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     with TenderscanClient(stack.api_url, TENANT_KEYS["acme"]) as client:
         assert wait_until(client.ready, 60), "API never became ready"
-        for i in range(3):
-            client.submit(note_like(i), store_id="s1", terminal_id="t1")
+        for data in scans(tmp_path / "scans"):
+            client.submit(data, store_id="s1", terminal_id="t1")
             time.sleep(0.01)  # distinct submission times: the queue's order is the submission order
     scan_ids = publish_review_verdicts(stack)
 
@@ -130,7 +130,10 @@ def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in
         assert wait_until(lambda: browser.execute_script(
             "const i = document.getElementById('scan-canonical'); return i.complete && i.naturalWidth > 0"), 30)
         if not labelled and os.environ.get("TENDERSCAN_REVIEW_SCREENSHOT"):
-            browser.find_element(By.ID, "sign-microprint_blur").click()
+            browser.find_element(By.ID, "sign-watermark").click()
+            browser.find_element(By.ID, "note").send_keys("watermark faint against the light")
+            browser.find_element(By.ID, "note").send_keys(Keys.ESCAPE)
+            browser.execute_script("window.scrollTo(0, 0)")
             browser.save_screenshot(str(repo_root / os.environ["TENDERSCAN_REVIEW_SCREENSHOT"]))
         press(key)
         labelled.append(label)
