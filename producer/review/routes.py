@@ -12,6 +12,17 @@
     POST /review/api/scans/{id}/undo           within keys.REVIEW_UNDO_S of recording
     POST /review/api/scans/{id}/release        give the lease back without a review
 
+Errors have the edge's envelope ({"error": {status, reason, detail}}, producer/errors.py); the console's own:
+    401 unauthorized        no session (the page shows the login form instead)
+    403 forbidden           a POST without `X-Tenderscan-Review: 1` (producer/review/access.py, CSRF)
+    404 not_found           not awaiting review, not in the reviewer's tenants, or unknown: one answer
+    409 claimed             another reviewer holds the scan (the detail names them)
+    409 claim_lost          recording without holding the claim (it lapsed, or was never taken): reopen
+    409 already_reviewed    a second review of one scan
+    409 not_yours / undo_expired / already_undone    an undo by another reviewer, too late, or twice
+    400 bad_request         a label, note or sign the contract does not allow
+    503 unavailable         Redis or S3 failed; nothing was half-recorded (desk.record puts the scan back)
+
 Nothing here is loaded from another origin (no CDN, no build step): the page works offline. The JSON
 API is for the console and stays out of the public OpenAPI document (`include_in_schema=False`).
 """

@@ -69,6 +69,7 @@
         await call("POST", "/review/api/scans/" + current.scan_id + "/release").catch(() => {});
       }
       current = await call("POST", "/review/api/scans/" + scanId + "/claim");
+      current.claimedAt = Date.now();
       show(current);
       status("Reviewing " + scanId.slice(0, 8) + ": g genuine, c counterfeit, n not a banknote.");
     } catch (e) {
@@ -194,6 +195,14 @@
     refresh();
   });
   $("undo").addEventListener("click", undo);
+  // keep the claim while the reviewer looks: renewed at a third of its lifetime (the claim call renews
+  // a claim its holder already has)
+  setInterval(() => {
+    if (current && !busy && Date.now() - (current.claimedAt || 0) > current.claim_ttl_s * 1000 / 3) {
+      current.claimedAt = Date.now();
+      call("POST", "/review/api/scans/" + current.scan_id + "/claim").catch((e) => status(e.message, true));
+    }
+  }, 5000);
   setInterval(refresh, 10000);
   setInterval(tick, 1000);
   refresh();
