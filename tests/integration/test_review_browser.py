@@ -5,7 +5,8 @@ Three scans are submitted through the API; the worker's last step, `publish` (ve
 audit records to S3, the review queue), is played with `review` verdicts, since which scans the model
 is unsure of is not this test's question. A reviewer logs in, labels the three with the keyboard
 (Enter, g, c, n), takes the last one back (u) and labels it again; the test reads the signed review
-records back from S3 and the final decisions from GET /v1/scans/{id}.
+records back from S3 and the final decisions from GET /v1/scans/{id}, then builds a data set from them
+with `tenderscan dataset from-reviews`.
 
 `TENDERSCAN_REVIEW_SCREENSHOT=docs/review-console.png` saves the console, a scan open, to that path.
 """
@@ -13,8 +14,9 @@ records back from S3 and the final decisions from GET /v1/scans/{id}.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 import redis
 
 from producer.client import TenderscanClient
-from tests.integration.conftest import TENANT_KEYS, start_stack, wait_until
+from tests.integration.conftest import BIN, TENANT_KEYS, start_stack, wait_until
 from tests.integration.test_api import queued_messages
 from workers.audit import manifests, signing
 from workers.audit.reviews import read_reviews
@@ -71,31 +73,34 @@ def browser(tmp_path):
     driver.quit()
 
 
-def scans(folder: Path) -> list[bytes]:
-    """Three synthetic scans of notes (the generator's scanner captures), as a till would upload them."""
+def scans(folder: Path) -> list[tuple[bytes, str]]:
+    """Three synthetic scans of notes (the generator's scanner captures) and their denominations."""
     from models.synth.dataset import folder_sink, generate
 
     anns = generate(folder_sink(folder), 3, seed=7, workers=1, progress=False)
-    return [(folder / a["file"]).read_bytes() for a in anns]
+    return [((folder / a["file"]).read_bytes(), a["denomination"]) for a in anns]
 
 
-def publish_review_verdicts(stack) -> list[str]:
-    """Each queued scan gets a `review` verdict through the worker's publish step; ids oldest first."""
+def publish_review_verdicts(stack, denominations: list[str]) -> list[str]:
+    """Each queued scan gets a `review` verdict through the worker's publish step (reading the
+    denomination of the note, in submission order); ids oldest first."""
     settings = stack.settings
     verdicts = VerdictStore.from_settings(settings)
     ctx = WorkerContext(objects=S3ObjectStore.from_settings(settings), verdicts=verdicts,
                         reviews=ReviewQueue.from_settings(verdicts.r, settings), signer=signing.Signer(SEED))
-    msgs = [ScanMessage.decode(args) for _, args in queued_messages(redis.Redis.from_url(settings.effective_broker_url))]
+    msgs = sorted((ScanMessage.decode(args) for _, args in queued_messages(redis.Redis.from_url(
+        settings.effective_broker_url))), key=lambda m: m.submitted_at)
     out = [Verdict(m.scan_id, m.tenant, m.store_id, m.terminal_id, "review", InputRef(m.image_key, m.sha256, m.bytes),
                    Timestamps(m.submitted_at, completed=clock.utcnow()), reason="uncertain", confidence=0.52,
                    p_counterfeit=0.48, signs={"incomplete_printing": 0.08, "color_discrepancy": 0.21,
                                                        "watermark": 0.64, "serial_format": 0.05,
                                                        "security_thread": 0.33},
-                   signs_detected=["watermark"], model=ModelRef("tenderscan", "browser-test", "cd" * 32))
-           for m in msgs]
+                   signs_detected=["watermark"], denomination=denom,
+                   model=ModelRef("tenderscan", "browser-test", "cd" * 32))
+           for m, denom in zip(msgs, denominations, strict=True)]
     with ThreadPoolExecutor(2) as pool:
         assert all(isinstance(w, Verdict) for w in publish(out, ctx, pool))
-    return [m.scan_id for m in sorted(msgs, key=lambda m: m.submitted_at)]
+    return [m.scan_id for m in msgs]
 
 
 def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in_s3(stack, browser, repo_root,
@@ -105,10 +110,11 @@ def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in
 
     with TenderscanClient(stack.api_url, TENANT_KEYS["acme"]) as client:
         assert wait_until(client.ready, 60), "API never became ready"
-        for data in scans(tmp_path / "scans"):
+        uploads = scans(tmp_path / "scans")
+        for data, _ in uploads:
             client.submit(data, store_id="s1", terminal_id="t1")
             time.sleep(0.01)  # distinct submission times: the queue's order is the submission order
-    scan_ids = publish_review_verdicts(stack)
+    scan_ids = publish_review_verdicts(stack, [denom for _, denom in uploads])
 
     browser.get(f"{stack.api_url}/review")
     browser.find_element(By.ID, "key").send_keys(REVIEWER_KEY)
@@ -159,4 +165,12 @@ def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in
         assert review.reviewer == "ann@acme" and review.model_decision == "review"
     with TenderscanClient(stack.api_url, TENANT_KEYS["acme"]) as client:
         assert [client.get(sid)["final_decision"] for sid in scan_ids] == ["genuine", "counterfeit", "counterfeit"]
-    assert shutil.which("chromedriver") == CHROMEDRIVER or Path(CHROMEDRIVER).exists()
+
+    # and the labels go back into training: `tenderscan dataset from-reviews` on the same bucket
+    out = subprocess.run([str(BIN / "tenderscan"), "dataset", "from-reviews", "--since", today, "--out",
+                          str(tmp_path / "reviewed")], env=stack.env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "wrote 3 reviewed scans (2 counterfeit, 1 genuine)" in out.stdout
+    lines = [json.loads(x) for x in (tmp_path / "reviewed" / "manifest.jsonl").read_text().splitlines()]
+    assert {a["scan_id"]: a["label"] for a in lines} == {sid: r.label for sid, (_, r) in records.items()}
+    assert all((tmp_path / "reviewed" / a["file"]).stat().st_size > 1000 for a in lines)
