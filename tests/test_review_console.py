@@ -210,3 +210,22 @@ def test_logout_ends_the_session(api, deps, clients):
     assert ann.get("/review/api/queue").status_code == 200
     ann.post("/review/logout", follow_redirects=False)
     assert ann.get("/review/api/queue").status_code == 401
+
+
+def test_a_record_s3_refuses_leaves_no_review_and_the_scan_back_in_the_queue(api, deps, clients, monkeypatch):
+    from workers.core.errors import StorageUnavailable
+
+    v = scan(api, deps)
+    ann = clients("ann@acme")
+    ann.post(f"/review/api/scans/{v.scan_id}/claim", headers=POST)
+
+    def refuse(*args, **kwargs):
+        raise StorageUnavailable("S3 is down")
+
+    monkeypatch.setattr(deps.objects, "put", refuse)
+    resp = ann.post(f"/review/api/scans/{v.scan_id}/review", json={"label": "genuine"}, headers=POST)
+    assert resp.status_code == 503 and resp.headers["Retry-After"]
+    assert deps.verdicts.r.get(keys.review_key(v.scan_id)) is None
+    assert [i["scan_id"] for i in ann.get("/review/api/queue").json()["items"]] == [v.scan_id]
+    view = api.get(f"/v1/scans/{v.scan_id}", headers={"Authorization": f"Bearer {KEYS['acme']}"}).json()
+    assert view["final_decision"] == "review" and "review" not in view

@@ -85,3 +85,25 @@ def test_tenants_queues_are_apart(rq):
     assert [p.scan_id for p in rq.pending(["acme"])] == [a.scan_id]
     assert {p.scan_id for p in rq.pending(rq.tenants())} == {a.scan_id, b.scan_id}
     assert rq.queued_at("globex", a.scan_id) is None
+
+
+def test_a_lapsed_claim_records_nothing_and_another_reviewer_may_take_the_scan(clean_redis):
+    import time
+
+    rq = ReviewQueue(redis_client(clean_redis), claim_ttl_s=1)
+    v = verdict()
+    rq.enqueue([v])
+    rq.claim(v.scan_id, "ann@acme")
+    time.sleep(1.2)
+    assert rq.record(review_of(v)) == 0
+    assert rq.claim(v.scan_id, "bob@acme") == "bob@acme"
+
+
+def test_forget_review_puts_the_scan_back_unclaimed(rq):
+    v = verdict()
+    rq.enqueue([v])
+    rq.claim(v.scan_id, "ann@acme")
+    rq.record(review_of(v))
+    rq.forget_review(review_of(v))
+    assert rq.get_review(v.scan_id) is None
+    assert [(p.scan_id, p.claimed_by) for p in rq.pending(["acme"])] == [(v.scan_id, None)]
