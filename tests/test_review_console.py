@@ -229,3 +229,15 @@ def test_a_record_s3_refuses_leaves_no_review_and_the_scan_back_in_the_queue(api
     assert [i["scan_id"] for i in ann.get("/review/api/queue").json()["items"]] == [v.scan_id]
     view = api.get(f"/v1/scans/{v.scan_id}", headers={"Authorization": f"Bearer {KEYS['acme']}"}).json()
     assert view["final_decision"] == "review" and "review" not in view
+
+
+def test_without_the_model_extra_the_canonical_view_is_a_404_and_the_scan_still_shows(api, deps, clients,
+                                                                                        monkeypatch):
+    def no_scipy(data):
+        raise ImportError("No module named 'scipy'")
+
+    monkeypatch.setattr(review_desk, "canonical_png", no_scipy)
+    v = scan(api, deps)
+    ann = clients("ann@acme")
+    assert ann.get(f"/review/api/scans/{v.scan_id}/canonical").status_code == 404
+    assert ann.get(f"/review/api/scans/{v.scan_id}/image").status_code == 200

@@ -195,6 +195,15 @@
     refresh();
   });
   $("undo").addEventListener("click", undo);
+  // an API installed without the model extra cannot render the canonical view: say so, keep the scan
+  $("scan-canonical").addEventListener("error", () => {
+    $("scan-canonical").hidden = true;
+    $("scan-canonical").nextElementSibling.textContent = "the model's canonical view is not available here";
+  });
+  $("scan-canonical").addEventListener("load", () => {
+    $("scan-canonical").hidden = false;
+    $("scan-canonical").nextElementSibling.textContent = "the model's canonical view";
+  });
   // keep the claim while the reviewer looks: renewed at a third of its lifetime (the claim call renews
   // a claim its holder already has)
   setInterval(() => {
