@@ -241,3 +241,14 @@ def test_without_the_model_extra_the_canonical_view_is_a_404_and_the_scan_still_
     ann = clients("ann@acme")
     assert ann.get(f"/review/api/scans/{v.scan_id}/canonical").status_code == 404
     assert ann.get(f"/review/api/scans/{v.scan_id}/image").status_code == 200
+
+
+def test_a_reviewer_removed_from_the_settings_is_logged_out(settings, deps, clients):
+    ann = clients("ann@acme")
+    cookie = ann.cookies.get(COOKIE)
+    assert cookie and ann.get("/review/api/queue").status_code == 200
+    fewer = settings.with_(reviewer_keys={digest(k): who for who, k in REVIEWERS.items() if who != "ann@acme"})
+    with TestClient(create_app(fewer, deps)) as restarted:  # the API restarted with the new settings
+        restarted.cookies.set(COOKIE, cookie, path="/review")
+        assert restarted.get("/review/api/queue").status_code == 401
+        assert 'name="key"' in restarted.get("/review").text

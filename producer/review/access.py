@@ -91,9 +91,12 @@ def end_session(r, token: str | None) -> None:
 
 
 def console_reviewer(request: Request) -> Reviewer | None:
-    """The logged-in reviewer of this request, or None. A session whose key was removed from
-    TENDERSCAN_REVIEWER_KEYS since still works until it expires: remove it with the key's rotation."""
-    return session_reviewer(request.app.state.deps.verdicts.r, request.cookies.get(COOKIE))
+    """The logged-in reviewer of this request, or None. A reviewer whose entry left
+    TENDERSCAN_REVIEWER_KEYS (the API restarted with the new settings) is logged out at once."""
+    reviewer = session_reviewer(request.app.state.deps.verdicts.r, request.cookies.get(COOKIE))
+    if reviewer is None or reviewer.id not in request.app.state.settings.reviewer_keys.values():
+        return None
+    return reviewer
 
 
 def require_reviewer(request: Request) -> Reviewer:
