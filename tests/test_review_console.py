@@ -142,7 +142,7 @@ def test_a_post_without_the_console_header_is_refused(api, deps, clients):
 def test_a_review_is_a_signed_record_and_the_poll_answer_carries_it(api, deps, clients, monkeypatch):
     v = scan(api, deps)
     seen = []
-    monkeypatch.setattr(review_desk, "on_review_recorded", seen.append)  # the scan.reviewed hook fires once
+    monkeypatch.setattr(review_desk, "on_review_recorded", lambda desk, review: seen.append(review))  # once
     ann = clients("ann@acme")
     ann.post(f"/review/api/scans/{v.scan_id}/claim", headers=POST)
     bad = ann.post(f"/review/api/scans/{v.scan_id}/review", json={"label": "genuine", "signs_seen": ["x"]},

@@ -50,12 +50,16 @@ class Desk:
     sla_s: int
 
 
-def on_review_recorded(review: Review) -> None:
-    """THE HOOK: called once per review, after its signed record is in S3 and before the reviewer is
-    answered. Wire the `scan.reviewed` webhook here (branch i15-webhooks), e.g.
-    `emit("scan.reviewed", review.tenant, {...})`. It must not raise into the reviewer's request:
-    anything it does that can fail belongs on a queue of its own. An undo within keys.REVIEW_UNDO_S
-    can follow (see `undo`); a consumer that cares waits that long or handles the withdrawal."""
+def on_review_recorded(desk: Desk, review: Review) -> None:
+    """THE HOOK for the `scan.reviewed` webhook: called once per review, after its signed record is in S3
+    and before the reviewer is answered. Today it only logs `scan_reviewed`. At the merge with branch
+    i15-webhooks, whose workers/webhooks/events.py has `emit_reviewed` (never raises), wire it as:
+
+        from workers.webhooks.events import emit_reviewed
+        emit_reviewed(desk.queue.r, review.tenant, review.scan_id, review.reviewed_at, review_json(review))
+
+    Nothing here may raise into the reviewer's request. An undo within keys.REVIEW_UNDO_S can follow;
+    the review made again after it has another `reviewed_at`, hence another event id there."""
     log.info("scan_reviewed", scan_id=review.scan_id, tenant=review.tenant, label=review.label,
              reviewer=review.reviewer, model_decision=review.model_decision)
 
@@ -174,7 +178,7 @@ def record(desk: Desk, reviewer: Reviewer, scan_id: str, body: dict, now: dateti
     except Exception:
         desk.queue.forget_review(review)  # no record, no review: the scan is back in the queue
         raise
-    on_review_recorded(review)
+    on_review_recorded(desk, review)
     return {"review": review_json(review), "record": key, "undo_s": keys.REVIEW_UNDO_S}
 
 
