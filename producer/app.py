@@ -30,7 +30,7 @@ from producer.review.routes import router as review_router
 from producer.routes import router
 from producer.submit import CeleryEnqueuer, Enqueuer, ListEnqueuer, Submitter
 from producer.tenants import KeyUseRecorder, TenantRegistry, TenantStore
-from workers.audit.signing import Signer
+from workers.audit.signing import review_signer_from_settings
 from workers.core import telemetry
 from workers.core.errors import StorageError, TransientError
 from workers.core.imaging import Limits
@@ -106,8 +106,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
         app.state.key_use = KeyUseRecorder(app.state.deps.verdicts.r)
         app.state.reviews = ReviewQueue.from_settings(app.state.deps.verdicts.r, settings)
         app.state.review_desk = Desk(app.state.reviews, app.state.deps.verdicts, app.state.deps.objects,
-                                     Signer(settings.audit_signing_key) if settings.audit_signing_key else None,
-                                     settings.review_sla_s)  # reviews are signed with the audit key
+                                     review_signer_from_settings(settings), settings.review_sla_s)
         app.state.listener = DoneListener(app.state.deps.aredis)
         await app.state.listener.start()
         log.info("api_started", bucket=app.state.deps.objects.bucket, tenants=len(set(settings.api_keys.values())),

@@ -14,8 +14,8 @@ from PIL import Image
 from producer.app import create_app
 from producer.review import desk as review_desk
 from producer.review.access import COOKIE, CSRF_HEADER, Reviewer
-from tests.workers.audit.records import SEED, VERIFIER
-from workers.audit import manifests
+from tests.workers.audit.records import SEED, SIGNER
+from workers.audit import manifests, signing
 from workers.core import clock, keys
 from workers.core.review_queue import ReviewQueue
 from workers.core.schemas import InputRef, ModelRef, Review, ScanMessage, Timestamps, Verdict
@@ -25,6 +25,7 @@ from workers.runtime.publish import write_audit
 KEYS = {"acme": "key-acme", "globex": "key-globex"}
 REVIEWERS = {"ann@acme": "rev-ann", "bob@acme": "rev-bob", "gil@globex": "rev-gil", "aud@*": "rev-audit"}
 POST = {CSRF_HEADER: "1"}
+REVIEW_VERIFIER = signing.Verifier([], [SIGNER.public_hex])  # the console's key, trusted on reviews only
 
 
 def digest(key: str) -> str:
@@ -35,7 +36,7 @@ def digest(key: str) -> str:
 def settings(clean_redis) -> Settings:
     return Settings().with_(redis_url=clean_redis, api_keys={digest(k): t for t, k in KEYS.items()},
                             reviewer_keys={digest(k): who for who, k in REVIEWERS.items()},
-                            audit_signing_key=SEED, review_qc_sample=0.0)
+                            review_signing_key=SEED, review_qc_sample=0.0)
 
 
 def scan(api, deps, tenant="acme", decision="review") -> Verdict:
@@ -157,7 +158,7 @@ def test_a_review_is_a_signed_record_and_the_poll_answer_carries_it(api, deps, c
     assert key == keys.review_s3_key("acme", v.scan_id, review.reviewed_at)
     assert (review.label, review.reviewer, review.model_decision, review.signs_seen, review.note) == (
         "counterfeit", "ann@acme", "review", ["microprint_blur"], "blurry print")
-    assert manifests.check_record(VERIFIER, key, obj.data, obj.metadata) is None
+    assert manifests.check_record(REVIEW_VERIFIER, key, obj.data, obj.metadata) is None
     assert seen == [review]
     assert ann.get("/review/api/queue").json()["items"] == []
     view = api.get(f"/v1/scans/{v.scan_id}", headers={"Authorization": f"Bearer {KEYS['acme']}"}).json()

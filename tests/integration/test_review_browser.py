@@ -41,7 +41,8 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 REVIEWER_KEY = "rev-ann-browser"
-SEED = "33" * 32
+SEED = "33" * 32  # the API's review signing key (TENDERSCAN_REVIEW_SIGNING_KEY)
+AUDIT_SEED = "44" * 32  # the workers' audit key, for the verdicts publish writes
 
 
 @pytest.fixture()
@@ -51,7 +52,7 @@ def stack(tmp_path, seaweedfs):
             pytest.fail(f"{path} is missing: apt-get install chromium chromium-driver (.ci/run does)")
     digest = hashlib.sha256(REVIEWER_KEY.encode()).hexdigest()
     stack = start_stack(tmp_path, seaweedfs, workers=0, extra_env={
-        "TENDERSCAN_REVIEWER_KEYS": f"ann@acme:{digest}", "TENDERSCAN_AUDIT_SIGNING_KEY": SEED,
+        "TENDERSCAN_REVIEWER_KEYS": f"ann@acme:{digest}", "TENDERSCAN_REVIEW_SIGNING_KEY": SEED,
         "TENDERSCAN_REVIEW_QC_SAMPLE": "0"})
     yield stack
     stack.stop()
@@ -87,7 +88,7 @@ def publish_review_verdicts(stack, denominations: list[str]) -> list[str]:
     settings = stack.settings
     verdicts = VerdictStore.from_settings(settings)
     ctx = WorkerContext(objects=S3ObjectStore.from_settings(settings), verdicts=verdicts,
-                        reviews=ReviewQueue.from_settings(verdicts.r, settings), signer=signing.Signer(SEED))
+                        reviews=ReviewQueue.from_settings(verdicts.r, settings), signer=signing.Signer(AUDIT_SEED))
     msgs = sorted((ScanMessage.decode(args) for _, args in queued_messages(redis.Redis.from_url(
         settings.effective_broker_url))), key=lambda m: m.submitted_at)
     out = [Verdict(m.scan_id, m.tenant, m.store_id, m.terminal_id, "review", InputRef(m.image_key, m.sha256, m.bytes),
@@ -154,7 +155,7 @@ def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in
     assert wait_until(lambda: len(rows()) == 0 and "Nothing awaits" in browser.find_element(By.ID, "status").text, 30)
 
     objects = S3ObjectStore.from_settings(stack.settings)
-    verifier = signing.Verifier([signing.Signer(SEED).public_hex])
+    verifier = signing.Verifier([], [signing.Signer(SEED).public_hex])  # the API's review key
     today = clock.utcnow()[:10]
     records = {r.scan_id: (key, r) for key, r in read_reviews(objects, today, today, "acme")}
     assert {sid: r.label for sid, (_, r) in records.items()} == dict(

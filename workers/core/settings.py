@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from workers.core.errors import SettingsError
 from workers.core.schemas import MAX_SCANS_PER_MESSAGE
@@ -211,6 +219,13 @@ class Settings(BaseModel):
         {}, "review console logins: name@tenant:sha256(key) (a tenant's reviewer) or name@*:sha256(key) "
             "(an auditor across tenants), comma-separated; `tenderscan keyhash KEY`",
         section="review console (docs/REVIEW.md)", secret=True, per_deployment=True)
+    review_signing_key: str = setting("", "Ed25519 seed, 64 hex, the API signs review records with (`tenderscan audit "
+                                          "keygen`); a secret, NOT the workers' audit key (a key the API holds "
+                                          "must not sign verdicts). Empty = reviews written unsigned",
+                                      secret=True, per_deployment=True)
+    review_public_keys: tuple[str, ...] = setting((), "published public keys of review signers: `audit verify` "
+                                                      "trusts them on review records only, comma-separated 64 hex",
+                                                  per_deployment=True)
     review_qc_sample: float = setting(0.01, "share of auto-decided (genuine/counterfeit) scans also queued for "
                                             "review, for quality control; drawn by a hash of the scan id", ge=0, le=1)
     review_sla_s: int = setting(4 * 3600, "a queued scan older than this is overdue (the console marks it)", ge=1)
@@ -241,18 +256,18 @@ class Settings(BaseModel):
     def _reviewer_keys(cls, value: Any) -> Any:
         return parse_reviewer_keys(value) if isinstance(value, str) else value
 
-    @field_validator("audit_signing_key", mode="before")
+    @field_validator("audit_signing_key", "review_signing_key", mode="before")
     @classmethod
-    def _signing_key(cls, value: Any) -> Any:
-        if isinstance(value, str):  # empty stays empty: audit records are written unsigned
-            return parse_key_hex(value, PREFIX + "AUDIT_SIGNING_KEY") if value.strip() else ""
+    def _signing_key(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):  # empty stays empty: records are written unsigned
+            return parse_key_hex(value, PREFIX + info.field_name.upper()) if value.strip() else ""
         return value
 
-    @field_validator("audit_public_keys", mode="before")
+    @field_validator("audit_public_keys", "review_public_keys", mode="before")
     @classmethod
-    def _public_keys(cls, value: Any) -> Any:
+    def _public_keys(cls, value: Any, info: ValidationInfo) -> Any:
         parts = value.split(",") if isinstance(value, str) else value
-        return tuple(parse_key_hex(p, PREFIX + "AUDIT_PUBLIC_KEYS") for p in parts if p.strip())
+        return tuple(parse_key_hex(p, PREFIX + info.field_name.upper()) for p in parts if p.strip())
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -53,3 +53,15 @@ def test_an_unsigned_review_is_flagged():
     rep = manifests.verify_range(objects, VERIFIER, "acme", "2026-03-02", "2026-03-02")
     assert kinds(rep) == [("unsigned", f"review:{vs[0].scan_id}")]
     assert signing.sha256_hex(b"") and rep.records == 1
+
+
+def test_a_review_key_counts_on_review_records_only():
+    """The API holds the review key: it must not be able to sign a verdict record that verifies."""
+    review_signer = signing.Signer("44" * 32)
+    verifier = signing.Verifier([SIGNER.public_hex], [review_signer.public_hex])
+    objects, vs = world(1, signer=review_signer)  # a verdict record signed with the review key
+    write_review(review_of(vs[0]), objects, review_signer)
+    manifests.seal_day(objects, SIGNER, "2026-03-01", "acme")
+    manifests.seal_day(objects, SIGNER, "2026-03-02", "acme")
+    rep = manifests.verify_range(objects, verifier, "acme", "2026-03-01", "2026-03-02")
+    assert kinds(rep) == [("bad_signature", vs[0].scan_id)]  # the review verifies, the forged verdict does not
