@@ -85,6 +85,21 @@ class Reason(StrEnum):
     NOT_SURE_IT_IS_A_NOTE = "not_sure_it_is_a_note"  # the model is unsure the scan shows one whole note
 
 
+class ReviewLabel(StrEnum):
+    """`label` in a person's review (schemas.Review): what the reviewer saw in the scan."""
+
+    GENUINE = "genuine"  # legal tender (console key g)
+    COUNTERFEIT = "counterfeit"  # a fake (console key c)
+    NOT_A_BANKNOTE = "not_a_banknote"  # no note of ours in the scan (console key n): final decision `rejected`
+
+
+class ReviewSource(StrEnum):
+    """Why a scan is in the review queue."""
+
+    REVIEW = "review"  # its verdict's decision is `review`: the model was unsure
+    QC_SAMPLE = "qc_sample"  # an auto-decided scan drawn for quality control (settings.review_qc_sample)
+
+
 # a `rejected` for what the image shows (the model looked), unlike the rejections of the bytes above
 SCENE_REASONS = frozenset({Reason.NOT_A_BANKNOTE, Reason.NOTE_INCOMPLETE, Reason.MULTIPLE_NOTES})
 

@@ -39,6 +39,19 @@ Redis keys (ours all start `ts:`), and who writes them:
     ts:reconcile:sweep         string  the Redis run_id at the reconciler's last full S3 sweep: a missing
                                        key or another run_id (a restart, a failover) makes a sweep due
                                        TTL: settings.reconcile_sweep_interval_s             [worker]
+    ts:review:queue:{tenant}   zset    scans awaiting a person (every `review` verdict, a QC sample of
+                                       the auto-decided), score = submission time (unix s): oldest
+                                       first; publish adds, recording a review removes   [worker, edge]
+    ts:review-tenants          set     tenants that have had a review queue: where an auditor's
+                                       cross-tenant queue starts                            [worker]
+    ts:review:claim:{scan_id}  string  the reviewer judging the scan now (a lease)          [edge]
+                                       TTL: settings.review_claim_ttl_s
+    ts:review:{scan_id}        string  the scan's review (Review JSON), the bytes of its S3 record;
+                                       GET /v1/scans/{id} reads it                          [edge]
+                                       TTL: settings.verdict_ttl_s, from the review
+    ts:review:session:{digest} string  a console login: {reviewer, scope}; digest = sha256 of the
+                                       cookie's token (the token itself is never stored)    [edge]
+                                       TTL: settings.review_session_ttl_s
     tenderscan.scans           list    the queue (QUEUE): kombu pushes task messages here    [edge, reconciler]
     unacked                    hash    kombu's own: messages delivered and not yet acked (read by the
                                        API's backlog gauge, core/telemetry.py)              [kombu]
@@ -52,6 +65,10 @@ intent and audit record share a partition:
                                                Ed25519 signature (workers/audit/signing.py)
     uploads/tenant=T/{upload_id}               a direct upload (POST /v1/uploads, a presigned POST); a
                                                scan by reference points its image_key here
+    reviews/dt=R/tenant=T/{scan_id}.json       a person's review of the scan (Review.encode()), signed like an
+                                               audit record; R is the REVIEW's UTC date (not the scan's), so
+                                               a review made after its scan's day was sealed lands in a day
+                                               not sealed yet and the next seal covers it
     manifests/dt=D/tenant=T/manifest.json      the sealed day: record digests, Merkle root, previous
                                                manifest's digest, signed (workers/audit/manifests.py)
     tenants/{tenant}.json                      the tenant record: API keys as HMAC digests, limit
@@ -148,6 +165,29 @@ KEY_USE_EVERY_S = 60  # an API process records a key's last use at most this oft
 RECONCILE_LOCK_KEY = "ts:reconcile:lock"  # held by the worker reconciling now (TTL = the interval)
 
 
+# --- Redis keys: the review console (producer/review/, workers/core/review_queue.py) ---------------
+def review_queue_key(tenant: str) -> str:
+    return f"ts:review:queue:{tenant}"
+
+
+REVIEW_TENANTS_KEY = "ts:review-tenants"  # set: tenants with a review queue (a '-': no queue key can clash)
+
+
+def review_claim_key(scan_id: str) -> str:
+    return f"ts:review:claim:{scan_id}"
+
+
+def review_key(scan_id: str) -> str:
+    return f"ts:review:{scan_id}"  # scan ids are 32 hex digits: never 'queue:…', 'claim:…' or 'session:…'
+
+
+def review_session_key(token_digest: str) -> str:
+    return f"ts:review:session:{token_digest}"
+
+
+REVIEW_UNDO_S = 60  # a reviewer may take a review back this long after recording it (seconds)
+
+
 # --- S3 keys: the scans bucket --------------------------------------------------------------------
 IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png"}  # the format allow-list, Pillow names -> suffix
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
@@ -189,6 +229,19 @@ def upload_s3_key(tenant: str, upload_id: str) -> str:
 
 def is_upload_key(key: str) -> bool:
     return key.startswith(UPLOADS_PREFIX)
+
+
+REVIEWS_PREFIX = "reviews/"  # people's reviews (the review console), one signed record per review
+
+
+def review_s3_key(tenant: str, scan_id: str, reviewed_at: str) -> str:
+    """A review's signed record, partitioned by the REVIEW's date (see the module docstring)."""
+    return f"{REVIEWS_PREFIX}dt={_dt(reviewed_at)}/tenant={tenant}/{scan_id}.json"
+
+
+def reviews_day_prefix(date: str, tenant: str | None = None) -> str:
+    """Every review record of a day (and tenant): what `audit seal / verify` list beside the verdicts."""
+    return f"{REVIEWS_PREFIX}dt={date}/" + (f"tenant={tenant}/" if tenant else "")
 
 
 def manifest_s3_key(date: str, tenant: str) -> str:

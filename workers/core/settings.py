@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from workers.core.errors import SettingsError
 from workers.core.schemas import MAX_SCANS_PER_MESSAGE
@@ -71,6 +79,29 @@ def parse_api_keys(raw: str, name: str = PREFIX + "API_KEYS") -> dict[str, str]:
             raise SettingsError(f"{name}: tenant id {tenant!r} may hold only letters, digits, '-' and '_'")
         out[digest] = tenant.strip()
     return out
+
+
+def parse_reviewer_keys(raw: str, name: str = PREFIX + "REVIEWER_KEYS") -> dict[str, str]:
+    """Parse `name@scope:sha256hex,...` into {key_hash: "name@scope"}: the review console's logins.
+
+    `scope` is the one tenant whose scans the reviewer judges, or `*` for an auditor across tenants.
+    Only digests live in configuration (`tenderscan keyhash KEY`), like TENDERSCAN_API_KEYS.
+    """
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        who, sep, digest = item.rpartition(":")
+        digest = digest.strip().lower()
+        reviewer, at, scope = who.strip().partition("@")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise SettingsError(f"{name}: entry {who or item[:12]!r} must look like name@tenant:<64 hex sha256>")
+        if not at or not _plain_id(reviewer) or not (scope == "*" or _plain_id(scope)):
+            raise SettingsError(f"{name}: {who!r} must be name@tenant or name@* (letters, digits, '-', '_')")
+        out[digest] = f"{reviewer}@{scope}"
+    return out
+
+
+def _plain_id(value: str) -> bool:
+    return bool(value) and len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum()
 
 
 def parse_key_hex(raw: str, name: str) -> str:
@@ -183,6 +214,24 @@ class Settings(BaseModel):
                                      section="audit records (docs/AUDIT.md)", secret=True, per_deployment=True)
     audit_public_keys: tuple[str, ...] = setting((), "published public keys `audit verify` trusts, "
                                                      "comma-separated 64 hex", per_deployment=True)
+    # --- review console (producer/review/, docs/REVIEW.md) -----------------------------------------
+    reviewer_keys: Mapping[str, str] = setting(
+        {}, "review console logins: name@tenant:sha256(key) (a tenant's reviewer) or name@*:sha256(key) "
+            "(an auditor across tenants), comma-separated; `tenderscan keyhash KEY`",
+        section="review console (docs/REVIEW.md)", secret=True, per_deployment=True)
+    review_signing_key: str = setting("", "Ed25519 seed, 64 hex, the API signs review records with (`tenderscan audit "
+                                          "keygen`); a secret, NOT the workers' audit key (a key the API holds "
+                                          "must not sign verdicts). Empty = reviews written unsigned",
+                                      secret=True, per_deployment=True)
+    review_public_keys: tuple[str, ...] = setting((), "published public keys of review signers: `audit verify` "
+                                                      "trusts them on review records only, comma-separated 64 hex",
+                                                  per_deployment=True)
+    review_qc_sample: float = setting(0.01, "share of auto-decided (genuine/counterfeit) scans also queued for "
+                                            "review, for quality control; drawn by a hash of the scan id", ge=0, le=1)
+    review_sla_s: int = setting(4 * 3600, "a queued scan older than this is overdue (the console marks it)", ge=1)
+    review_claim_ttl_s: int = setting(300, "a reviewer's claim on a scan lapses after this long (s) unless renewed",
+                                      ge=10)
+    review_session_ttl_s: int = setting(8 * 3600, "a console login lasts this long (s)", ge=60)
     # --- logs -----------------------------------------------------------------------------------
     log_level: str = setting("INFO", "DEBUG | INFO | WARNING | ERROR", section="logs")
     log_json: bool = setting(True, "one JSON object per line (false: human-readable lines)")
@@ -225,18 +274,23 @@ class Settings(BaseModel):
     def _api_keys(cls, value: Any) -> Any:
         return parse_api_keys(value) if isinstance(value, str) else value
 
-    @field_validator("audit_signing_key", mode="before")
+    @field_validator("reviewer_keys", mode="before")
     @classmethod
-    def _signing_key(cls, value: Any) -> Any:
-        if isinstance(value, str):  # empty stays empty: audit records are written unsigned
-            return parse_key_hex(value, PREFIX + "AUDIT_SIGNING_KEY") if value.strip() else ""
+    def _reviewer_keys(cls, value: Any) -> Any:
+        return parse_reviewer_keys(value) if isinstance(value, str) else value
+
+    @field_validator("audit_signing_key", "review_signing_key", mode="before")
+    @classmethod
+    def _signing_key(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):  # empty stays empty: records are written unsigned
+            return parse_key_hex(value, PREFIX + info.field_name.upper()) if value.strip() else ""
         return value
 
-    @field_validator("audit_public_keys", mode="before")
+    @field_validator("audit_public_keys", "review_public_keys", mode="before")
     @classmethod
-    def _public_keys(cls, value: Any) -> Any:
+    def _public_keys(cls, value: Any, info: ValidationInfo) -> Any:
         parts = value.split(",") if isinstance(value, str) else value
-        return tuple(parse_key_hex(p, PREFIX + "AUDIT_PUBLIC_KEYS") for p in parts if p.strip())
+        return tuple(parse_key_hex(p, PREFIX + info.field_name.upper()) for p in parts if p.strip())
 
     @field_validator("webhook_allow_cidrs", mode="before")
     @classmethod

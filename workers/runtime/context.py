@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from workers.core import imaging
+from workers.core.review_queue import ReviewQueue
 from workers.core.schemas import ModelRef
 from workers.core.settings import Settings
 from workers.core.storage import ObjectStore
@@ -88,6 +89,7 @@ class WorkerContext:
     # --- what a scan needs (pipeline.py, publish.py, retrying.py) ---------------------------------------
     objects: ObjectStore | None = None  # the scans bucket: images in, audit records out
     verdicts: VerdictStore | None = None  # scan states and verdicts in Redis
+    reviews: ReviewQueue | None = None  # the review queue (Redis); None: no scan is queued for a person
     runner: Runner | None = None  # the model behind its batcher
     limits: imaging.Limits = field(default_factory=imaging.Limits)
     signer: Signer | None = None  # signs each audit record; None: written unsigned (`audit verify` flags them)
@@ -147,6 +149,8 @@ class WorkerContext:
                     self.objects = S3ObjectStore(client, settings.s3_bucket)
                 if self.verdicts is None:
                     self.verdicts = VerdictStore.from_settings(settings)
+                if self.reviews is None:
+                    self.reviews = ReviewQueue.from_settings(self.verdicts.r, settings)
                 if self.fanout is None:  # as many threads as the scans one worker process has in flight
                     self.fanout = ThreadPoolExecutor(settings.effective_concurrency,
                                                      thread_name_prefix="tenderscan-scan")
