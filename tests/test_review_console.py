@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from datetime import timedelta
 
 import pytest
@@ -253,3 +254,21 @@ def test_a_reviewer_removed_from_the_settings_is_logged_out(settings, deps, clie
         restarted.cookies.set(COOKIE, cookie, path="/review")
         assert restarted.get("/review/api/queue").status_code == 401
         assert 'name="key"' in restarted.get("/review").text
+
+
+def test_a_recorded_review_schedules_the_tenants_scan_reviewed_webhook(api, deps, clients):
+    import time
+
+    from workers.webhooks.endpoints import EndpointStore
+    from workers.webhooks.outbox import Outbox
+
+    EndpointStore(deps.verdicts.r).add("acme", "https://hooks.example.com/tenderscan")
+    v = scan(api, deps)
+    ann = clients("ann@acme")
+    ann.post(f"/review/api/scans/{v.scan_id}/claim", headers=POST)
+    resp = ann.post(f"/review/api/scans/{v.scan_id}/review", headers=POST, json={"label": "genuine"})
+    assert resp.status_code == 200, resp.text
+    outbox = Outbox(deps.verdicts.r)
+    messages = [outbox.message(c.msg_id) for c in outbox.claim(time.time() + 1, 10)]
+    reviewed = [json.loads(m["body"])["data"] for m in messages if m and m["type"] == "scan.reviewed"]
+    assert len(reviewed) == 1 and reviewed[0]["scan_id"] == v.scan_id and reviewed[0]["label"] == "genuine"

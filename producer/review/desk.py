@@ -34,6 +34,7 @@ from workers.core.review_queue import Pending, ReviewQueue
 from workers.core.schemas import MAX_REVIEW_NOTE, Review, Verdict, is_scan_id
 from workers.core.storage import ObjectStore
 from workers.core.verdict_store import VerdictStore
+from workers.webhooks.events import emit_reviewed
 
 log = get_logger("producer.review")
 CANONICAL_SIZE = (256, 576)  # (height, width) of the canonical view shown: the note's 9:4, 2x the model's
@@ -51,17 +52,14 @@ class Desk:
 
 
 def on_review_recorded(desk: Desk, review: Review) -> None:
-    """THE HOOK for the `scan.reviewed` webhook: called once per review, after its signed record is in S3
-    and before the reviewer is answered. Today it only logs `scan_reviewed`. At the merge with branch
-    i15-webhooks, whose workers/webhooks/events.py has `emit_reviewed` (never raises), wire it as:
-
-        from workers.webhooks.events import emit_reviewed
-        emit_reviewed(desk.queue.r, review.tenant, review.scan_id, review.reviewed_at, review_json(review))
-
-    Nothing here may raise into the reviewer's request. An undo within keys.REVIEW_UNDO_S can follow;
-    the review made again after it has another `reviewed_at`, hence another event id there."""
+    """Called once per review, after its signed record is in S3 and before the reviewer is answered:
+    logs `scan_reviewed` and queues the tenant's `scan.reviewed` webhook (workers.webhooks.events;
+    `emit_reviewed` never raises, so nothing here fails the reviewer's request). An undo within
+    keys.REVIEW_UNDO_S can follow; the review made again after it has another `reviewed_at`, hence
+    another event id."""
     log.info("scan_reviewed", scan_id=review.scan_id, tenant=review.tenant, label=review.label,
              reviewer=review.reviewer, model_decision=review.model_decision)
+    emit_reviewed(desk.queue.r, review.tenant, review.scan_id, review.reviewed_at, review_json(review))
 
 
 def queue(desk: Desk, reviewer: Reviewer, limit: int = 200, now: float | None = None) -> list[dict]:
