@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 
 import pytest
 
@@ -117,3 +118,47 @@ def test_smoke_run_every_contender(tmp_path):
     assert all(v is not None for k, v in data["ratios"].items() if one_process or not k.startswith("one_process"))
     assert (tmp_path / "bench.png").stat().st_size > 1000
     assert "| tenderscan_drain |" in harness.markdown_table(data)
+
+
+def test_stage_breakdown_is_per_scan_in_stage_order_with_the_unclaimed_rest_as_other():
+    from producer.bench.contenders import stage_breakdown, stage_cpu_delta
+    from workers.core.telemetry import CPU_STAGES
+
+    delta = stage_cpu_delta({"fetch": 1.0, "decode": 2.0}, {"fetch": 3.0, "decode": 6.0, "forward": 1.0})
+    assert delta == {"fetch": 2.0, "decode": 4.0, "forward": 1.0}
+    out = stage_breakdown(delta, worker_cpu_s=10.0, scans=1000)
+    assert list(out) == [*CPU_STAGES, "other"]
+    assert out["fetch"] == 2.0 and out["decode"] == 4.0 and out["forward"] == 1.0 and out["checksum"] == 0.0
+    assert out["other"] == 3.0
+    assert "other" not in stage_breakdown(delta, None, 1000)
+    assert stage_breakdown(delta, 10.0, 0) == {}
+
+
+def test_open_loop_cpu_divides_the_edge_by_accepted_and_the_rest_by_completed():
+    from producer.bench.contenders import open_loop_cpu
+
+    out = open_loop_cpu({"api": 2.0, "workers": 9.0, "servers": 1.0}, accepted=1000, completed=900)
+    assert out["api_cpu_ms_per_accepted"] == 2.0 and out["api_cpu_bound_per_process_per_s"] == 500.0
+    assert out["worker_cpu_ms_per_scan"] == 10.0 and out["server_cpu_ms_per_scan"] == round(1000 / 900, 3)
+    assert open_loop_cpu({"api": 0.0}, 0, 0) == {"cpu_s": {"api": 0.0}}
+
+
+def test_a_held_queue_comes_back_to_a_blocked_consumer(clean_redis):
+    import threading
+
+    import redis
+
+    r = redis.Redis.from_url(clean_redis)
+    assert harness.hold_queue(r, "q") is None  # nothing to hold
+    r.lpush("q", "a", "b")
+    held = harness.hold_queue(r, "q")
+    assert held and not r.exists("q") and r.llen(held) == 2
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(redis.Redis.from_url(clean_redis).brpop(["q"], timeout=10)))
+    consumer.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    harness.release_queue(r, held, "q")
+    consumer.join(10)
+    assert got == [(b"q", b"a")] and time.monotonic() - t0 < 2  # woken by the rename, not by its timeout
+    assert r.llen("q") == 1

@@ -220,3 +220,75 @@ def test_the_geometry_alone_rejects_two_notes_before_any_forward_pass(checkpoint
     with pytest.raises(RejectedScan) as exc:
         model.preprocess(image)
     assert exc.value.reason == "multiple_notes" and "2 note-shaped regions" in exc.value.detail
+
+
+def test_a_canonical_view_model_may_decode_down_to_its_work_copy_unless_switched_off(checkpoint_path):
+    from models.transforms import PreprocessParams, decode_long_side
+    from workers.core.settings import Settings
+
+    assert decode_long_side(PreprocessParams(canonicalize=True)) == 480
+    assert decode_long_side(PreprocessParams(canonicalize=False)) is None  # it resizes the whole frame
+    settings = Settings().with_(model=str(checkpoint_path), device="cpu")
+    assert load_model(settings).decode_long_side == 480
+    assert load_model(settings.with_(reduced_decode=False)).decode_long_side is None
+
+
+DEFAULT_MODEL = __import__("pathlib").Path(__file__).resolve().parents[3] / "models" / "default" / "tenderscan-default.pt"
+REDUCED_DECODE_SCANS = 240  # synthetic scans judged both ways (models.synth, seed below)
+SAME_DECISION_SHARE = 0.97  # the tolerance: at least this share keeps its decision and reason exactly
+
+
+def _judge_all(model, scans, long_side):
+    """(decision, reason, p_counterfeit) per scan, through the worker's own decode, runner and decide."""
+    from workers.core import imaging
+    from workers.core.errors import RejectedScan
+    from workers.runtime import decide
+
+    limits = imaging.Limits()
+    runner = ModelRunner(model, max_batch_size=32, max_wait_s=0.05)
+    out, pending = [], []
+    try:
+        for data in scans:
+            image, _ = imaging.decode(data, limits, long_side=long_side)
+            try:
+                x = model.preprocess(image)
+            except RejectedScan as exc:
+                out.append(("rejected", str(exc.reason), None))
+                continue
+            out.append(None)
+            pending.append((len(out) - 1, x, runner.submit(x)))
+        for i, x, future in pending:
+            pred = runner.result(future)
+            fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, model.thresholds,
+                                   kind=pred.kind, ood=pred.ood, seen=x.seen)
+            out[i] = (fields.decision, fields.reason, pred.p_counterfeit)
+    finally:
+        runner.close()
+    return out
+
+
+@pytest.mark.slow
+def test_the_reduced_decode_keeps_the_shipped_models_decisions():
+    """The lever's condition (docs/PERFORMANCE.md): the shipped model (whichever models/default holds)
+    decides synthetic scans decoded at a reduced DCT scale as it decides them decoded in full, within
+    SAME_DECISION_SHARE, and never turns a genuine verdict into a counterfeit one or back."""
+    import io
+
+    from PIL import Image
+
+    from models.synth import make_scans
+    from workers.core.settings import Settings
+
+    torch.set_num_threads(1)
+    model = load_model(Settings().with_(model=str(DEFAULT_MODEL), device="cpu"))
+    assert model.decode_long_side, "the shipped model reads a canonical view"
+    scans = [data for data, _ in make_scans(REDUCED_DECODE_SCANS, seed=1414)]
+    reducible = sum(max(Image.open(io.BytesIO(d)).size) >= 2 * model.decode_long_side for d in scans)
+    assert reducible > len(scans) // 2, "most scans are large enough to be decoded at a reduced scale"
+    full = _judge_all(model, scans, None)
+    reduced = _judge_all(model, scans, model.decode_long_side)
+    same = sum(f[:2] == r[:2] for f, r in zip(full, reduced, strict=True))
+    flips = [(f, r) for f, r in zip(full, reduced, strict=True) if {f[0], r[0]} == {"genuine", "counterfeit"}]
+    assert not flips
+    assert same >= SAME_DECISION_SHARE * len(scans), (same, len(scans))
+    assert len({f[0] for f in full}) >= 2, "the scans exercise more than one decision"
