@@ -162,3 +162,22 @@ def test_a_held_queue_comes_back_to_a_blocked_consumer(clean_redis):
     consumer.join(10)
     assert got == [(b"q", b"a")] and time.monotonic() - t0 < 2  # woken by the rename, not by its timeout
     assert r.llen("q") == 1
+
+
+def test_settle_waits_for_the_workers_to_go_quiet():
+    from producer.bench.contenders import settle
+
+    class Meter:  # 0.5 s of CPU per sample for three samples, then nothing
+        def __init__(self):
+            self.samples = iter([0.0, 0.5, 1.0, 1.5, 1.5, 1.5])
+
+        def sample(self):
+            v = next(self.samples)
+            return {"workers": v, "servers": v / 10}
+
+    last, rates = settle(Meter(), step_s=0.05)
+    assert last == {"workers": 1.5, "servers": 0.15} and rates["workers"] == 0.0
+    busy = Meter()
+    busy.samples = iter([0.1 * i for i in range(100)])
+    _, rates = settle(busy, step_s=0.05, timeout_s=0.2)  # never quiet: gives up after the timeout
+    assert rates["workers"] > 100

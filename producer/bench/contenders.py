@@ -141,7 +141,7 @@ def process_env(processes: int, cores: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, cores // processes))}
 
 
-IDLE_S = 2.0  # a drain: seconds the started workers idle before their queue comes back (idle CPU measured)
+QUIET_MS_PER_S = 100.0  # workers count as started once they use less CPU than this (ms per second, all together)
 
 
 def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: float,
@@ -154,11 +154,8 @@ def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: fl
     workers = start_worker()
     try:
         meter = CpuMeter({"workers": pids_of(workers.services), "servers": stack.server_pids()})
-        idle_from = meter.sample()
-        time.sleep(IDLE_S)
-        before = meter.sample()
+        before, idle = settle(meter)  # prefork children may still be loading their model after "ready"
         stage_before = _scrape_stage_cpu(stack)
-        idle = {k: round(1000 * (before[k] - idle_from[k]) / IDLE_S, 1) for k in before}
         stack.release_queue(held, queue)
         ok = watcher.wait_for([m.scan_id for m in msgs], timeout)
         times = watcher.times(m.scan_id for m in msgs)
@@ -173,6 +170,22 @@ def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: fl
             **({"stages_ms": {k: v["mean_ms"] for k, v in stages.items()}} if stages else {}),
             "cpu_s": cpu_s, "cpu_ms_per_scan": per_scan_ms(cpu_s, len(times)), "idle_cpu_ms_per_s": idle,
             **({"stage_cpu_ms_per_scan": stage_cpu} if stage_cpu else {})}
+
+
+def settle(meter: CpuMeter, group: str = "workers", quiet_ms_per_s: float = QUIET_MS_PER_S, step_s: float = 1.0,
+           timeout_s: float = 60.0) -> tuple[dict[str, float], dict[str, float]]:
+    """Wait until `group` uses less than `quiet_ms_per_s` of CPU over a `step_s` interval (or timeout_s
+    passed). Returns the last sample and every group's rate over that last interval (ms of CPU per s):
+    the idle cost the drain's figures then include."""
+    deadline = time.monotonic() + timeout_s
+    last, t_last = meter.sample(), time.monotonic()
+    while True:
+        time.sleep(step_s)
+        now, t_now = meter.sample(), time.monotonic()
+        rates = {k: round(1000 * (now[k] - last[k]) / (t_now - t_last), 1) for k in now}
+        if rates[group] < quiet_ms_per_s or t_now > deadline:
+            return now, rates
+        last, t_last = now, t_now
 
 
 def _scrape_stage_cpu(stack) -> dict[str, float] | None:
