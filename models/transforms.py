@@ -63,16 +63,6 @@ def canonical(image: Image.Image, params: PreprocessParams) -> tuple[torch.Tenso
     return torch.from_numpy(np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))), NO_NOTE
 
 
-def decode_long_side(params: PreprocessParams) -> int | None:
-    """The long side below which `canonical` reads no more detail, or None. The canonical view finds
-    and warps the note on a copy `_WORK` pixels long (models.canonical), so an image decoded at least
-    that long (a JPEG's DCT scaling: workers.core.imaging.decode) gives the same view up to
-    resampling; resizing the whole frame (no canonical view) gets the full image."""
-    from models.canonical import _WORK
-
-    return _WORK if params.canonicalize else None
-
-
 def to_uint8(image: Image.Image, params: PreprocessParams) -> torch.Tensor:
     """Any-size image -> uint8 [3, H, W] (the canonical view without its geometry)."""
     return canonical(image, params)[0]

@@ -79,7 +79,6 @@ class StandInRunner:
     """The pipeline's Runner with a zero-cost forward pass behind the real Batcher."""
 
     model_ref = STAND_IN_MODEL
-    decode_long_side = None  # the stand-in PNG is decoded whole
 
     def __init__(self, max_batch_size: int, max_wait_s: float, sign_names: Sequence[str] = ("microprint",),
                  denominations: Sequence[str] = ("20",), preprocess: Callable[[Any], Any] | None = None,
@@ -131,7 +130,6 @@ class DirectRunner:
         self.model = model
         self.model_ref = model.ref
         self.thresholds = model.thresholds
-        self.decode_long_side = model.decode_long_side  # the same decode as tenderscan's
 
     def preprocess(self, image):
         return self.model.preprocess(image)

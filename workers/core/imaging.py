@@ -4,11 +4,6 @@ Used twice: `inspect` at the edge (header only: format, size; cheap) and `decode
 (full decode of the first frame). `sniff` names the format from the magic bytes alone (the worker
 compares it with a direct upload's stored Content-Type). Both raise RejectedScan with a enums.Reason, never a Pillow error.
 
-A JPEG may be decoded at a reduced DCT scale (`long_side`: Pillow's draft mode, 1/2, 1/4 or 1/8 done
-by the decoder itself) when the caller reads no more than that many pixels along the long side: the
-worker's model preprocessing works on a copy 480 pixels long, so a 2 MP scan needs a quarter of
-its pixels decoded. The reported ImageInfo and every limit stay those of the stored image.
-
 Limits: a format allow-list (JPEG, PNG) judged by content, not by the declared content type; a pixel
 cap (decompression bombs are refused before any pixel is decoded); side limits; truncated files
 refused; only the first frame; EXIF orientation applied; everything converted to RGB.
@@ -17,7 +12,6 @@ refused; only the first frame; EXIF orientation applied; everything converted to
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -89,27 +83,14 @@ def inspect(data: bytes, limits: Limits) -> ImageInfo:
     return ImageInfo(img.format, *img.size)
 
 
-def draft_size(width: int, height: int, long_side: int) -> tuple[int, int] | None:
-    """The smallest (width, height) with the image's aspect whose long side is at least `long_side`,
-    or None when the image is not larger than that."""
-    f = long_side / max(width, height)
-    if f >= 1.0:
-        return None
-    return max(1, math.ceil(width * f)), max(1, math.ceil(height * f))
-
-
-def decode(data: bytes, limits: Limits, long_side: int | None = None) -> tuple[Image.Image, ImageInfo]:
-    """Decode of the first frame to an upright RGB image. `long_side`: a JPEG larger than that is
-    decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps its long side at least this long."""
+def decode(data: bytes, limits: Limits) -> tuple[Image.Image, ImageInfo]:
+    """Full decode of the first frame to an upright RGB image."""
     img = _open(data, limits)
     info = ImageInfo(img.format, *img.size)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.seek(0)  # first frame only (APNG)
-            size = draft_size(*img.size, long_side) if long_side and img.format == "JPEG" else None
-            if size is not None:
-                img.draft(None, size)  # the decoder scales while it decodes; the mode stays the file's
             img.load()
             # in place: the decoded image is ours alone, and without an EXIF rotation the copy that
             # exif_transpose would return costs a full pass over the pixels (a 2 MP scan: 6 MB)

@@ -52,7 +52,6 @@ class Runner(Protocol):
 
     model_ref: ModelRef
     thresholds: Any
-    decode_long_side: int | None  # imaging.decode may decode a JPEG down to this long side (None: full size)
 
     def preprocess(self, image) -> Any: ...
     def submit(self, x) -> Future: ...  # queue one scan's model input for its batch

@@ -253,7 +253,7 @@ def _fetch_decode(msg: ScanMessage, ctx: WorkerContext, stages: _Stages):
     with telemetry.cpu_stage("checksum"):
         _check_arrived(msg, obj)
     with telemetry.cpu_stage("decode"):
-        image, info = imaging.decode(obj.data, ctx.limits, long_side=ctx.runner.decode_long_side)
+        image, info = imaging.decode(obj.data, ctx.limits)
     with telemetry.cpu_stage("canonical"):
         x = ctx.runner.preprocess(image)
     stages.lap("decode")

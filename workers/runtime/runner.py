@@ -65,9 +65,6 @@ class LoadedModel:
     # stage (models.transforms.normalize), run once per batch instead of once per scan
     normalize: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # noqa: E731 - identity (test twins)
     input_dtype: torch.dtype = torch.float32  # what `preprocess` returns (uint8 for a real checkpoint)
-    # the long side below which `preprocess` reads no detail: a JPEG may be decoded down to it
-    # (imaging.decode's DCT scaling); None = always decode at full size
-    decode_long_side: int | None = None
 
     def input_batch(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-scan `preprocess` outputs (ModelInput or tensors) -> the forward pass's input, on the device."""
@@ -140,7 +137,7 @@ def preprocess_with(params: Any, thresholds: Any) -> Callable[[Any], ModelInput]
 def load_model(settings: Settings) -> LoadedModel:
     from models.checkpoint import load_checkpoint
     from models.inference import predict
-    from models.transforms import decode_long_side, normalize
+    from models.transforms import normalize
 
     device = pick_device(settings.device)
     path = resolve_model_path(settings)
@@ -164,7 +161,6 @@ def load_model(settings: Settings) -> LoadedModel:
         device=device,
         normalize=lambda x: normalize(x, params),
         input_dtype=torch.uint8,
-        decode_long_side=decode_long_side(params) if settings.reduced_decode else None,
     )
 
 
@@ -211,10 +207,6 @@ class ModelRunner:
     @property
     def thresholds(self) -> Any:
         return self.model.thresholds
-
-    @property
-    def decode_long_side(self) -> int | None:
-        return self.model.decode_long_side
 
     def preprocess(self, image) -> Any:
         """PIL image -> ModelInput (raises RejectedScan for a scan the geometry alone rejects)."""

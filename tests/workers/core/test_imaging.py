@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from workers.core.errors import RejectedScan
-from workers.core.imaging import Limits, decode, draft_size, inspect
+from workers.core.imaging import Limits, decode, inspect
 
 LIMITS = Limits(max_bytes=2_000_000, max_pixels=24_000_000, min_side=32, max_side=8000)
 
@@ -72,38 +72,3 @@ def test_exif_rotation_is_applied():
     data = encode(Image.new("RGB", (200, 100)), "JPEG", exif=exif.tobytes())
     img, info = decode(data, LIMITS)
     assert img.size == (100, 200) and (info.width, info.height) == (200, 100)
-
-
-def test_draft_size_keeps_the_aspect_and_at_least_the_long_side():
-    assert draft_size(2000, 1000, 480) == (480, 240)
-    assert draft_size(1000, 2001, 480) == (240, 480)
-    assert draft_size(480, 200, 480) is None and draft_size(300, 200, 480) is None
-
-
-@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
-def test_a_large_jpeg_decodes_at_a_reduced_scale_no_shorter_than_asked(mode):
-    data = encode(Image.new(mode, (2000, 900)), "JPEG")
-    img, info = decode(data, LIMITS, long_side=480)
-    assert img.mode == "RGB" and img.size == (500, 225)  # 1/4: the smallest DCT scale still >= 480 long
-    assert (info.width, info.height) == (2000, 900)  # what was stored, as the verdict reports it
-    assert decode(data, LIMITS, long_side=240)[0].size == (250, 113)  # 1/8
-
-
-def test_a_reduced_decode_shows_the_same_picture():
-    big = Image.linear_gradient("L").resize((1600, 800)).convert("RGB")
-    data = encode(big, "JPEG", quality=95)
-    full, _ = decode(data, LIMITS)
-    small, _ = decode(data, LIMITS, long_side=480)
-    assert small.size == (800, 400)
-    reference = full.resize(small.size, Image.Resampling.BOX)
-    diff = max(abs(a - b) for a, b in zip(reference.tobytes(), small.tobytes(), strict=True))
-    assert diff <= 8
-
-
-def test_png_small_jpeg_and_exif_rotation_are_untouched_by_the_long_side():
-    assert decode(encode(Image.new("RGB", (2000, 900)), "PNG"), LIMITS, long_side=480)[0].size == (2000, 900)
-    assert decode(encode(Image.new("RGB", (400, 300)), "JPEG"), LIMITS, long_side=480)[0].size == (400, 300)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    img, info = decode(encode(Image.new("RGB", (2000, 1000)), "JPEG", exif=exif.tobytes()), LIMITS, long_side=480)
-    assert img.size == (250, 500) and (info.width, info.height) == (2000, 1000)

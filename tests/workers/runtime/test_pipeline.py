@@ -244,7 +244,7 @@ def test_an_inference_timeout_is_a_hang_and_spends_its_attempt(env):
     from workers.runtime.runner import InferenceTimeout
 
     class Stuck:
-        model_ref, thresholds, decode_long_side = env.runner.model_ref, env.runner.thresholds, None
+        model_ref, thresholds = env.runner.model_ref, env.runner.thresholds
         preprocess = staticmethod(env.runner.preprocess)
         expecting = staticmethod(env.runner.expecting)
 
