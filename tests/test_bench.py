@@ -115,9 +115,17 @@ def test_smoke_run_every_contender(tmp_path):
         if "completed" in r:
             assert r["completed"] == r["scans"] and r["all_done"], name
     assert set(res["tenderscan_drain"]["stages_ms"]) >= {"queue_wait", "fetch", "decode", "forward", "publish"}
+    from workers.core.telemetry import CPU_STAGES
+
+    for name in ("work_limit", "tenderscan_drain", "tenderscan_drain_bulk", "naive_prefork", "queue_ceiling_single"):
+        assert res[name]["cpu_ms_per_scan"]["workers"] > 0 and "servers" in res[name]["cpu_ms_per_scan"], name
+    drain_cpu = res["tenderscan_drain"]["stage_cpu_ms_per_scan"]
+    assert list(drain_cpu) == [*CPU_STAGES, "other"] and drain_cpu["canonical"] > 0 and drain_cpu["fetch"] > 0
+    assert all(s["api_cpu_ms_per_accepted"] > 0 and s["worker_cpu_ms_per_scan"] > 0 for s in res["open_loop"])
     assert all(v is not None for k, v in data["ratios"].items() if one_process or not k.startswith("one_process"))
     assert (tmp_path / "bench.png").stat().st_size > 1000
     assert "| tenderscan_drain |" in harness.markdown_table(data)
+    assert "| worker CPU ms per scan |" in harness.markdown_table(data)
 
 
 def test_stage_breakdown_is_per_scan_in_stage_order_with_the_unclaimed_rest_as_other():
