@@ -141,7 +141,9 @@ def process_env(processes: int, cores: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, cores // processes))}
 
 
-QUIET_MS_PER_S = 100.0  # workers count as started once they use less CPU than this (ms per second, all together)
+# workers count as started once they use less CPU than this, per worker process (ms per second; idle
+# ones use ~5 here: polling, heartbeat), so a GPU node's 16 processes settle as two do
+QUIET_MS_PER_S_PER_PROCESS = 50.0
 
 
 def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: float,
@@ -154,7 +156,8 @@ def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: fl
     workers = start_worker()
     try:
         meter = CpuMeter({"workers": pids_of(workers.services), "servers": stack.server_pids()})
-        before, idle = settle(meter)  # prefork children may still be loading their model after "ready"
+        # prefork children may still be loading their model after "ready"
+        before, idle = settle(meter, quiet_ms_per_s=QUIET_MS_PER_S_PER_PROCESS * len(workers.services))
         stage_before = _scrape_stage_cpu(stack)
         stack.release_queue(held, queue)
         ok = watcher.wait_for([m.scan_id for m in msgs], timeout)
@@ -172,7 +175,7 @@ def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: fl
             **({"stage_cpu_ms_per_scan": stage_cpu} if stage_cpu else {})}
 
 
-def settle(meter: CpuMeter, group: str = "workers", quiet_ms_per_s: float = QUIET_MS_PER_S, step_s: float = 1.0,
+def settle(meter: CpuMeter, group: str = "workers", quiet_ms_per_s: float = 100.0, step_s: float = 1.0,
            timeout_s: float = 60.0) -> tuple[dict[str, float], dict[str, float]]:
     """Wait until `group` uses less than `quiet_ms_per_s` of CPU over a `step_s` interval (or timeout_s
     passed). Returns the last sample and every group's rate over that last interval (ms of CPU per s):
