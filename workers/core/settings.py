@@ -164,8 +164,6 @@ class Settings(BaseModel):
     scans_per_message: int = setting(16, "bulk submissions: scans per queue message (1 = one each)",
                                      ge=1, le=MAX_SCANS_PER_MESSAGE)
     compile: bool = setting(False, "torch.compile the model at load (GPU workers; the warm-up pays the compile)")
-    preprocess_slots: int = setting(0, "task threads of one worker process that may run the model's per-scan "
-                                       "preprocessing at once (0 = no limit)", ge=0)
     metrics_port: int = setting(0, "worker Prometheus /metrics port (0 = off; the API serves /metrics)",
                                 per_deployment=True, ge=0, le=65535)
     # --- reconciler (S3 is the source of truth; see workers/runtime/reconcile.py) ------------------

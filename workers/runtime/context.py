@@ -95,8 +95,6 @@ class WorkerContext:
     fanout: Executor | None = None  # threads for the scans of a multi-scan message (None: in the caller's)
     # scans of multi-scan messages in flight in this process (tasks.py takes them per message)
     slots: ScanSlots = field(default_factory=lambda: ScanSlots(2 * Settings().effective_concurrency))
-    # at most this many threads run the model's per-scan preprocessing at once (None: no limit)
-    preprocess_gate: threading.Semaphore | None = None
     # --- the worker's own services (runtime/worker.py starts and stops them) --------------------------
     settings: Settings | None = None  # what load() builds from; None for a context built by hand
     reconciler: Reconciler | None = None
@@ -118,8 +116,7 @@ class WorkerContext:
         # batcher, dozens at a time fight over the GIL; docs/history/PERFORMANCE-log.md)
         return cls(limits=imaging.Limits.from_settings(settings), signer=signer_from_settings(settings),
                    policy=RetryPolicy.from_settings(settings), slots=ScanSlots(2 * settings.effective_concurrency),
-                   preprocess_gate=threading.Semaphore(settings.preprocess_slots) if settings.preprocess_slots
-                   else None, settings=settings)
+                   settings=settings)
 
     # --- in the process that runs the model ---------------------------------------------------------
     def load(self) -> WorkerContext:

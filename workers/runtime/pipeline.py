@@ -34,7 +34,6 @@ the scan's own, never outages; the task bounds outages by time instead (runtime/
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -255,7 +254,7 @@ def _fetch_decode(msg: ScanMessage, ctx: WorkerContext, stages: _Stages):
         _check_arrived(msg, obj)
     with telemetry.cpu_stage("decode"):
         image, info = imaging.decode(obj.data, ctx.limits)
-    with ctx.preprocess_gate or contextlib.nullcontext(), telemetry.cpu_stage("canonical"):
+    with telemetry.cpu_stage("canonical"):
         x = ctx.runner.preprocess(image)
     stages.lap("decode")
     return x, info

@@ -37,9 +37,6 @@ def test_from_settings_builds_only_what_is_safe_before_a_fork():
     assert ctx.signer.public_hex and ctx.policy.max_attempts == 7 and ctx.slots.capacity == 2 * 8
     assert ctx.limits.max_bytes == settings.max_body_bytes
     assert WorkerContext.from_settings(Settings()).signer is None  # unsigned records, flagged by `audit verify`
-    assert ctx.preprocess_gate is None  # no limit by default
-    gate = WorkerContext.from_settings(settings.with_(preprocess_slots=2)).preprocess_gate
-    assert gate.acquire(blocking=False) and gate.acquire(blocking=False) and not gate.acquire(blocking=False)
 
 
 def test_load_builds_the_runner_stores_and_threads_once_however_many_ask(checkpoint_path, clean_redis):  # noqa: F811

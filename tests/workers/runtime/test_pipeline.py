@@ -360,34 +360,6 @@ def test_a_failed_audit_write_is_the_outcome_of_its_own_chunk_only(fanned):
     assert all(env.objects.exists(audit_key(v)) for v in again)
 
 
-def test_the_preprocess_gate_lets_only_its_slots_preprocess_at_once(env):
-    import threading
-    import time
-
-    running, most, lock = [0], [0], threading.Lock()
-    twin = twin_model()
-
-    def preprocess(image):
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.05)  # long enough for the other task threads to arrive
-        with lock:
-            running[0] -= 1
-        return twin.preprocess(image)
-
-    runner = ModelRunner(replace(twin, preprocess=preprocess), max_batch_size=4, max_wait_s=0.2)
-    try:
-        gated = replace(env, runner=runner, preprocess_gate=threading.Semaphore(1))
-        verdicts = run_together(gated, [scan(gated, jpeg(235)) for _ in range(4)])
-        assert most[0] == 1 and [v.decision for v in verdicts] == ["counterfeit"] * 4
-        most[0] = 0
-        run_together(replace(gated, preprocess_gate=None), [scan(gated, jpeg(10)) for _ in range(4)])
-        assert most[0] > 1  # without the gate they overlap: the test can tell
-    finally:
-        runner.close()
-
-
 def test_a_message_of_one_runs_in_its_own_thread_start_to_end(env):
     """No fan-out hop for one scan: the single-scan task's thread fetches, decodes, publishes."""
     from concurrent.futures import Executor
