@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 
 import pytest
 
@@ -114,6 +115,77 @@ def test_smoke_run_every_contender(tmp_path):
         if "completed" in r:
             assert r["completed"] == r["scans"] and r["all_done"], name
     assert set(res["tenderscan_drain"]["stages_ms"]) >= {"queue_wait", "fetch", "decode", "forward", "publish"}
+    from workers.core.telemetry import CPU_STAGES
+
+    for name in ("work_limit", "tenderscan_drain", "tenderscan_drain_bulk", "naive_prefork", "queue_ceiling_single"):
+        assert res[name]["cpu_ms_per_scan"]["workers"] > 0 and "servers" in res[name]["cpu_ms_per_scan"], name
+    drain_cpu = res["tenderscan_drain"]["stage_cpu_ms_per_scan"]
+    assert list(drain_cpu) == [*CPU_STAGES, "other"] and drain_cpu["canonical"] > 0 and drain_cpu["fetch"] > 0
+    assert all(s["api_cpu_ms_per_accepted"] > 0 and s["worker_cpu_ms_per_scan"] > 0 for s in res["open_loop"])
     assert all(v is not None for k, v in data["ratios"].items() if one_process or not k.startswith("one_process"))
     assert (tmp_path / "bench.png").stat().st_size > 1000
     assert "| tenderscan_drain |" in harness.markdown_table(data)
+    assert "| worker CPU ms per scan |" in harness.markdown_table(data)
+
+
+def test_stage_breakdown_is_per_scan_in_stage_order_with_the_unclaimed_rest_as_other():
+    from producer.bench.contenders import stage_breakdown, stage_cpu_delta
+    from workers.core.telemetry import CPU_STAGES
+
+    delta = stage_cpu_delta({"fetch": 1.0, "decode": 2.0}, {"fetch": 3.0, "decode": 6.0, "forward": 1.0})
+    assert delta == {"fetch": 2.0, "decode": 4.0, "forward": 1.0}
+    out = stage_breakdown(delta, worker_cpu_s=10.0, scans=1000)
+    assert list(out) == [*CPU_STAGES, "other"]
+    assert out["fetch"] == 2.0 and out["decode"] == 4.0 and out["forward"] == 1.0 and out["checksum"] == 0.0
+    assert out["other"] == 3.0
+    assert "other" not in stage_breakdown(delta, None, 1000)
+    assert stage_breakdown(delta, 10.0, 0) == {}
+
+
+def test_open_loop_cpu_divides_the_edge_by_accepted_and_the_rest_by_completed():
+    from producer.bench.contenders import open_loop_cpu
+
+    out = open_loop_cpu({"api": 2.0, "workers": 9.0, "servers": 1.0}, accepted=1000, completed=900)
+    assert out["api_cpu_ms_per_accepted"] == 2.0 and out["api_cpu_bound_per_process_per_s"] == 500.0
+    assert out["worker_cpu_ms_per_scan"] == 10.0 and out["server_cpu_ms_per_scan"] == round(1000 / 900, 3)
+    assert open_loop_cpu({"api": 0.0}, 0, 0) == {"cpu_s": {"api": 0.0}}
+
+
+def test_a_held_queue_comes_back_to_a_blocked_consumer(clean_redis):
+    import threading
+
+    import redis
+
+    r = redis.Redis.from_url(clean_redis)
+    assert harness.hold_queue(r, "q") is None  # nothing to hold
+    r.lpush("q", "a", "b")
+    held = harness.hold_queue(r, "q")
+    assert held and not r.exists("q") and r.llen(held) == 2
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(redis.Redis.from_url(clean_redis).brpop(["q"], timeout=10)))
+    consumer.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    harness.release_queue(r, held, "q")
+    consumer.join(10)
+    assert got == [(b"q", b"a")] and time.monotonic() - t0 < 2  # woken by the rename, not by its timeout
+    assert r.llen("q") == 1
+
+
+def test_settle_waits_for_the_workers_to_go_quiet():
+    from producer.bench.contenders import settle
+
+    class Meter:  # 0.5 s of CPU per sample for three samples, then nothing
+        def __init__(self):
+            self.samples = iter([0.0, 0.5, 1.0, 1.5, 1.5, 1.5])
+
+        def sample(self):
+            v = next(self.samples)
+            return {"workers": v, "servers": v / 10}
+
+    last, rates = settle(Meter(), step_s=0.05)
+    assert last == {"workers": 1.5, "servers": 0.15} and rates["workers"] == 0.0
+    busy = Meter()
+    busy.samples = iter([0.1 * i for i in range(100)])
+    _, rates = settle(busy, step_s=0.05, timeout_s=0.2)  # never quiet: gives up after the timeout
+    assert rates["workers"] > 100

@@ -10,6 +10,14 @@
 
 Throughput is sustained completions per second between the first and the last verdict of a run
 (`watch.rate`), so worker start-up and model loading are not counted for any contender.
+
+CPU per scan (`cpu_ms_per_scan`): user + system time of the worker processes (children included), of
+the servers (SeaweedFS, Redis) and, in the open loop, of the API processes, read from their own
+accounting (producer/bench/cpu.py) over the drain alone, divided by the scans it completed. A drain
+holds its filled queue aside (RENAME) while the workers start, so their start-up and model loading
+fall outside the window. `stage_cpu_ms_per_scan`: the tenderscan worker's own per-stage counters
+(telemetry.CPU_STAGES) over the same window; `other` is the worker CPU no stage claims (Celery, thread
+hand-offs, the batcher's loop).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from producer.bench import corpus as corpus_mod
+from producer.bench.cpu import CpuMeter, per_scan_ms, pids_of
 from producer.bench.watch import VerdictWatcher, latency_summary, rate
 from producer.dev.services import Service
 from workers.core import clock, keys, schemas, telemetry
@@ -74,6 +83,8 @@ def work_limit(stack, corpus, n: int, best_batch: int) -> dict:
     for m in msgs:
         ctx.verdicts.create_scan(m)
     before = telemetry.stage_means_ms()
+    servers = CpuMeter({"servers": stack.server_pids()})
+    servers_before, cpu_before, stage_cpu_before = servers.sample(), time.process_time(), telemetry.stage_cpu_s()
     done: list[float] = []
     lock = threading.Lock()
 
@@ -85,13 +96,33 @@ def work_limit(stack, corpus, n: int, best_batch: int) -> dict:
     try:
         with ThreadPoolExecutor(settings.effective_concurrency) as pool:
             list(pool.map(one, msgs))
+        # the whole bench process: the pipeline, its thread pool, and the idle verdict listener
+        cpu_s = {"workers": time.process_time() - cpu_before, **servers.since(servers_before)}
+        stage_cpu = stage_cpu_delta(stage_cpu_before, telemetry.stage_cpu_s())
     finally:
         ctx.close()
         configure_logging("WARNING", True, stream=sys.stderr)
         log_file.close()
     return {"scans": n, "scans_per_s": round(rate(sorted(done)), 1), "max_batch_size": best_batch,
             "concurrency": settings.effective_concurrency,
-            "stages_ms": _delta(before, telemetry.stage_means_ms())}
+            "stages_ms": _delta(before, telemetry.stage_means_ms()),
+            "cpu_ms_per_scan": per_scan_ms(cpu_s, len(done)),
+            "stage_cpu_ms_per_scan": stage_breakdown(stage_cpu, cpu_s["workers"], len(done))}
+
+
+def stage_cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {stage: after[stage] - before.get(stage, 0.0) for stage in after}
+
+
+def stage_breakdown(stage_cpu_s: dict[str, float], worker_cpu_s: float | None, scans: int) -> dict[str, float]:
+    """Per-stage CPU milliseconds per scan, in telemetry.CPU_STAGES order, plus `other`: the worker
+    processes' CPU that no stage claims (absent without the process total)."""
+    if scans <= 0 or not stage_cpu_s:
+        return {}
+    out = {stage: round(1000 * stage_cpu_s.get(stage, 0.0) / scans, 3) for stage in telemetry.CPU_STAGES}
+    if worker_cpu_s is not None:
+        out["other"] = round(1000 * (worker_cpu_s - sum(stage_cpu_s.values())) / scans, 3)
+    return out
 
 
 def _delta(before: dict, after: dict) -> dict:
@@ -110,19 +141,66 @@ def process_env(processes: int, cores: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, cores // processes))}
 
 
-def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: float) -> dict:
-    """Fill the queue with the worker stopped, start it, time first -> last verdict, stop it."""
+# workers count as started once they use less CPU than this, per worker process (ms per second; idle
+# ones use ~5 here: polling, heartbeat), so a GPU node's 16 processes settle as two do
+QUIET_MS_PER_S_PER_PROCESS = 50.0
+
+
+def _drain(stack, watcher: VerdictWatcher, msgs, start_worker, fill, timeout: float,
+           queue: str = keys.QUEUE) -> dict:
+    """Fill the queue, hold it aside, start the workers, give the queue back, time first -> last
+    verdict and measure the CPU in between, stop them."""
     stack.flush()
     fill(msgs)
+    held = stack.hold_queue(queue)  # the workers start on an empty queue: start-up CPU is not the drain's
     workers = start_worker()
     try:
+        meter = CpuMeter({"workers": pids_of(workers.services), "servers": stack.server_pids()})
+        # prefork children may still be loading their model after "ready"
+        before, idle = settle(meter, quiet_ms_per_s=QUIET_MS_PER_S_PER_PROCESS * len(workers.services))
+        stage_before = _scrape_stage_cpu(stack)
+        stack.release_queue(held, queue)
         ok = watcher.wait_for([m.scan_id for m in msgs], timeout)
         times = watcher.times(m.scan_id for m in msgs)
         stages = _scrape_settled(stack, len(times))
+        cpu_s = meter.since(before)
+        stage_after = _scrape_stage_cpu(stack)
     finally:
         workers.stop()
+    stage_cpu = (stage_breakdown(stage_cpu_delta(stage_before, stage_after), cpu_s["workers"], len(times))
+                 if stage_before is not None and stage_after is not None else {})
     return {"scans": len(msgs), "completed": len(times), "all_done": ok, "scans_per_s": round(rate(times), 1),
-            **({"stages_ms": {k: v["mean_ms"] for k, v in stages.items()}} if stages else {})}
+            **({"stages_ms": {k: v["mean_ms"] for k, v in stages.items()}} if stages else {}),
+            "cpu_s": cpu_s, "cpu_ms_per_scan": per_scan_ms(cpu_s, len(times)), "idle_cpu_ms_per_s": idle,
+            **({"stage_cpu_ms_per_scan": stage_cpu} if stage_cpu else {})}
+
+
+def settle(meter: CpuMeter, group: str = "workers", quiet_ms_per_s: float = 100.0, step_s: float = 1.0,
+           timeout_s: float = 60.0) -> tuple[dict[str, float], dict[str, float]]:
+    """Wait until `group` uses less than `quiet_ms_per_s` of CPU over a `step_s` interval (or timeout_s
+    passed). Returns the last sample and every group's rate over that last interval (ms of CPU per s):
+    the idle cost the drain's figures then include."""
+    deadline = time.monotonic() + timeout_s
+    last, t_last = meter.sample(), time.monotonic()
+    while True:
+        time.sleep(step_s)
+        now, t_now = meter.sample(), time.monotonic()
+        rates = {k: round(1000 * (now[k] - last[k]) / (t_now - t_last), 1) for k in now}
+        if rates[group] < quiet_ms_per_s or t_now > deadline:
+            return now, rates
+        last, t_last = now, t_now
+
+
+def _scrape_stage_cpu(stack) -> dict[str, float] | None:
+    """The workers' per-stage CPU counters summed over their processes, or None if one does not answer."""
+    texts = stack.scrape_worker_metrics()
+    if texts is None:
+        return None
+    total: dict[str, float] = {}
+    for text in texts:
+        for stage, seconds in telemetry.parse_stage_cpu(text).items():
+            total[stage] = total.get(stage, 0.0) + seconds
+    return total
 
 
 def merged_stage_means(texts: list[str]) -> dict[str, dict[str, float]]:
@@ -181,7 +259,7 @@ def naive_drain(stack, watcher, corpus, n: int, pool: str, timeout: float = 300)
 
     out = _drain(stack, watcher, msgs,
                  lambda: stack.start_worker("producer.bench.naive", pool, concurrency, queue=naive.QUEUE),
-                 fill, timeout)
+                 fill, timeout, queue=naive.QUEUE)
     return dict(out, pool=pool, concurrency=concurrency, batch_size=1)
 
 
@@ -214,6 +292,7 @@ def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, sett
                                 extra_env=process_env(processes, stack.cores))
     rng = random.Random(seed)
     steps = []
+    meter = CpuMeter({"api": pids_of([api]), "workers": pids_of(worker.services), "servers": stack.server_pids()})
     try:
         http = httpx.Client(base_url=stack.api_url, timeout=30, headers={"Authorization": f"Bearer {stack.api_key}"},
                             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
@@ -223,7 +302,9 @@ def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, sett
         # 33.8/s here, and 129.8 ms when that load came second (docs/history/PERFORMANCE-log.md, run D).
         _open_loop_step(http, watcher, corpus, offered[0] if offered else 2.0, WARM_UP_S, settle_s, rng)
         for load in offered:
-            steps.append(_open_loop_step(http, watcher, corpus, load, seconds, settle_s, rng))
+            before = meter.sample()
+            step = _open_loop_step(http, watcher, corpus, load, seconds, settle_s, rng)
+            steps.append(dict(step, **open_loop_cpu(meter.since(before), step["submitted"], step["completed"])))
             time.sleep(1.0)
         http.close()
         scraped = stack.scrape_worker_metrics()
@@ -234,6 +315,21 @@ def open_loop(stack, watcher, corpus, offered: list[float], seconds: float, sett
         worker.stop()
         api.stop()
     return steps
+
+
+def open_loop_cpu(cpu_s: dict[str, float], accepted: int, completed: int) -> dict:
+    """One step's CPU: the API's per accepted scan (the edge's cost: inspect, two S3 PUTs, Redis, the
+    enqueue), the workers' and servers' per completed scan, and what one API process could accept if
+    the edge's CPU were its only limit (1 s / the API's CPU per scan, per process: an upper bound)."""
+    out: dict = {"cpu_s": cpu_s}
+    if accepted:
+        api_ms = 1000 * cpu_s.get("api", 0.0) / accepted
+        out["api_cpu_ms_per_accepted"] = round(api_ms, 3)
+        out["api_cpu_bound_per_process_per_s"] = round(1000 / api_ms, 1) if api_ms else None
+    if completed:
+        out["worker_cpu_ms_per_scan"] = round(1000 * cpu_s.get("workers", 0.0) / completed, 3)
+        out["server_cpu_ms_per_scan"] = round(1000 * cpu_s.get("servers", 0.0) / completed, 3)
+    return out
 
 
 WARM_UP_S = 5.0  # open loop: seconds of traffic at the first offered load before the measured steps

@@ -162,8 +162,33 @@ class Stack:
         except httpx.HTTPError:
             return None
 
+    def server_pids(self) -> list[int]:
+        """SeaweedFS and the private redis-server: the servers whose CPU a scan also costs."""
+        from producer.bench.cpu import pids_of
+
+        return pids_of([self.local.s3, self.local.redis])
+
+    def hold_queue(self, queue: str) -> str | None:
+        return hold_queue(self.verdicts.r, queue)  # the broker is this Redis (the bench sets no BROKER_URL)
+
+    def release_queue(self, held: str | None, queue: str) -> None:
+        release_queue(self.verdicts.r, held, queue)
+
     def stop(self) -> None:
         self.local.stop()
+
+
+def hold_queue(r, queue: str) -> str | None:
+    """Move a filled queue's Redis list aside (RENAMENX), so workers start on an empty one. Returns
+    the name it is held under, or None when there was nothing to hold."""
+    held = queue + ".held"
+    return held if r.exists(queue) and r.renamenx(queue, held) else None
+
+
+def release_queue(r, held: str | None, queue: str) -> None:
+    """Give the held list back under its name: a worker blocked in BRPOP on it gets it at once."""
+    if held is not None:
+        r.rename(held, queue)
 
 
 @dataclass
@@ -328,6 +353,34 @@ def write(result: dict, json_path: Path | None, plot_path: Path | None) -> None:
         plot(result, plot_path)
 
 
+def cpu_tables(res: dict) -> list[str]:
+    """CPU milliseconds per scan: per contender (workers, servers), the tenderscan worker by stage,
+    and the open loop's edge (API) per accepted scan."""
+    from workers.core.telemetry import CPU_STAGES
+
+    rows = [(name, r) for name, r in res.items() if isinstance(r, dict) and r.get("cpu_ms_per_scan")]
+    lines: list[str] = []
+    if rows:
+        lines += ["", "| CPU ms per scan | scans/s | workers | servers (SeaweedFS + Redis) | workers idle, ms/s |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {r['scans_per_s']} | {r['cpu_ms_per_scan'].get('workers', '')} | "
+                  f"{r['cpu_ms_per_scan'].get('servers', '')} | {r.get('idle_cpu_ms_per_s', {}).get('workers', '')} |"
+                  for name, r in rows]
+    staged = [(name, r["stage_cpu_ms_per_scan"]) for name, r in rows if r.get("stage_cpu_ms_per_scan")]
+    if staged:
+        cols = (*CPU_STAGES, "other")
+        lines += ["", "| worker CPU ms per scan | " + " | ".join(cols) + " |", "|---" + "|---:" * len(cols) + "|"]
+        lines += [f"| {name} | " + " | ".join(str(st.get(c, "")) for c in cols) + " |" for name, st in staged]
+    steps = [s for s in res.get("open_loop", []) if isinstance(res.get("open_loop"), list) and "cpu_s" in s]
+    if steps:
+        lines += ["", "| open loop offered/s | API CPU ms per accepted scan | one API process, CPU-bound /s | "
+                  "workers ms/scan | servers ms/scan |", "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {s['offered_per_s']} | {s.get('api_cpu_ms_per_accepted', '')} | "
+                  f"{s.get('api_cpu_bound_per_process_per_s', '')} | {s.get('worker_cpu_ms_per_scan', '')} | "
+                  f"{s.get('server_cpu_ms_per_scan', '')} |" for s in steps]
+    return lines
+
+
 def markdown_table(result: dict) -> str:
     res, rows = result["results"], []
     for name in ("model_limit", "work_limit", "tenderscan_drain", "tenderscan_drain_one_process",
@@ -350,6 +403,7 @@ def markdown_table(result: dict) -> str:
                   f"{s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} |" for s in res["open_loop"]]
         lines.append("")
     lines += ["| ratio | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in result["ratios"].items())]
+    lines += cpu_tables(res)
     staged = [(name, r["stages_ms"]) for name, r in res.items() if isinstance(r, dict) and r.get("stages_ms")]
     if staged:
         stages = ("queue_wait", "fetch", "decode", "batch_wait", "forward", "infer", "publish")

@@ -4,6 +4,10 @@
                                                       infer, publish: the same numbers as the `scan_done`
                                                       event (pipeline._Stages); `tenderscan bench` reads
                                                       its per-stage breakdown from here
+    tenderscan_stage_cpu_seconds{stage}    counter    CPU time (the running thread's user + system,
+                                                      time.thread_time) spent in each stage of the
+                                                      worker: CPU_STAGES; `tenderscan bench` divides
+                                                      it by the scans drained (CPU per scan, per stage)
     tenderscan_batch_size                  histogram  scans per forward pass (`batch_done`)
     tenderscan_batch_forward_seconds       histogram  one forward pass (stack + forward + copy back)
     tenderscan_scans_total{decision}       counter    verdicts published, by decision
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
@@ -69,6 +74,67 @@ def observe_scan(decision: str, reason: str | None, stages_ms: dict[str, float])
         ms = stages_ms.get(key)
         if ms is not None:
             child.observe(max(0.0, ms) / 1000)
+
+
+# Where a worker's CPU goes, measured on the thread that does the work (time.thread_time: this thread's
+# user + system). What no stage claims (Celery's consumer and task dispatch, thread hand-offs, the
+# batcher's loop, the exporter, torch's own intra-op threads when it runs more than one) is the
+# process's CPU minus their sum: the bench reports it as "other".
+CPU_STAGES = (
+    "fetch",          # S3 GET of the image (boto3: signing, HTTP, response parsing)
+    "checksum",       # length + sha256 of the stored bytes against the message's
+    "decode",         # imaging.decode: bytes -> upright RGB image
+    "canonical",      # the checkpoint's per-scan preprocessing: find the note, warp, balance, flatten
+    "batch",          # the batcher thread: stack + normalise the batch, split its outputs per scan
+    "forward",        # the forward pass and the copy back to Python lists
+    "decide",         # probabilities -> decision fields -> the Verdict
+    "verdict_store",  # Redis: start_scans at the start of a message, the SET NX script at its end
+    "audit_write",    # the signed audit record PUT to S3
+    "events",         # the scan_done log event and its metrics
+)
+STAGE_CPU = Counter("tenderscan_stage_cpu_seconds", "CPU seconds (the working thread's user + system) per stage",
+                    ["stage"], registry=REGISTRY)
+_CPU_CHILDREN = {stage: STAGE_CPU.labels(stage=stage) for stage in CPU_STAGES}
+
+
+class cpu_stage:  # noqa: N801 - used as a context manager, named like one
+    """`with cpu_stage("decode"): ...` adds the block's thread CPU time to that stage."""
+
+    __slots__ = ("_child", "_t0")
+
+    def __init__(self, stage: str) -> None:
+        self._child = _CPU_CHILDREN[stage]
+
+    def __enter__(self) -> cpu_stage:
+        self._t0 = time.thread_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._child.inc(max(0.0, time.thread_time() - self._t0))
+
+
+def _cpu(families) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in families:
+        if family.name != "tenderscan_stage_cpu_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                stage = sample.labels.get("stage")
+                out[stage] = out.get(stage, 0.0) + sample.value
+    return out
+
+
+def stage_cpu_s(registry: CollectorRegistry = REGISTRY) -> dict[str, float]:
+    """{stage: CPU seconds so far} from this process's counters."""
+    return _cpu(registry.collect())
+
+
+def parse_stage_cpu(text: str) -> dict[str, float]:
+    """The same from a scraped /metrics body."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return _cpu(text_string_to_metric_families(text))
 
 
 def observe_batch(size: int, forward_ms: float) -> None:

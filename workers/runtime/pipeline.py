@@ -95,7 +95,8 @@ def process_scans(msgs: Sequence[ScanMessage], ctx: WorkerContext) -> list[Verdi
     outcomes: list[Verdict | BaseException | None] = [None] * len(msgs)
     executor = ctx.executor_for(len(msgs))
     try:
-        started = ctx.verdicts.start_scans([m.scan_id for m in msgs])
+        with telemetry.cpu_stage("verdict_store"):
+            started = ctx.verdicts.start_scans([m.scan_id for m in msgs])
     except Exception as exc:  # noqa: BLE001 - Redis is down: every scan fails, the message is retried
         return [exc] * len(msgs)
     redelivered: list[tuple[int, Future]] = []  # (index, its audit record being made sure of)
@@ -211,6 +212,11 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
     scan.stages.ms.update(batch_wait_ms=round(pred.batch_wait_ms, 2), forward_ms=round(pred.forward_ms, 2))
     scan.stages.lap("infer")
     msg = scan.msg
+    with telemetry.cpu_stage("decide"):
+        return _verdict_of(scan, ctx, pred, msg)
+
+
+def _verdict_of(scan: Scan, ctx: WorkerContext, pred, msg: ScanMessage) -> Scan:
     fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, ctx.runner.thresholds,
                            kind=getattr(pred, "kind", None), ood=getattr(pred, "ood", None),
                            seen=getattr(scan.x, "seen", None))
@@ -243,15 +249,19 @@ def unjudged_verdict(msg: ScanMessage, decision: Decision, reason: str, detail: 
 def _fetch_decode(msg: ScanMessage, ctx: WorkerContext, stages: _Stages):
     """S3 -> checked bytes -> RGB image -> model input. Raises RejectedScan for every bad input."""
     try:
-        obj = ctx.objects.get(msg.image_key, max_bytes=ctx.limits.max_bytes)
+        with telemetry.cpu_stage("fetch"):
+            obj = ctx.objects.get(msg.image_key, max_bytes=ctx.limits.max_bytes)
     except TooLarge as exc:
         raise RejectedScan(Reason.IMAGE_TOO_LARGE, f"{exc.size} bytes > limit {ctx.limits.max_bytes}") from None
     except ObjectNotFound:
         raise RejectedScan(Reason.IMAGE_MISSING, "no object at the scan's image key") from None
     stages.lap("fetch")
-    _check_arrived(msg, obj)
-    image, info = imaging.decode(obj.data, ctx.limits)
-    x = ctx.runner.preprocess(image)
+    with telemetry.cpu_stage("checksum"):
+        _check_arrived(msg, obj)
+    with telemetry.cpu_stage("decode"):
+        image, info = imaging.decode(obj.data, ctx.limits)
+    with telemetry.cpu_stage("canonical"):
+        x = ctx.runner.preprocess(image)
     stages.lap("decode")
     return x, info
 
@@ -283,6 +293,11 @@ def _refund(scan_ids: list[str], ctx: WorkerContext, error: BaseException) -> No
 
 def _done(winner: Verdict, scan: Scan) -> None:
     """The scan_done event and the metrics: the same numbers (the bench reads the metrics)."""
+    with telemetry.cpu_stage("events"):
+        _event(winner, scan)
+
+
+def _event(winner: Verdict, scan: Scan) -> None:
     log.info("scan_done", scan_id=winner.scan_id, tenant=winner.tenant, decision=winner.decision,
              reason=winner.reason, attempt=scan.attempt, batch_id=winner.batch_id, batch_size=winner.batch_size,
              queue_wait_ms=scan.queue_wait_ms, **scan.stages.ms)

@@ -31,7 +31,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from workers.audit.signing import Signer
-from workers.core import keys
+from workers.core import keys, telemetry
 from workers.core.schemas import Verdict
 from workers.core.storage import ObjectStore
 from workers.webhooks.events import emit_completed
@@ -64,7 +64,8 @@ def publish(verdicts: Sequence[Verdict], ctx: WorkerContext, executor: Executor)
     if not verdicts:
         return []
     try:
-        saved = ctx.verdicts.save_verdicts(list(verdicts))  # [(winner, the JSON Redis holds)]
+        with telemetry.cpu_stage("verdict_store"):
+            saved = ctx.verdicts.save_verdicts(list(verdicts))  # [(winner, the JSON Redis holds)]
     except Exception as exc:  # noqa: BLE001 - every verdict's outcome
         return [exc] * len(verdicts)
     out: list[Verdict | BaseException] = [winner for winner, _ in saved]
@@ -98,5 +99,6 @@ def queue_for_review(verdicts: Sequence[Verdict], ctx: WorkerContext) -> None:
 
 
 def _write_audits(saved: Sequence[tuple[Verdict, str]], objects: ObjectStore, signer: Signer | None) -> None:
-    for winner, stored in saved:
-        write_audit(winner, objects, signer=signer, encoded=stored)  # the bytes Redis holds
+    with telemetry.cpu_stage("audit_write"):
+        for winner, stored in saved:
+            write_audit(winner, objects, signer=signer, encoded=stored)  # the bytes Redis holds

@@ -253,15 +253,17 @@ class ModelRunner:
         t0 = time.monotonic()
         started = utcnow()
         with structlog.contextvars.bound_contextvars(batch_id=batch_id):
-            x = self.model.input_batch([t for t, _ in items])
-            preds = self.model.forward(x)
-            p_cf = preds.p_counterfeit.detach().float().cpu().tolist()
-            signs = preds.signs.detach().float().cpu().tolist()
-            denom = preds.denomination.detach().float().cpu().tolist()
-            kind = getattr(preds, "kind", None)
-            kind = kind.detach().float().cpu().tolist() if kind is not None else None
-            ood = getattr(preds, "ood", None)
-            ood = ood.detach().float().cpu().tolist() if ood is not None else None
+            with telemetry.cpu_stage("batch"):
+                x = self.model.input_batch([t for t, _ in items])
+            with telemetry.cpu_stage("forward"):
+                preds = self.model.forward(x)
+                p_cf = preds.p_counterfeit.detach().float().cpu().tolist()
+                signs = preds.signs.detach().float().cpu().tolist()
+                denom = preds.denomination.detach().float().cpu().tolist()
+                kind = getattr(preds, "kind", None)
+                kind = kind.detach().float().cpu().tolist() if kind is not None else None
+                ood = getattr(preds, "ood", None)
+                ood = ood.detach().float().cpu().tolist() if ood is not None else None
             ended = utcnow()
             forward_ms = (time.monotonic() - t0) * 1000
             fill_ms = (t0 - min(enq for _, enq in items)) * 1000
@@ -269,18 +271,20 @@ class ModelRunner:
                      fill_wait_ms=round(fill_ms, 2), device=str(self.model.device))
             telemetry.observe_batch(len(items), forward_ms)
         names, classes = self.model.sign_names, self.model.denominations
-        return [
-            ScanPrediction(
-                p_counterfeit=float(p_cf[i]),
-                signs={n: float(v) for n, v in zip(names, signs[i], strict=True)},
-                denomination={n: float(v) for n, v in zip(classes, denom[i], strict=True)},
-                batch_id=batch_id, batch_size=len(items), inference_start=started, inference_end=ended,
-                batch_wait_ms=(t0 - enq) * 1000, forward_ms=forward_ms,
-                kind=None if kind is None else {n: float(v) for n, v in zip(KINDS, kind[i], strict=True)},
-                ood=None if ood is None else float(ood[i]),
-            )
-            for i, (_, enq) in enumerate(items)
-        ]
+        with telemetry.cpu_stage("batch"):  # the outputs, one ScanPrediction per scan
+            out = [
+                ScanPrediction(
+                    p_counterfeit=float(p_cf[i]),
+                    signs={n: float(v) for n, v in zip(names, signs[i], strict=True)},
+                    denomination={n: float(v) for n, v in zip(classes, denom[i], strict=True)},
+                    batch_id=batch_id, batch_size=len(items), inference_start=started, inference_end=ended,
+                    batch_wait_ms=(t0 - enq) * 1000, forward_ms=forward_ms,
+                    kind=None if kind is None else {n: float(v) for n, v in zip(KINDS, kind[i], strict=True)},
+                    ood=None if ood is None else float(ood[i]),
+                )
+                for i, (_, enq) in enumerate(items)
+            ]
+        return out
 
 
 # --- the runner of a worker process -------------------------------------------------------------

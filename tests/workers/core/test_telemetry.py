@@ -59,6 +59,30 @@ def test_stage_means_agree_in_process_and_scraped():
     assert all(v["count"] >= 1 and v["mean_ms"] >= 0 for v in means.values())
 
 
+def test_cpu_stage_adds_the_blocks_thread_cpu_time_not_its_sleep():
+    import time
+
+    before = telemetry.stage_cpu_s()
+    with telemetry.cpu_stage("decode"):
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.05:  # 50 ms of this thread's CPU
+            pass
+    with telemetry.cpu_stage("fetch"):
+        time.sleep(0.2)  # waiting costs no CPU
+    after = telemetry.stage_cpu_s()
+    assert 0.05 <= after["decode"] - before.get("decode", 0.0) < 0.5
+    assert after["fetch"] - before.get("fetch", 0.0) < 0.05
+    assert set(after) == set(telemetry.CPU_STAGES)
+
+
+def test_stage_cpu_agrees_in_process_and_scraped():
+    with telemetry.cpu_stage("forward"):
+        sum(range(10_000))
+    assert telemetry.parse_stage_cpu(telemetry.render().decode()) == telemetry.stage_cpu_s()
+    with pytest.raises(KeyError):
+        telemetry.cpu_stage("not_a_stage")
+
+
 def test_oldest_submitted_at_reads_single_and_multi_messages(clean_redis):
     app = make_celery(Settings().with_(redis_url=clean_redis))
     first, second = _msg("2026-11-28T10:00:00.000000Z"), _msg("2026-11-28T10:00:05.000000Z")

@@ -146,6 +146,16 @@ def test_bad_scans_get_their_own_reasons_while_batch_mates_are_judged(env3):
     assert ts.submitted <= ts.dequeued <= ts.inference_start <= ts.inference_end <= ts.completed
 
 
+def test_every_stage_of_a_judged_scan_counts_its_cpu(env):
+    from workers.core import telemetry
+
+    before = telemetry.stage_cpu_s()
+    run_together(env, [scan(env, jpeg(235)), scan(env, jpeg(10))])
+    after = telemetry.stage_cpu_s()
+    grew = {stage for stage in telemetry.CPU_STAGES if after[stage] > before.get(stage, 0.0)}
+    assert grew == set(telemetry.CPU_STAGES)
+
+
 def test_redelivery_returns_the_stored_verdict_and_restores_a_missing_audit_record(env):
     msg = scan(env, jpeg(240))
     first = pipeline.process_scan(msg, env)
