@@ -40,9 +40,10 @@ IMAGES = {
     # infra/Dockerfile --target api; also the audit seal CronJob's image
     "api": ("api", False,
             ["producer.app", "producer.routes", "producer.poll", "producer.submit", "workers.core.telemetry",
-             "producer.commands.api", "producer.commands.audit"],
+             "producer.cli.commands.api", "producer.cli.commands.audit", "producer.review.routes",
+             "producer.webhooks", "workers.webhooks.deliverer"],
             [["tenderscan", "api", "--help"], ["tenderscan", "audit", "seal", "--help"],
-             ["tenderscan", "reconcile", "--help"]]),
+             ["tenderscan", "reconcile", "--help"], ["tenderscan", "webhook", "deliver", "--help"]]),
     # infra/Dockerfile --target worker and infra/Dockerfile.gpu
     "worker": ("model,api", True,
                ["workers.app", "workers.runtime.tasks", "workers.runtime.pipeline", "workers.runtime.runner", "workers.core.telemetry",
