@@ -307,6 +307,37 @@ class VerdictStore:
         with _translate():
             self.r.delete(keys.RECONCILE_SWEEP_KEY)
 
+    # --- canary tallies (workers/runtime/rollout.py) -------------------------------------------------
+    def add_rollout_counts(self, version: str, window: int, counts: dict[str, int], ttl_s: int) -> None:
+        """Add one worker's canary/production outcome counts to the version's window (HINCRBY each)."""
+        if not counts:
+            return
+        key = keys.rollout_tally_key(version, window)
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for name, n in counts.items():
+                pipe.hincrby(key, name, n)
+            pipe.expire(key, ttl_s)
+            pipe.execute()
+
+    def rollout_counts(self, version: str, windows: list[int]) -> dict[str, int]:
+        """The fleet's counts for a canary version, summed over `windows`."""
+        total: dict[str, int] = {}
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for w in windows:
+                pipe.hgetall(keys.rollout_tally_key(version, w))
+            for counts in pipe.execute():
+                for name, n in counts.items():
+                    name = name.decode() if isinstance(name, bytes) else name
+                    total[name] = total.get(name, 0) + int(n)
+        return total
+
+    def claim_rollback(self, version: str) -> bool:
+        """True for the one worker that gets to roll this canary version back (SET NX, a short TTL)."""
+        with _translate():
+            return bool(self.r.set(keys.rollout_lock_key(version), "1", nx=True, ex=keys.ROLLBACK_LOCK_TTL_S))
+
 
 def _save_keys(verdict: Verdict) -> list[str]:
     sid = verdict.scan_id

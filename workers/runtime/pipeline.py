@@ -205,7 +205,9 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
     scan.stages.ms.update(batch_wait_ms=round(pred.batch_wait_ms, 2), forward_ms=round(pred.forward_ms, 2))
     scan.stages.lap("infer")
     msg = scan.msg
-    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, ctx.runner.thresholds,
+    served = getattr(pred, "served", None)  # the model that preprocessed and ran it (runtime/rollout.py)
+    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination,
+                           served.thresholds if served is not None else ctx.runner.thresholds,
                            kind=getattr(pred, "kind", None), ood=getattr(pred, "ood", None),
                            seen=getattr(scan.x, "seen", None))
     verdict = Verdict(
@@ -214,9 +216,11 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
         timestamps=Timestamps(submitted=msg.submitted_at, dequeued=scan.dequeued,
                               inference_start=pred.inference_start, inference_end=pred.inference_end,
                               completed=format_time(ctx.clock())),
-        model=ctx.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=scan.attempt,
+        model=served.ref if served is not None else ctx.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=scan.attempt,
         **fields.as_verdict_fields(),
     )
+    if served is not None:
+        served.record(verdict.decision)  # its own metrics, and the canary's judge
     return replace(scan, verdict=verdict, x=None)  # the input is no longer needed: let it go
 
 
@@ -245,7 +249,8 @@ def _fetch_decode(msg: ScanMessage, ctx: WorkerContext, stages: _Stages):
     stages.lap("fetch")
     _check_arrived(msg, obj)
     image, info = imaging.decode(obj.data, ctx.limits)
-    x = ctx.runner.preprocess(image)
+    route = getattr(ctx.runner, "preprocess_for", None)  # the model rollout's hook: the scan picks its model
+    x = route(image, msg.scan_id) if route is not None else ctx.runner.preprocess(image)
     stages.lap("decode")
     return x, info
 
@@ -281,6 +286,7 @@ def _done(winner: Verdict, scan: Scan) -> None:
              reason=winner.reason, attempt=scan.attempt, batch_id=winner.batch_id, batch_size=winner.batch_size,
              queue_wait_ms=scan.queue_wait_ms, **scan.stages.ms)
     telemetry.observe_scan(winner.decision, winner.reason, dict(scan.stages.ms, queue_wait_ms=scan.queue_wait_ms))
+    telemetry.observe_verdict(winner.tenant, winner.store_id, winner.terminal_id, winner.decision, winner.p_counterfeit)
 
 
 def fail_scan(msg: ScanMessage, ctx: WorkerContext, detail: str, reason: Reason = Reason.INTERNAL_ERROR,

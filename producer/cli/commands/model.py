@@ -29,9 +29,15 @@ def register(subparsers) -> None:
     pub.add_argument("--min-harsh-accuracy", type=_limit, default=0.97, help="gate (default 0.97)")
     pub.set_defaults(func=run_publish)
 
-    pro = sub.add_parser("promote", help="point an alias (e.g. production) at a version")
+    pro = sub.add_parser("promote", help="point an alias (e.g. production) at a version",
+                         description="Refuses a version whose evaluation misses the quality gate (the standard "
+                         "targets and the robustness suite's), unless --force --by NAME: a forced promotion is "
+                         "itself a signed rollout record naming who. Promoting the canary's version to "
+                         "production finishes the canary. Workers follow the alias within MODEL_POLL_S.")
     pro.add_argument("version")
-    pro.add_argument("--alias", required=True, help="alias to point, e.g. production")
+    pro.add_argument("--alias", required=True, help="alias to point, e.g. production or canary")
+    pro.add_argument("--force", action="store_true", help="promote past the quality gate (needs --by)")
+    pro.add_argument("--by", default=None, help="who promotes (recorded in the alias record; required with --force)")
     pro.set_defaults(func=run_promote)
 
     ls = sub.add_parser("list", help="published versions and their aliases")
@@ -69,10 +75,36 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from workers.core.registry import promote
+    from workers.audit.model_events import record_event
+    from workers.audit.signing import signer_from_settings
+    from workers.core.registry import PROMOTION_GATE, ModelRejected, alias_version, evaluation, promote
+    from workers.core.settings import Settings
 
-    rec = promote(_store(), args.version, args.alias)
+    settings = Settings.from_env()
+    store = _store()
+    if args.force and not (args.by or "").strip():
+        raise SystemExit("tenderscan: error: --force needs --by NAME: a forced promotion names who forced it")
+    failures = PROMOTION_GATE.check(evaluation(store, args.version))
+    why = {"by": args.by.strip()} if args.by else {}
+    if failures and not args.force:
+        raise ModelRejected(args.version, failures)
+    if failures:  # forced: the record first, so no forced alias exists without its signed record
+        signer = signer_from_settings(settings)
+        if signer is None:
+            raise SystemExit("tenderscan: error: --force needs TENDERSCAN_AUDIT_SIGNING_KEY: a forced promotion "
+                             "is a signed audit record")
+        key = record_event(store, signer, "promote_forced", args.version, alias=args.alias, by=why["by"],
+                           failures=failures, previous=alias_version(store, args.alias))
+        why["forced"] = True
+        print(f"forced past the gate by {why['by']} ({len(failures)} misses); record {key}")
+    rec = promote(store, args.version, args.alias, **why)
     print(f"{rec['alias']} -> {rec['version']} (was {rec['previous'] or 'unset'})")
+    canary = settings.canary_alias
+    if args.alias != canary and alias_version(store, canary) == args.version:  # the canary's version made it
+        promote(store, args.version, canary, reason=f"finished: promoted to {args.alias}", **why)
+        key = record_event(store, signer_from_settings(settings), "canary_finished", args.version,
+                           alias=args.alias, canary_alias=canary, previous=rec["previous"], **why)
+        print(f"canary {args.version} finished: {canary} -> {args.version}; record {key}")
     return 0
 
 
