@@ -97,8 +97,13 @@ def test_two_workers_follow_promotions_under_load_and_lose_nothing(fleet):
     stack, models, workers, versions, tag, images = fleet
     r = redis.Redis.from_url(stack.settings.redis_url)
     ids: list[str] = []
-    feeding = threading.Thread(target=lambda: [ids.extend(prefill(stack, images, 30, threads=4))
-                                               for _ in range(SCANS // 30)])
+
+    def feed():  # 30 scans every 1.5 s: the load spans every promotion below
+        for _ in range(SCANS // 30):
+            ids.extend(prefill(stack, images, 30, threads=4))
+            time.sleep(1.5)
+
+    feeding = threading.Thread(target=feed)
     feeding.start()
     reach: list[float] = []
     # a version whose file is damaged after publishing: it never loads, the old version keeps serving
@@ -171,10 +176,13 @@ def test_a_bad_canary_is_rolled_back_within_its_window_with_a_signed_record(flee
     verdicts = _verdicts(r, ids)
     by_bad = [v for v in verdicts if v.model is not None and v.model.version == bad]
     assert by_bad and all(v.decision in ("review", "rejected") for v in by_bad)  # the canary's own verdicts
-    # scans after the rollback reached the workers are production's alone
-    late = prefill(stack, images, 40, threads=4) if wait_until(
-        lambda: all("model_swapped" in w.log_tail(200) for w in workers), 10) else []
-    time.sleep(3)
+    # once every worker dropped the canary (a swap logged after the one that added it), scans are production's
+    def dropped(worker) -> bool:
+        text = worker.log_path.read_text(errors="replace")
+        return '"canary": null' in text[text.rfind(f'"canary": "{bad}"'):]
+
+    assert wait_until(lambda: all(dropped(w) for w in workers), 30), "a worker kept the rolled-back canary"
+    late = prefill(stack, images, 40, threads=4)
     assert wait_until(lambda: all(v is not None for v in _verdicts(r, late)), 120, interval=0.5)
     assert all(v.model is None or v.model.version == production for v in _verdicts(r, late))
     print(f"\nbad canary rolled back {rolled_back_s:.1f} s after its promotion ({len(by_bad)} scans decided "
