@@ -1,6 +1,6 @@
 """Shipping a model without a restart, on real services: two `celery worker` processes following the
 registry's `production` alias while scans flow, a version that cannot load, a bad canary rolled back,
-and `tenderscan model promote`'s gate.
+`tenderscan model promote`'s gate, and a shadow compared with `tenderscan model compare`.
 
 One stack for the module (the API is not needed: scans go in through the edge's own Submitter). The
 checkpoints are the shipped one, published under several versions; the bad canary is derived from it
@@ -64,7 +64,8 @@ def fleet(tmp_path_factory, seaweedfs):
     versions = [f"r{i}-{tag}" for i in range(6)]
     env = {"TENDERSCAN_MODEL": "registry:production", "TENDERSCAN_MODEL_POLL_S": "1",
            "TENDERSCAN_CANARY_SHARE": "0.5", "TENDERSCAN_CANARY_WINDOW_S": "60", "TENDERSCAN_CANARY_MIN_SCANS": "20",
-           "TENDERSCAN_AUDIT_SIGNING_KEY": SEED, "TENDERSCAN_MAX_BATCH_SIZE": "8"}
+           "TENDERSCAN_AUDIT_SIGNING_KEY": SEED, "TENDERSCAN_MAX_BATCH_SIZE": "8",
+           "TENDERSCAN_SHADOW_SHARE": "0.5"}
     stack = start_stack(tmp, seaweedfs, workers=0, extra_env=env)
     try:
         models = S3ObjectStore.from_settings(stack.settings, stack.settings.models_bucket)
@@ -208,3 +209,24 @@ def test_promote_refuses_a_version_missing_its_robustness_targets_unless_forced_
     assert record["version"] == ungated and record["by"] == "alice" and record["forced"] is True
     (event,) = [e for e in read_events(models, utcnow()[:10], Verifier([PUBLIC])) if e["action"] == "promote_forced"]
     assert event["by"] == "alice" and event["signed"] is True and event["failures"]
+
+
+@pytest.mark.timeout(600)
+def test_a_shadow_scores_a_sample_never_answers_and_compare_reports_it(fleet):
+    stack, models, workers, versions, _, images = fleet
+    shadow = versions[5]  # the same weights as production under another version: it should agree
+    registry.promote(models, shadow, "shadow")
+    assert wait_until(lambda: all(f'"shadow": "{shadow}"' in w.log_path.read_text(errors="replace")
+                                  for w in workers), 60), "the shadow did not reach both workers"
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    ids = prefill(stack, images, 80, threads=4)
+    assert wait_until(lambda: all(v is not None for v in _verdicts(r, ids)), 300, interval=0.5)
+    assert all(v.model is None or v.model.version != shadow for v in _verdicts(r, ids))  # never returned
+    run = subprocess.run([str(BIN / "tenderscan"), "model", "compare", "--candidate", "shadow", "--since", "30m",
+                          "--json"], env=stack.env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    print(f"\nshadow {shadow}: {report['scans']} of 80 scans scored, agreement {report['agreement']}, "
+          f"by decision {({k: c['agreement'] for k, c in report['by_decision'].items()})}")
+    assert report["version"] == shadow and 15 <= report["scans"] <= 65  # about half of the 80
+    assert report["agreement"] >= 0.95 and set(report["by_store"]) <= {f"acme/store-{i}" for i in range(4)}

@@ -31,6 +31,9 @@ Redis keys (ours all start `ts:`), and who writes them:
                                        fields "{arm}:{decision}" and "{arm}:error", arm = canary or
                                        production; every worker adds its counts  [worker; runtime/rollout.py]
                                        TTL: 3 windows
+    ts:shadow:{version}        stream  a shadow version's answers beside production's, one entry per
+                                       sampled scan (never returned to a client)   [worker; rollout.py]
+                                       MAXLEN ~SHADOW_STREAM_MAXLEN, TTL SHADOW_TTL_S after the last entry
     ts:rollout:lock:{version}  string  held by the worker rolling a canary back (one rollback) [worker]
                                        TTL: ROLLBACK_LOCK_TTL_S
     tenderscan.scans           list    the queue (QUEUE): kombu pushes task messages here    [edge, reconciler]
@@ -208,3 +211,11 @@ def model_event_s3_key(at: str, action: str, version: str) -> str:
 
 def model_events_day_prefix(date: str) -> str:
     return f"{MODEL_EVENTS_PREFIX}dt={date}/"
+
+
+SHADOW_STREAM_MAXLEN = 200_000  # entries kept per shadow version (approximate trim)
+SHADOW_TTL_S = 7 * 24 * 3600  # a shadow stream outlives its last entry by a week: time to compare
+
+
+def shadow_stream_key(version: str) -> str:
+    return f"ts:shadow:{version}"

@@ -180,6 +180,9 @@ class Settings(BaseModel):
                                                 "(same window) by more than this", ge=0, le=1)
     canary_max_error_rate: float = setting(0.02, "roll back when this share of the canary's scans fail in "
                                                  "its forward pass", ge=0, le=1)
+    shadow_alias: str = setting("shadow", "the registry alias whose version also scores SHADOW_SHARE of scans, "
+                                          "answers recorded, never returned", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    shadow_share: float = setting(0.1, "share of scans (by a hash of the scan id) the shadow also scores", ge=0, le=1)
     # --- reconciler (S3 is the source of truth; see workers/runtime/reconcile.py) ------------------
     reconcile_interval_s: int = setting(15, "the scans in flight are re-checked this often; 0 disables the "
                                             "worker's reconciler",

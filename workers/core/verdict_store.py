@@ -333,10 +333,37 @@ class VerdictStore:
                     total[name] = total.get(name, 0) + int(n)
         return total
 
+    # --- shadow answers (workers/runtime/rollout.py, `tenderscan model compare`) -----------------------
+    def add_shadow(self, version: str, entry: dict[str, str]) -> None:
+        key = keys.shadow_stream_key(version)
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.xadd(key, entry, maxlen=keys.SHADOW_STREAM_MAXLEN, approximate=True)
+            pipe.expire(key, keys.SHADOW_TTL_S)
+            pipe.execute()
+
+    def shadow_entries(self, version: str, since_ms: int = 0, page: int = 1000) -> Iterator[dict[str, str]]:
+        """A shadow version's entries recorded since `since_ms` (unix ms), oldest first."""
+        key, start = keys.shadow_stream_key(version), f"{since_ms}-0"
+        while True:
+            with _translate():
+                batch = self.r.xrange(key, min=start, count=page)
+            for entry_id, fields in batch:  # the id's first half is when it was recorded (unix ms)
+                yield {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items()}}
+            if len(batch) < page:
+                return
+            last = _text(batch[-1][0])
+            ms, seq = last.split("-")
+            start = f"{ms}-{int(seq) + 1}"
+
     def claim_rollback(self, version: str) -> bool:
         """True for the one worker that gets to roll this canary version back (SET NX, a short TTL)."""
         with _translate():
             return bool(self.r.set(keys.rollout_lock_key(version), "1", nx=True, ex=keys.ROLLBACK_LOCK_TTL_S))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _save_keys(verdict: Verdict) -> list[str]:

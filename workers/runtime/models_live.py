@@ -5,7 +5,7 @@
     load_version(...)        one registry version -> LoadedModel: download (or cache), the file's sha256
                              against meta.json, the weights' sha256 against meta's weights_sha256
     ModelWatcher             a thread (one per worker process, from WorkerContext.start_services): every
-                             MODEL_POLL_S it reads the serving alias and the canary alias; a version not
+                             MODEL_POLL_S it reads the serving, canary and shadow aliases; a version not
                              yet loaded is loaded and warmed up beside the old one, then the whole Serving
                              snapshot is swapped in one assignment, between batches. Then the canary's
                              judge (rollout.CanaryJudge) flushes the tally and may roll the canary back.
@@ -33,6 +33,7 @@ from workers.core.settings import Settings
 from workers.runtime.rollout import (
     CANARY,
     PRODUCTION,
+    SHADOW,
     Band,
     CanaryJudge,
     LiveModels,
@@ -120,8 +121,14 @@ class ModelWatcher:
         canary = None
         if canary_v is not None and canary_v != production.version:
             canary = self._served(canary_alias, canary_v, CANARY, serving) or serving.canary
-        new = Serving(production, canary, self.settings.canary_share if canary is not None else 0.0)
-        swapped = new.production is not serving.production or new.canary is not serving.canary
+        shadow_alias = self.settings.shadow_alias
+        shadow_v = registry.alias_version(self.store, shadow_alias) if self.settings.shadow_share > 0 else None
+        shadow = None
+        if shadow_v is not None and shadow_v != production.version:
+            shadow = self._served(shadow_alias, shadow_v, SHADOW, serving) or serving.shadow
+        new = Serving(production, canary, self.settings.canary_share if canary is not None else 0.0,
+                      shadow, self.settings.shadow_share if shadow is not None else 0.0)
+        swapped = any(a is not b for a, b in zip(new.models(), serving.models(), strict=True))
         if swapped:
             self._swap(serving, new)
         if self.judge is not None:
@@ -133,10 +140,10 @@ class ModelWatcher:
         None (the alias is unset, or its version failed to load)."""
         if version is None:
             return None
-        for s in (serving.production, serving.canary):
+        tally = None if arm == SHADOW else self.live.tally  # a shadow's counts are its stream's
+        for s in serving.models():
             if s is not None and s.version == version:
-                return s if (s.alias, s.arm) == (alias, arm) else ServedModel(alias, version, s.model, arm,
-                                                                              self.live.tally)
+                return s if (s.alias, s.arm) == (alias, arm) else ServedModel(alias, version, s.model, arm, tally)
         if version in self.failed:
             return None
         log.info("model_loading", alias=alias, version=version)
@@ -148,11 +155,11 @@ class ModelWatcher:
             log.error("model_load_failed", alias=alias, version=version, error=type(exc).__name__,
                       detail=str(exc)[:300])
             return None
-        return ServedModel(alias, version, model, arm, self.live.tally)
+        return ServedModel(alias, version, model, arm, tally)
 
     def _swap(self, old: Serving, new: Serving) -> None:
         self.live.swap(new)
-        for before, after in ((old.production, new.production), (old.canary, new.canary)):
+        for before, after in zip(old.models(), new.models(), strict=True):
             if after is not None and after is not before:
                 telemetry.MODEL_SWAPS.labels(alias=after.alias).inc()
                 telemetry.observe_model_loaded(after.alias, after.version,
@@ -160,14 +167,15 @@ class ModelWatcher:
             elif after is None and before is not None:
                 telemetry.observe_model_unloaded(before.alias, before.version)
         log.info("model_swapped", production=new.production.version, was=old.production.version,
-                 canary=new.canary.version if new.canary else None, canary_share=new.canary_share)
+                 canary=new.canary.version if new.canary else None, canary_share=new.canary_share,
+                 shadow=new.shadow.version if new.shadow else None)
         _release_cuda(old, new)
 
 
 def _release_cuda(old: Serving, new: Serving) -> None:
     """The old model's tensors go when its last scan is decided; on CUDA give the cache back too."""
-    kept = {id(s.model) for s in (new.production, new.canary) if s is not None}
-    dropped = [s for s in (old.production, old.canary) if s is not None and id(s.model) not in kept]
+    kept = {id(s.model) for s in new.models() if s is not None}
+    dropped = [s for s in old.models() if s is not None and id(s.model) not in kept]
     if dropped and any(getattr(s.model, "device", None) is not None and s.model.device.type == "cuda"
                        for s in dropped):
         import torch

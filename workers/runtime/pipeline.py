@@ -221,6 +221,10 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
     )
     if served is not None:
         served.record(verdict.decision)  # its own metrics, and the canary's judge
+    if getattr(pred, "shadow", None) is not None:  # a shadow's answer: recorded beside it, never returned
+        from workers.runtime.rollout import record_shadow
+
+        record_shadow(ctx.verdicts, verdict, pred.shadow, getattr(getattr(scan.x, "shadow", None), "seen", None))
     return replace(scan, verdict=verdict, x=None)  # the input is no longer needed: let it go
 
 

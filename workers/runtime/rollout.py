@@ -6,6 +6,9 @@
                        replaced whole, never changed, so a scan picks its model once, from one snapshot
     LiveModels         holds the current snapshot; pick(scan_id) -> ServedModel; swap(new)
     routes_to_canary   a hash of the scan id against the share: a retry lands on the same model
+    shadow             a third model on a sample of scans (its own hash of the id): scored in the same
+                       batches, its answer recorded beside production's (record_shadow -> a Redis stream),
+                       never returned; `tenderscan model compare` reads them (compare)
     Tally              this process's verdict counts per arm, drained into Redis by the watcher
     breaches           (counts, band) -> why the canary left its band, or nothing (pure)
     CanaryJudge        per watcher tick: add the tally to the fleet's window in Redis, judge the window
@@ -33,15 +36,22 @@ from workers.core.schemas import ModelRef
 
 log = structlog.get_logger("workers.runtime.rollout")
 
-PRODUCTION, CANARY = "production", "canary"  # the arms (a tally's field prefixes)
+PRODUCTION, CANARY, SHADOW = "production", "canary", "shadow"  # the arms (a tally's field prefixes)
 REVIEW, ERROR = "review", "error"
 
 
+def _place(scan_id: str, salt: str = "") -> float:
+    """The scan's fixed place in [0, 1): sha256 of (salt +) its id. The same answer every delivery."""
+    return int(hashlib.sha256((salt + scan_id).encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+
+
 def routes_to_canary(scan_id: str, share: float) -> bool:
-    """The scan's fixed place in [0, 1) (sha256 of its id) below the share: the same answer every delivery."""
-    if share <= 0:
-        return False
-    return int(hashlib.sha256(scan_id.encode()).hexdigest()[:8], 16) / 0x1_0000_0000 < share
+    return share > 0 and _place(scan_id) < share
+
+
+def routes_to_shadow(scan_id: str, share: float) -> bool:
+    """Its own salt, so the shadow's sample is not the canary's."""
+    return share > 0 and _place(scan_id, "shadow:") < share
 
 
 class Tally:
@@ -96,11 +106,22 @@ class Serving:
     production: ServedModel
     canary: ServedModel | None = None
     canary_share: float = 0.0
+    shadow: ServedModel | None = None
+    shadow_share: float = 0.0
 
     def pick(self, scan_id: str | None) -> ServedModel:
         if self.canary is not None and scan_id is not None and routes_to_canary(scan_id, self.canary_share):
             return self.canary
         return self.production
+
+    def shadows(self, scan_id: str | None) -> ServedModel | None:
+        """The shadow, when this scan is in its sample."""
+        if self.shadow is not None and scan_id is not None and routes_to_shadow(scan_id, self.shadow_share):
+            return self.shadow
+        return None
+
+    def models(self) -> tuple[ServedModel | None, ...]:
+        return self.production, self.canary, self.shadow
 
 
 class LiveModels:
@@ -198,3 +219,56 @@ class CanaryJudge:
         log.warning("canary_rolled_back", version=canary_version, production=production_version, reason=reason,
                     counts=counts, record=key)
         return reason
+
+
+# --- the shadow ---------------------------------------------------------------------------------------
+def record_shadow(verdicts, verdict, pred, seen=None) -> None:
+    """Decide the shadow's prediction with its own thresholds and add it, beside the verdict, to its stream.
+    Best effort: a shadow never fails or delays a scan beyond this one write."""
+    from workers.runtime import decide
+
+    served = pred.served
+    try:
+        fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, served.thresholds,
+                               kind=pred.kind, ood=pred.ood, seen=seen)
+        served.record(fields.decision)
+        verdicts.add_shadow(served.version, {
+            "scan_id": verdict.scan_id, "tenant": verdict.tenant, "store": verdict.store_id,
+            "decision": verdict.decision, "shadow_decision": fields.decision,
+            "model": verdict.model.version if verdict.model else "",
+            "signs": ",".join(verdict.signs_detected), "shadow_signs": ",".join(fields.signs_detected),
+            "p": f"{verdict.p_counterfeit:.4f}" if verdict.p_counterfeit is not None else "",
+            "shadow_p": f"{pred.p_counterfeit:.4f}"})
+    except Exception as exc:  # noqa: BLE001 - the scan's verdict does not depend on its shadow
+        log.warning("shadow_record_failed", scan_id=verdict.scan_id, error=type(exc).__name__)
+
+
+def compare(entries, limit: int = 20) -> dict:
+    """Agreement of a shadow with production over stream entries: overall, by production's decision, by
+    sign (detected by both or by neither), by store, and the first `limit` scans decided differently."""
+    def share(agree: int, n: int) -> dict:
+        return {"scans": n, "agree": agree, "agreement": round(agree / n, 4) if n else None}
+
+    n = agree = 0
+    by_decision: dict[str, list[int]] = {}
+    by_store: dict[str, list[int]] = {}
+    by_sign: dict[str, list[int]] = {}
+    differing = []
+    for e in entries:
+        same = e["decision"] == e["shadow_decision"]
+        n, agree = n + 1, agree + same
+        for table, key in ((by_decision, e["decision"]), (by_store, f"{e['tenant']}/{e['store']}")):
+            cell = table.setdefault(key, [0, 0])
+            cell[0], cell[1] = cell[0] + same, cell[1] + 1
+        ours, theirs = set(filter(None, e["signs"].split(","))), set(filter(None, e["shadow_signs"].split(",")))
+        for sign in ours | theirs:
+            cell = by_sign.setdefault(sign, [0, 0])
+            cell[0], cell[1] = cell[0] + (sign in ours and sign in theirs), cell[1] + 1
+        if not same and len(differing) < limit:
+            differing.append({k: e[k] for k in ("scan_id", "tenant", "store", "decision", "shadow_decision",
+                                                 "p", "shadow_p")})
+    return {**share(agree, n),
+            "by_decision": {k: share(*v) for k, v in sorted(by_decision.items())},
+            "by_sign": {k: share(*v) for k, v in sorted(by_sign.items())},
+            "by_store": {k: share(*v) for k, v in sorted(by_store.items())},
+            "differing": differing}

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,7 @@ class ModelInput:
     x: torch.Tensor  # uint8 [3, H, W]
     seen: Any = None  # models.decision.Seen, or None (a model without a canonical view)
     served: Any = None  # the rollout.ServedModel that preprocessed it, and will run and decide it
+    shadow: Any = None  # the shadow's own ModelInput, when the scan is in the shadow's sample
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class ScanPrediction:
     kind: dict[str, float] | None = None  # note / not_a_banknote / note_incomplete / multiple_notes -> probability
     ood: float | None = None  # how unlike the training notes the scan is (models.calibrate)
     served: Any = None  # the rollout.ServedModel that ran it: its thresholds and ModelRef decide the verdict
+    shadow: Any = None  # the shadow's ScanPrediction for the same scan (recorded, never returned)
 
 
 def pick_device(setting: str) -> torch.device:
@@ -238,11 +240,19 @@ class ModelRunner:
 
     def preprocess_for(self, image, scan_id: str | None) -> ModelInput:
         """preprocess with the model that will decide this scan (production, or the canary by its id)."""
-        served = self.live.pick(scan_id)
+        serving = self.live.serving  # one snapshot for both choices
+        served = serving.pick(scan_id)
         x = served.model.preprocess(image)
+        shadow, shadow_x = serving.shadows(scan_id), None
+        if shadow is not None and shadow is not served:
+            try:
+                sx = shadow.model.preprocess(image)
+                shadow_x = ModelInput(getattr(sx, "x", sx), getattr(sx, "seen", None), shadow)
+            except Exception:  # noqa: BLE001 - the shadow's own rejection: it has nothing to score
+                shadow_x = None
         if isinstance(x, ModelInput):
-            return ModelInput(x.x, x.seen, served)
-        return ModelInput(x, None, served)
+            return ModelInput(x.x, x.seen, served, shadow_x)
+        return ModelInput(x, None, served, shadow_x)
 
     def infer(self, x) -> ScanPrediction:
         """Queue one preprocessed scan and wait for its batch. Runs in a task thread."""
@@ -252,7 +262,12 @@ class ModelRunner:
         """Queue one preprocessed scan (ModelInput or tensor) without waiting (multi-scan messages queue
         all theirs first)."""
         served = getattr(x, "served", None) or self.live.serving.production
-        return self.batcher.submit((x.x if isinstance(x, ModelInput) else x, time.monotonic(), served))
+        now = time.monotonic()
+        future = self.batcher.submit((x.x if isinstance(x, ModelInput) else x, now, served))
+        shadow = getattr(x, "shadow", None)
+        if shadow is not None:  # scored in the same batch, in a forward pass of its own model
+            future.shadow_future = self.batcher.submit((shadow.x, now, shadow.served))
+        return future
 
     def expecting(self, n: int = 1) -> AbstractContextManager:
         """`n` scans will be submitted inside this block (they are being fetched and decoded)."""
@@ -261,10 +276,17 @@ class ModelRunner:
     def result(self, future: Future) -> ScanPrediction:
         """Wait for a submitted scan's batch, at most the task's time budget."""
         try:
-            return future.result(timeout=self.result_timeout_s)
+            pred = future.result(timeout=self.result_timeout_s)
         except FutureTimeout:
             future.cancel()
             raise InferenceTimeout(f"no forward pass within {self.result_timeout_s:.0f}s") from None
+        shadow = getattr(future, "shadow_future", None)
+        if shadow is None:
+            return pred
+        try:
+            return replace(pred, shadow=shadow.result(timeout=self.result_timeout_s))
+        except Exception:  # noqa: BLE001 - a shadow that fails or hangs leaves the scan's own answer alone
+            return pred
 
     def warm_up(self) -> float:
         """Forward passes before the first scan (allocations, kernels, autotune), at every batch size

@@ -1,4 +1,4 @@
-"""`tenderscan model publish | promote | list | resolve`: the S3 model registry (workers/core/registry.py)."""
+"""`tenderscan model publish | promote | compare | list | resolve`: the S3 model registry (workers/core/registry.py)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,18 @@ def register(subparsers) -> None:
     pro.add_argument("--force", action="store_true", help="promote past the quality gate (needs --by)")
     pro.add_argument("--by", default=None, help="who promotes (recorded in the alias record; required with --force)")
     pro.set_defaults(func=run_promote)
+
+    cmp_ = sub.add_parser("compare", help="a shadow's answers against production's, from the scans it scored",
+                          description="Reads the shadow version's stream in Redis (recorded by the workers on "
+                          "SHADOW_SHARE of scans) and reports agreement overall, by production's decision, by "
+                          "sign and by store, listing scans decided differently.")
+    cmp_.add_argument("--candidate", default="shadow", help="alias or version that ran as the shadow (default shadow)")
+    cmp_.add_argument("--since", default=None,
+                      help="ISO time (e.g. 2026-12-02T05:00:00Z) or a duration back from now (90m, 6h, 2d); "
+                      "default: everything kept")
+    cmp_.add_argument("--limit", type=int, default=20, help="differing scans listed (default 20)")
+    cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
+    cmp_.set_defaults(func=run_compare)
 
     ls = sub.add_parser("list", help="published versions and their aliases")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -130,4 +142,55 @@ def run_resolve(args: argparse.Namespace) -> int:
     from workers.core.registry import resolve
 
     print(resolve(_store(), args.ref, args.cache_dir))
+    return 0
+
+
+def _since_ms(text: str | None) -> int:
+    import time
+
+    from workers.core.clock import parse_time
+
+    if not text:
+        return 0
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text[-1] in units and text[:-1].isdigit():
+        return int((time.time() - int(text[:-1]) * units[text[-1]]) * 1000)
+    value = text.replace("Z", "+00:00")
+    try:
+        from datetime import datetime
+
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
+    except ValueError:
+        return int(parse_time(text).timestamp() * 1000)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from workers.core.registry import ModelNotFound, resolve_version
+    from workers.core.settings import Settings
+    from workers.core.verdict_store import VerdictStore
+    from workers.runtime.rollout import compare
+
+    settings = Settings.from_env()
+    try:
+        version = resolve_version(_store(), args.candidate)
+    except ModelNotFound:
+        version = args.candidate  # a shadow alias since moved on: its stream is still there by version
+    report = {"candidate": args.candidate, "version": version,
+              **compare(VerdictStore.from_settings(settings).shadow_entries(version, _since_ms(args.since)),
+                        args.limit)}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"{args.candidate} ({version}): {report['scans']} scans, agreement {report['agreement']}")
+    for title in ("by_decision", "by_sign", "by_store"):
+        print(f"{title.replace('_', ' ')}:")
+        for key, cell in report[title].items():
+            print(f"  {key:32s} {cell['agree']:6d}/{cell['scans']:<6d} {cell['agreement']}")
+    if report["differing"]:
+        print("differing scans:")
+        for d in report["differing"]:
+            print(f"  {d['scan_id']} {d['tenant']}/{d['store']}: {d['decision']} -> {d['shadow_decision']} "
+                  f"(p {d['p']} -> {d['shadow_p']})")
     return 0

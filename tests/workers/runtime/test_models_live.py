@@ -159,3 +159,17 @@ def test_a_runner_built_from_one_model_still_preprocesses_and_names_it():
         assert runner.infer(torch.full((3, 4, 4), 0.9)).p_counterfeit > 0.89  # a bare tensor: production
     finally:
         runner.close()
+
+
+def test_a_shadow_scores_the_same_scans_in_its_own_forward_pass_and_production_decides():
+    tally = Tally()
+    prod = ServedModel("production", "v1", _versioned(0), PRODUCTION, tally)
+    shadow = ServedModel("shadow", "v7", _versioned(0.07), "shadow")
+    runner = ModelRunner(LiveModels(Serving(prod, shadow=shadow, shadow_share=1.0), tally), 4, 0.002)
+    try:
+        preds = [runner.infer(runner.preprocess_for(_image(), uuid.uuid4().hex)) for _ in range(3)]
+    finally:
+        runner.close()
+    for pred in preds:
+        assert pred.served is prod and abs(pred.p_counterfeit - _RED) < 1e-4
+        assert pred.shadow.served is shadow and abs(pred.shadow.p_counterfeit - (_RED + 0.07)) < 1e-4
