@@ -24,6 +24,7 @@ pinned (nothing to watch).
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import structlog
@@ -61,9 +62,14 @@ def load_version(settings: Settings, store, version: str, cache_dir: Path | None
     """Download (or reuse), verify and load one registry version, warmed up for the batch size."""
     from workers.runtime.runner import MODEL_CACHE_DIR, load_path, warm_up_model
 
+    t0 = time.monotonic()
     path, meta = registry.resolve_with_meta(store, version, cache_dir or MODEL_CACHE_DIR)
+    t1 = time.monotonic()
     model = load_path(path, settings, expected_sha256=meta["weights_sha256"])
-    warm_up_model(model, settings.max_batch_size)
+    t2 = time.monotonic()
+    warm_s = warm_up_model(model, settings.max_batch_size)
+    log.info("model_ready", version=version, fetch_s=round(t1 - t0, 3), load_s=round(t2 - t1, 3),
+             warm_up_s=round(warm_s, 3))
     return model
 
 
