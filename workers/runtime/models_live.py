@@ -12,8 +12,8 @@
 
 What a swap guarantees (runner.py): a scan is preprocessed, run and decided by one model, the one it
 picked when it was preprocessed; batches already formed finish on the old model, which is freed when
-its last scan is decided. A version that fails to download, verify or load is skipped until the alias
-moves again: the old version keeps serving, `model_load_failed` is logged and
+its last scan is decided. A version that fails to verify or load is skipped until the alias moves
+again (one that failed for an S3 outage is tried again at the next poll): the old version keeps serving, `model_load_failed` is logged and
 tenderscan_model_load_failed{alias} is 1 until a version loads. A promotion of the canary's version
 swaps at once (the canary's loaded model is relabelled, not loaded again).
 
@@ -30,6 +30,7 @@ from pathlib import Path
 import structlog
 
 from workers.core import registry, telemetry
+from workers.core.errors import TransientError
 from workers.core.settings import Settings
 from workers.runtime.rollout import (
     CANARY,
@@ -156,7 +157,8 @@ class ModelWatcher:
         try:
             model = self.loader(version)
         except Exception as exc:  # noqa: BLE001 - any failure leaves the old version serving
-            self.failed.add(version)
+            if not isinstance(exc, TransientError):  # S3 down: try again next poll; a bad file: not until named again
+                self.failed.add(version)
             telemetry.observe_model_load_failed(alias)
             log.error("model_load_failed", alias=alias, version=version, error=type(exc).__name__,
                       detail=str(exc)[:300])

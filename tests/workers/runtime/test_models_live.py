@@ -173,3 +173,25 @@ def test_a_shadow_scores_the_same_scans_in_its_own_forward_pass_and_production_d
     for pred in preds:
         assert pred.served is prod and abs(pred.p_counterfeit - _RED) < 1e-4
         assert pred.shadow.served is shadow and abs(pred.shadow.p_counterfeit - (_RED + 0.07)) < 1e-4
+
+
+def test_a_version_that_failed_for_an_s3_outage_is_tried_again_next_poll():
+    from workers.core.errors import StorageUnavailable
+
+    models = {"v1": _versioned(0), "v2": _versioned(0.02)}
+    store = _store("v1", "v2")
+    registry.promote(store, "v1", "production")
+    live, watcher = _watcher(store, models)
+    outage = [True]
+    real = watcher.loader
+
+    def loader(version):
+        if outage[0]:
+            raise StorageUnavailable("S3 is down")
+        return real(version)
+
+    watcher.loader = loader
+    registry.promote(store, "v2", "production")
+    assert watcher.tick() is False and live.serving.production.version == "v1"
+    outage[0] = False
+    assert watcher.tick() is True and live.serving.production.version == "v2"
