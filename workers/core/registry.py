@@ -75,8 +75,9 @@ class Gate:
     min_subtle_caught: float | None = 0.90  # subtle counterfeits not decided genuine
     min_harsh_accuracy: float | None = 0.97  # harsh capture, medium/obvious
     # the robustness suite (models/robustness.py): its per-cell targets, summarised by the evaluation as
-    # summary.suite_targets_met of summary.suite_targets. Fewer met always fails; an evaluation without
-    # the suite fails only when require_suite (promotion's gate, PROMOTION_GATE)
+    # summary.suite_targets_met of summary.suite_targets. Checked only when require_suite (promotion's
+    # gate, PROMOTION_GATE): every target met, and the suite present. Publishing does not check it, so a
+    # model short of some robustness targets can be published, compared, canaried and shadowed
     require_suite: bool = False
 
     def check(self, evaluation: dict) -> list[str]:
@@ -112,11 +113,12 @@ class Gate:
     def _targets(self, evaluation: dict) -> list[str]:
         """The robustness suite's count; the unmet entries of `targets` name which (that list also holds
         targets no gate applies, such as the training's wall time, so it only explains)."""
+        if not self.require_suite:
+            return []
         summary = evaluation.get("summary") if isinstance(evaluation.get("summary"), dict) else {}
         met, total = summary.get("suite_targets_met"), summary.get("suite_targets")
         if total is None or met is None:
-            return ["robustness suite (summary.suite_targets_met / suite_targets) not in the evaluation"] \
-                if self.require_suite else []
+            return ["robustness suite (summary.suite_targets_met / suite_targets) not in the evaluation"]
         if met >= total:
             return []
         unmet = [str(t.get("target")) for t in evaluation.get("targets") or [] if isinstance(t, dict)

@@ -125,7 +125,7 @@ def test_the_promotion_gate_needs_the_robustness_suite_met():
     ev["summary"] = {"suite_targets_met": 11, "suite_targets": 12}
     ev["targets"] = [{"target": "blur x glare: review", "met": False}, {"target": "accuracy", "met": True}]
     assert PROMOTION_GATE.check(ev) == ["robustness suite: 11 of 12 targets met (unmet: blur x glare: review)"]
-    assert Gate().check(ev) != []  # a suite present and short fails either gate
+    assert Gate().check(ev) == []  # publishing leaves the suite to promotion
     ev["summary"]["suite_targets_met"] = 12
     assert PROMOTION_GATE.check(ev) == []
 
