@@ -30,7 +30,7 @@ sign is reported as a reason when its head's probability is above its threshold.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -130,6 +130,22 @@ def decide_many(p: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     out[p < thresholds.genuine_below] = GENUINE
     out[p > thresholds.counterfeit_above] = COUNTERFEIT
     return out
+
+
+def cost_bounds(th: Thresholds, false_reject_cost: float, miss_cost: float) -> Thresholds:
+    """The cut points no further apart from a sure answer than the costs of a wrong one allow.
+
+    With costs in units of one review (a person's minute) and a calibrated p(counterfeit), answering
+    `counterfeit` costs (1 - p) * false_reject_cost on average and `review` costs 1, so it only pays when
+    p > 1 - 1 / false_reject_cost; likewise `genuine` only when p < 1 / miss_cost. Validation picks cut
+    points that meet its limits on validation captures; these bounds keep them Bayes-sensible on captures
+    validation never had (costs <= 1 leave that side as chosen)."""
+    ca, gb = th.counterfeit_above, th.genuine_below
+    if false_reject_cost > 1:
+        ca = max(ca, 1.0 - 1.0 / false_reject_cost)
+    if miss_cost > 1:
+        gb = min(gb, 1.0 / miss_cost)
+    return replace(th, genuine_below=min(gb, ca), counterfeit_above=ca)
 
 
 def choose_thresholds(p: np.ndarray, is_counterfeit: np.ndarray, max_false_reject: float = 0.005,

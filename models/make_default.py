@@ -62,7 +62,6 @@ def build(out: Path, train_count: int, val_count: int, test_count: int, harsh_co
     timings["synthesize_images_per_s"] = round((train_count + val_count) / timings["synthesize_train_val_s"], 1)
     if rethreshold:  # keep the trained weights, calibrate and choose the thresholds again
         previous = json.loads((out / "evaluation.json").read_text())
-        timings = {**previous.get("timings", {}), **timings}
         ckpt = load_checkpoint(path)
         metrics = {k: v for k, v in ckpt.metrics.items() if k not in ("history", "test")}
         dev = resolve_device("cpu")
@@ -86,13 +85,15 @@ def build(out: Path, train_count: int, val_count: int, test_count: int, harsh_co
     reports = {name: evaluate(ckpt, data, device="cpu") for name, data in test_sets.items()}
     suite = robustness.evaluate_suite(ckpt, suite_sets)
     timings["evaluate_s"] = round(time.perf_counter() - t, 1)
+    if rethreshold:  # the sets came from the cache: the synthesis times of the run that made them stand
+        timings.update({k: v for k, v in previous.get("timings", {}).items() if k.startswith("synthesize")})
     if plots:
         for name, rep in reports.items():
             d = out / "plots" / name
             d.mkdir(parents=True, exist_ok=True)
             write_plots(rep, d, f"({name} capture)")
         robustness.plot_reliability_grid(suite, out / "plots" / "robustness-reliability.png")
-        robustness.gallery(out / "plots" / "robustness-gallery.png")
+        robustness.gallery(out / "plots" / "robustness-gallery.jpg")
     reports = {k: to_json(v) for k, v in reports.items()}
     targets = check(reports, result.metrics["train_wall_s"], SIGN_NAMES) + suite["targets"]
     summary = {

@@ -236,5 +236,5 @@ def gallery(path, seed: int = 7) -> str:
         sheet.paste(img, (x + 2, y + label_h))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, optimize=True)
+    sheet.save(path, quality=85, optimize=True)  # photographs: a JPEG is a tenth of a PNG
     return str(path)

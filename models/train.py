@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from models.calibrate import OodModel, fit_temperature
 from models.data import ScanSet
-from models.decision import Thresholds, choose_sign_thresholds, choose_thresholds
+from models.decision import Thresholds, choose_sign_thresholds, choose_thresholds, cost_bounds
 from models.metrics import roc_auc
 from models.net import BillNet, NetConfig
 from models.synth import DENOMINATIONS, GENERATOR_VERSION, SIGN_NAMES
@@ -47,6 +47,12 @@ class TrainConfig:
     max_miss: float = 0.01  # medium and obvious counterfeits decided genuine, among auto-decided ones
     max_subtle_miss: float = 0.05  # subtle counterfeits decided genuine (issue 12's targets, x threshold_safety)
     threshold_safety: float = 0.5  # aim the thresholds at safety x the limits on validation (see models.decision)
+    # what a wrong automatic answer costs, in reviews (a person's minute): with a calibrated p, calling a
+    # note counterfeit only pays when (1 - p) * false_reject_cost < 1, genuine when p * miss_cost < 1. These
+    # bound the validation-chosen cut points (models.decision.cost_bounds): refusing a genuine customer is
+    # the worst answer tenderscan can give, and validation captures are never as varied as a till's.
+    false_reject_cost: float = 10.0
+    miss_cost: float = 5.0
     sign_max_false_alarm: float = 0.005  # per-sign thresholds: false alarms allowed on notes without the sign
     kind_weight: float = 0.5  # loss weight of the kind head (note / not a banknote / fragment / several)
     net: NetConfig = field(default_factory=lambda: NetConfig(num_kinds=4, symmetric=True))
@@ -279,6 +285,7 @@ def thresholds_on(p: dict[str, np.ndarray], val: ScanSet, cfg: TrainConfig, ood:
     th = choose_thresholds(p_cal[passed], val.counterfeit.numpy()[passed] > 0.5, cfg.max_false_reject, cfg.max_miss,
                            sign_thresholds=signs, safety=cfg.threshold_safety, subtle=subtle[passed],
                            max_subtle_miss=cfg.max_subtle_miss)
+    th = cost_bounds(th, cfg.false_reject_cost, cfg.miss_cost)
     return replace(th, temperature=t_cf, **gates)
 
 

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from models.decision import Thresholds, choose_sign_thresholds, choose_thresholds, decide, decide_many
+from models.decision import (
+    Thresholds,
+    choose_sign_thresholds,
+    choose_thresholds,
+    cost_bounds,
+    decide,
+    decide_many,
+)
 
 
 def test_three_way_decision():
@@ -151,3 +158,14 @@ def test_subtle_counterfeits_have_a_limit_of_their_own():
     d = decide_many(p, split)
     assert ((d == "genuine") & subtle).sum() / max(((d != "review") & subtle).sum(), 1) <= 0.05
     assert ((d == "genuine") & y & ~subtle).sum() / max(((d != "review") & y & ~subtle).sum(), 1) <= 0.01
+
+
+def test_cost_bounds_keep_a_counterfeit_call_for_scores_where_it_pays():
+    th = Thresholds(genuine_below=0.3, counterfeit_above=0.56)
+    out = cost_bounds(th, false_reject_cost=10.0, miss_cost=5.0)
+    assert out.counterfeit_above == pytest.approx(0.9)  # a refusal pays only when (1 - p) * 10 < 1
+    assert out.genuine_below == pytest.approx(0.2)  # an acceptance only when p * 5 < 1
+    assert decide(0.8, out) == "review" and decide(0.8, th) == "counterfeit"
+    strict = Thresholds(genuine_below=0.05, counterfeit_above=0.97)
+    assert cost_bounds(strict, 10.0, 5.0) == strict  # tighter validation cut points stay as chosen
+    assert cost_bounds(th, 1.0, 1.0) == th  # costs of one review or less: no bound

@@ -45,5 +45,5 @@ def test_the_cli_runs_the_suite_and_writes_plots(tiny_ckpt_path, tmp_path, capsy
     report = json.loads((tmp_path / "s.json").read_text())
     assert set(report["cells"]) == {"shadow/mild", "shadow/realistic", "shadow/strong"}
     assert (tmp_path / "plots" / "robustness-reliability.png").stat().st_size > 1000
-    assert (tmp_path / "plots" / "robustness-gallery.png").stat().st_size > 10000
+    assert (tmp_path / "plots" / "robustness-gallery.jpg").stat().st_size > 10000
     assert "| shadow | strong |" in capsys.readouterr().out

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
     p.add_argument("--plots", default=None, metavar="DIR",
                    help="with --data: confusion.png, roc.png, reliability.png; with --suite: "
-                   "robustness-reliability.png (one diagram per family) and robustness-gallery.png")
+                   "robustness-reliability.png (one diagram per family) and robustness-gallery.jpg")
     p.add_argument("--per-cell", type=int, default=300,
                    help="--suite: scans per family and strength (3x for the negatives; default 300)")
     p.add_argument("--seed", type=int, default=None, help="--suite: first seed (default: the shipped model's "
@@ -62,7 +62,7 @@ def _suite(args: argparse.Namespace, ckpt) -> int:
     if args.plots:
         Path(args.plots).mkdir(parents=True, exist_ok=True)
         print(f"wrote {robustness.plot_reliability_grid(report, Path(args.plots) / 'robustness-reliability.png')}")
-        print(f"wrote {robustness.gallery(Path(args.plots) / 'robustness-gallery.png')}")
+        print(f"wrote {robustness.gallery(Path(args.plots) / 'robustness-gallery.jpg')}")
     print(robustness.markdown_table(report))
     print(robustness.negatives_table(report))
     met = [r for r in report["targets"] if r["met"] is not None]
