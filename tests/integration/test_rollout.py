@@ -173,6 +173,10 @@ def test_a_bad_canary_is_rolled_back_within_its_window_with_a_signed_record(flee
     assert record["previous"] == bad and record["by"] == "auto-rollback" and "review rate" in record["reason"]
     events = [e for e in read_events(models, utcnow()[:10], Verifier([PUBLIC])) if e["action"] == "canary_rolled_back"]
     assert len(events) == 1 and events[0]["version"] == bad and events[0]["signed"] is True
+    listed = subprocess.run([str(BIN / "tenderscan"), "model", "events"], env=stack.env, capture_output=True,
+                            text=True, timeout=120)  # what an auditor runs: the rollback, its signature checked
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert any("canary_rolled_back" in line and bad in line and " signed " in line for line in listed.stdout.splitlines())
     assert wait_until(lambda: all(v is not None for v in _verdicts(r, ids)), 300, interval=0.5)
     verdicts = _verdicts(r, ids)
     by_bad = [v for v in verdicts if v.model is not None and v.model.version == bad]

@@ -211,10 +211,12 @@ class CanaryJudge:
         if not self.verdicts.claim_rollback(canary_version):
             return None
         reason = "; ".join(reasons)
-        registry.promote(self.models, production_version, self.canary_alias, by="auto-rollback", reason=reason)
+        # the record first: no alias is ever moved without its signed record (a failed move is retried
+        # once the lock expires, with a second record)
         key = record_event(self.models, self.signer, "canary_rolled_back", canary_version, alias=self.canary_alias,
                            production=production_version, reason=reason, counts=counts,
                            window_s=self.window_s, band=vars(self.band))
+        registry.promote(self.models, production_version, self.canary_alias, by="auto-rollback", reason=reason)
         telemetry.CANARY_ROLLBACKS.labels(reason="error_rate" if "error" in reason else "review_rate").inc()
         log.warning("canary_rolled_back", version=canary_version, production=production_version, reason=reason,
                     counts=counts, record=key)

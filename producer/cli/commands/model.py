@@ -1,4 +1,4 @@
-"""`tenderscan model publish | promote | compare | list | resolve`: the S3 model registry (workers/core/registry.py)."""
+"""`tenderscan model publish | promote | compare | events | list | resolve`: the S3 model registry (workers/core/registry.py)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ def register(subparsers) -> None:
     cmp_.add_argument("--limit", type=int, default=20, help="differing scans listed (default 20)")
     cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
     cmp_.set_defaults(func=run_compare)
+
+    ev = sub.add_parser("events", help="the day's rollout records (forced promotions, rollbacks), signatures checked",
+                        description="Lists events/dt=DATE/ in the models bucket: promote_forced, canary_rolled_back, "
+                        "canary_finished; each record's Ed25519 signature is checked against "
+                        "TENDERSCAN_AUDIT_PUBLIC_KEYS (and the own signing key's public half).")
+    ev.add_argument("--date", default=None, help="YYYY-MM-DD (default today, UTC)")
+    ev.add_argument("--json", action="store_true", help="one JSON object per record")
+    ev.set_defaults(func=run_events)
 
     ls = sub.add_parser("list", help="published versions and their aliases")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -194,3 +202,23 @@ def run_compare(args: argparse.Namespace) -> int:
             print(f"  {d['scan_id']} {d['tenant']}/{d['store']}: {d['decision']} -> {d['shadow_decision']} "
                   f"(p {d['p']} -> {d['shadow_p']})")
     return 0
+
+
+def run_events(args: argparse.Namespace) -> int:
+    """Exit 1 when a record's signature does not check out."""
+    import json
+
+    from workers.audit.model_events import read_events
+    from workers.audit.signing import verifier_from_settings
+    from workers.core.clock import utcnow
+    from workers.core.settings import Settings
+
+    events = read_events(_store(), args.date or utcnow()[:10], verifier_from_settings(Settings.from_env()))
+    for e in events:
+        if args.json:
+            print(json.dumps(e, sort_keys=True))
+        else:
+            who = e.get("by") or ("auto-rollback" if e["action"] == "canary_rolled_back" else "")
+            print(f"{e['at']}  {e['action']:20s} {e['version']:24s} {'signed' if e['signed'] else 'NOT SIGNED':10s} "
+                  f"{who} {e.get('reason') or ''}".rstrip())
+    return 0 if all(e["signed"] for e in events) else 1
