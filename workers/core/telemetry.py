@@ -35,7 +35,8 @@ Fraud and drift (every model verdict; docs/OPERATIONS.md alert rules, infra/prom
                                                                     would multiply the series for nothing)
     tenderscan_score{tenant}                       histogram p_counterfeit, ten 0.1-wide buckets: score
                                                             drift is a PSI of this against its own
-                                                            7-day shape, computed in PromQL
+                                                            7-day shape, in recording rules
+                                                            (infra/prometheus/alerts.yaml)
 
 Workers serve `/metrics` on TENDERSCAN_METRICS_PORT (a small HTTP thread, `serve`); the API serves
 `GET /metrics` with the queue gauges computed at scrape time (`QueueCollector`). Under a threads or
