@@ -52,6 +52,7 @@ from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
 from workers.core.storage import StoredObject, TooLarge
 from workers.runtime import decide
 from workers.runtime.publish import publish, publish_one, write_audit
+from workers.runtime.shadow import record_shadow
 
 if TYPE_CHECKING:
     from workers.runtime.context import WorkerContext
@@ -206,8 +207,8 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
     scan.stages.lap("infer")
     msg = scan.msg
     served = getattr(pred, "served", None)  # the model that preprocessed and ran it (runtime/rollout.py)
-    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination,
-                           served.thresholds if served is not None else ctx.runner.thresholds,
+    model = served if served is not None else ctx.runner  # (a test twin's predictions name none)
+    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, model.thresholds,
                            kind=getattr(pred, "kind", None), ood=getattr(pred, "ood", None),
                            seen=getattr(scan.x, "seen", None))
     verdict = Verdict(
@@ -216,15 +217,15 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
         timestamps=Timestamps(submitted=msg.submitted_at, dequeued=scan.dequeued,
                               inference_start=pred.inference_start, inference_end=pred.inference_end,
                               completed=format_time(ctx.clock())),
-        model=served.ref if served is not None else ctx.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=scan.attempt,
+        model=served.ref if served is not None else ctx.runner.model_ref, batch_id=pred.batch_id,
+        batch_size=pred.batch_size, attempt=scan.attempt,
         **fields.as_verdict_fields(),
     )
     if served is not None:
         served.record(verdict.decision)  # its own metrics, and the canary's judge
     if getattr(pred, "shadow", None) is not None:  # a shadow's answer: recorded beside it, never returned
-        from workers.runtime.rollout import record_shadow
-
-        record_shadow(ctx.verdicts, verdict, pred.shadow, getattr(getattr(scan.x, "shadow", None), "seen", None))
+        shadow_input = getattr(scan.x, "shadow", None)
+        record_shadow(ctx.verdicts, verdict, pred.shadow, getattr(shadow_input, "seen", None))
     return replace(scan, verdict=verdict, x=None)  # the input is no longer needed: let it go
 
 

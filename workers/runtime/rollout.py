@@ -7,8 +7,7 @@
     LiveModels         holds the current snapshot; pick(scan_id) -> ServedModel; swap(new)
     routes_to_canary   a hash of the scan id against the share: a retry lands on the same model
     shadow             a third model on a sample of scans (its own hash of the id): scored in the same
-                       batches, its answer recorded beside production's (record_shadow -> a Redis stream),
-                       never returned; `tenderscan model compare` reads them (compare)
+                       batches, its answer recorded beside production's, never returned (runtime/shadow.py)
     Tally              this process's verdict counts per arm, drained into Redis by the watcher
     breaches           (counts, band) -> why the canary left its band, or nothing (pure)
     CanaryJudge        per watcher tick: add the tally to the fleet's window in Redis, judge the window
@@ -221,56 +220,3 @@ class CanaryJudge:
         log.warning("canary_rolled_back", version=canary_version, production=production_version, reason=reason,
                     counts=counts, record=key)
         return reason
-
-
-# --- the shadow ---------------------------------------------------------------------------------------
-def record_shadow(verdicts, verdict, pred, seen=None) -> None:
-    """Decide the shadow's prediction with its own thresholds and add it, beside the verdict, to its stream.
-    Best effort: a shadow never fails or delays a scan beyond this one write."""
-    from workers.runtime import decide
-
-    served = pred.served
-    try:
-        fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, served.thresholds,
-                               kind=pred.kind, ood=pred.ood, seen=seen)
-        served.record(fields.decision)
-        verdicts.add_shadow(served.version, {
-            "scan_id": verdict.scan_id, "tenant": verdict.tenant, "store": verdict.store_id,
-            "decision": verdict.decision, "shadow_decision": fields.decision,
-            "model": verdict.model.version if verdict.model else "",
-            "signs": ",".join(verdict.signs_detected), "shadow_signs": ",".join(fields.signs_detected),
-            "p": f"{verdict.p_counterfeit:.4f}" if verdict.p_counterfeit is not None else "",
-            "shadow_p": f"{pred.p_counterfeit:.4f}"})
-    except Exception as exc:  # noqa: BLE001 - the scan's verdict does not depend on its shadow
-        log.warning("shadow_record_failed", scan_id=verdict.scan_id, error=type(exc).__name__)
-
-
-def compare(entries, limit: int = 20) -> dict:
-    """Agreement of a shadow with production over stream entries: overall, by production's decision, by
-    sign (detected by both or by neither), by store, and the first `limit` scans decided differently."""
-    def share(agree: int, n: int) -> dict:
-        return {"scans": n, "agree": agree, "agreement": round(agree / n, 4) if n else None}
-
-    n = agree = 0
-    by_decision: dict[str, list[int]] = {}
-    by_store: dict[str, list[int]] = {}
-    by_sign: dict[str, list[int]] = {}
-    differing = []
-    for e in entries:
-        same = e["decision"] == e["shadow_decision"]
-        n, agree = n + 1, agree + same
-        for table, key in ((by_decision, e["decision"]), (by_store, f"{e['tenant']}/{e['store']}")):
-            cell = table.setdefault(key, [0, 0])
-            cell[0], cell[1] = cell[0] + same, cell[1] + 1
-        ours, theirs = set(filter(None, e["signs"].split(","))), set(filter(None, e["shadow_signs"].split(",")))
-        for sign in ours | theirs:
-            cell = by_sign.setdefault(sign, [0, 0])
-            cell[0], cell[1] = cell[0] + (sign in ours and sign in theirs), cell[1] + 1
-        if not same and len(differing) < limit:
-            differing.append({k: e[k] for k in ("scan_id", "tenant", "store", "decision", "shadow_decision",
-                                                 "p", "shadow_p")})
-    return {**share(agree, n),
-            "by_decision": {k: share(*v) for k, v in sorted(by_decision.items())},
-            "by_sign": {k: share(*v) for k, v in sorted(by_sign.items())},
-            "by_store": {k: share(*v) for k, v in sorted(by_store.items())},
-            "differing": differing}

@@ -178,7 +178,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from workers.core.registry import ModelNotFound, resolve_version
     from workers.core.settings import Settings
     from workers.core.verdict_store import VerdictStore
-    from workers.runtime.rollout import compare
+    from workers.runtime.shadow import compare
 
     settings = Settings.from_env()
     try:
