@@ -73,6 +73,16 @@ def from_arrays(arrays: list[np.ndarray], annotations: list[dict], geometry: lis
                    manifest_sha256=manifest_sha256(annotations), geometry=geo)
 
 
+def concat(*sets: ScanSet) -> ScanSet:
+    """One ScanSet of several (the same preprocessing, so the same image size): synthetic data with
+    reviewed scans mixed in (`tenderscan train --extra-data`)."""
+    annotations = [a for s in sets for a in s.annotations]
+    return ScanSet(images=torch.cat([s.images for s in sets]), counterfeit=torch.cat([s.counterfeit for s in sets]),
+                   signs=torch.cat([s.signs for s in sets]), denomination=torch.cat([s.denomination for s in sets]),
+                   annotations=annotations, manifest_sha256=manifest_sha256(annotations),
+                   kind=torch.cat([s.kind for s in sets]), geometry=torch.cat([s.geometry for s in sets]))
+
+
 def decode(data: bytes, params: PreprocessParams) -> np.ndarray:
     """Encoded scan -> uint8 [3, H, W] array, the way serving sees it."""
     return decode_with_geometry(data, params)[0]

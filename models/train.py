@@ -192,14 +192,16 @@ def validate(model: BillNet, val: ScanSet, params: PreprocessParams,
 
 
 def train(train_set: ScanSet, val_set: ScanSet, cfg: TrainConfig, params: PreprocessParams | None = None,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None, init: BillNet | None = None) -> TrainResult:
+    """`init`: fine-tune these weights (a loaded checkpoint's model, trained with the same `params`)
+    instead of starting from a fresh BillNet(cfg.net)."""
     from tqdm import tqdm
 
     params = params or PreprocessParams()
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    model = BillNet(cfg.net).to(device).to(memory_format=torch.channels_last)
+    model = (init if init is not None else BillNet(cfg.net)).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,

@@ -22,16 +22,20 @@ from fastapi import FastAPI, Request
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from producer import errors, openapi
+from producer import errors, openapi, webhooks
 from producer.limits import Limiter
 from producer.poll import DoneListener
+from producer.review.desk import Desk
+from producer.review.routes import router as review_router
 from producer.routes import router
 from producer.submit import CeleryEnqueuer, Enqueuer, ListEnqueuer, Submitter
 from producer.tenants import KeyUseRecorder, TenantRegistry, TenantStore
+from workers.audit.signing import review_signer_from_settings
 from workers.core import telemetry
 from workers.core.errors import StorageError, TransientError
 from workers.core.imaging import Limits
 from workers.core.logging import configure_logging, get_logger
+from workers.core.review_queue import ReviewQueue
 from workers.core.settings import DEV_KEY_HMAC_SECRET, Settings
 from workers.core.storage import MemoryObjectStore, ObjectStore, S3ObjectStore
 from workers.core.transport import check_tls
@@ -100,6 +104,9 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
         app.state.tenants, refresher = await _start_registry(settings, app.state.deps.objects)
         app.state.limiter = Limiter(app.state.deps.verdicts.r, settings.in_flight_ttl_s)
         app.state.key_use = KeyUseRecorder(app.state.deps.verdicts.r)
+        app.state.reviews = ReviewQueue.from_settings(app.state.deps.verdicts.r, settings)
+        app.state.review_desk = Desk(app.state.reviews, app.state.deps.verdicts, app.state.deps.objects,
+                                     review_signer_from_settings(settings), settings.review_sla_s)
         app.state.listener = DoneListener(app.state.deps.aredis)
         await app.state.listener.start()
         log.info("api_started", bucket=app.state.deps.objects.bucket, tenants=len(set(settings.api_keys.values())),
@@ -123,8 +130,10 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics_registry = telemetry.api_registry()
     app.include_router(router)
+    app.include_router(review_router)  # the review console (producer/review/, docs/REVIEW.md)
     for exc_type, handler in errors.HANDLERS:
         app.add_exception_handler(exc_type, handler)
+    app.include_router(webhooks.router)  # /v1/webhooks: a tenant's own endpoints (producer/webhooks.py)
     app.add_middleware(BodyGuard, timeout_s=settings.body_timeout_s,
                        aborted=telemetry.requests_aborted(app.state.metrics_registry))
     app.add_middleware(RequestLog)

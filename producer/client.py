@@ -10,6 +10,9 @@
 From a shell's settings: `TenderscanClient.from_env()` reads TENDERSCAN_API_URL (default
 http://127.0.0.1:8000) and TENDERSCAN_API_KEY, as `tenderscan submit` and `tenderscan status` do.
 
+Webhooks: `verify(secret, headers, body)` checks a delivery's Standard Webhooks signature and its
+timestamp's age and returns the event (docs/WEBHOOKS.md); it needs nothing from the rest of tenderscan.
+
 Retries: 503 (honouring Retry-After), 502, 504 and connection errors, with exponential backoff and
 full jitter. A submit always carries an Idempotency-Key (a fresh uuid unless one is given), so a retry
 after a lost answer can never create a second scan. Any other 4xx/5xx raises ClientError(status, reason).
@@ -240,3 +243,48 @@ def _error(resp: httpx.Response) -> ClientError:
         reason, detail = "http_error", resp.text[:200]
     cls = Unavailable if resp.status_code in RETRY_STATUSES else ClientError
     return cls(resp.status_code, reason, detail)
+
+
+# --- receiving webhooks (docs/WEBHOOKS.md) ----------------------------------------------------------
+WEBHOOK_TOLERANCE_S = 300  # a delivery signed longer ago (or further ahead) than this is refused: a replay
+
+
+class WebhookVerificationError(ValueError):
+    """A webhook delivery that must not be trusted: missing headers, a stale timestamp, no valid signature."""
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes | str, tolerance_s: float = WEBHOOK_TOLERANCE_S,
+           now: float | None = None) -> dict:
+    """Check a tenderscan webhook delivery and return its decoded event ({type, timestamp, data, v}).
+
+    `secret` is the endpoint's `whsec_...`; `headers` the request's (any case); `body` the raw bytes,
+    exactly as received (verify before parsing). Accepts if any `v1,` signature in webhook-signature
+    matches (during a rotation two are sent), and the webhook-timestamp is within `tolerance_s` of now.
+    Raises WebhookVerificationError. Deduplicate on the webhook-id header: a retry repeats it.
+    """
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp, signatures = (lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    if not (msg_id and stamp and signatures):
+        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise WebhookVerificationError("webhook-timestamp is not an integer") from None
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
+        raise WebhookVerificationError("webhook-timestamp is outside the tolerance (a replay, or a skewed clock)")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        raise WebhookVerificationError("the secret is not whsec_ + base64") from None
+    raw = body.encode() if isinstance(body, str) else body
+    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + raw, hashlib.sha256).digest())
+    for candidate in signatures.split():
+        version, _, sig = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(sig.encode(), expected):
+            return json.loads(raw)
+    raise WebhookVerificationError("no signature matches")

@@ -126,6 +126,17 @@ class UploadGrant(Body):
     expires_at: str = Field(description="UTC, ISO-8601")
 
 
+class ReviewSummary(Body):
+    """Who reviewed the scan in the review console, when, and what they found (docs/REVIEW.md)."""
+
+    label: Literal["genuine", "counterfeit", "not_a_banknote"]
+    decision: Literal["genuine", "counterfeit", "rejected"] = Field(description="the decision that stands")
+    reason: str | None = Field(None, description="`not_a_banknote` when the reviewer found no note")
+    reviewed_by: str = Field(description="the reviewer, `name@tenant` (or `name@*`, an auditor)")
+    reviewed_at: str
+    signs_seen: list[str]
+
+
 class ScanView(Body):
     """The scan's state; `verdict` once it is `done` (docs/ARCHITECTURE.md, decisions and reasons)."""
 
@@ -138,6 +149,10 @@ class ScanView(Body):
         "`note_incomplete` or `multiple_notes` (rejected: ask for a new scan); for review `uncertain`, "
         "`unfamiliar_capture` or `not_sure_it_is_a_note` (a person looks); for a bad image the edge's 4xx codes "
         "(image_unreadable, too_many_pixels, ...). Every value: " + ", ".join(f"`{r.value}`" for r in Reason)))
+    final_decision: str | None = Field(None, description=(
+        "present when status is `done`: the review's decision once a person reviewed the scan, else the "
+        "verdict's. The verdict itself never changes."))
+    review: ReviewSummary | None = Field(None, description="present once a person reviewed the scan")
 
 
 class Alive(Body):

@@ -29,7 +29,8 @@ from workers.core import clock, keys, schemas
 from workers.core.enums import ScanStatus
 from workers.core.errors import ContractError, ObjectNotFound
 from workers.core.logging import get_logger
-from workers.core.schemas import ScanMessage, Verdict
+from workers.core.review_queue import ReviewQueue
+from workers.core.schemas import Review, ScanMessage, Verdict
 from workers.core.storage import ObjectStore
 from workers.core.verdict_store import VerdictStore
 
@@ -128,8 +129,14 @@ class DoneListener:
 
 
 # --- reading a scan ------------------------------------------------------------------------------
+def review_summary(review: Review) -> dict:
+    """What GET /v1/scans/{id} says about a person's review (openapi.ReviewSummary)."""
+    return {"label": review.label, "decision": review.final_decision, "reason": review.final_reason,
+            "reviewed_by": review.reviewer, "reviewed_at": review.reviewed_at, "signs_seen": list(review.signs_seen)}
+
+
 def scan_view(verdicts: VerdictStore, tenant: str, scan_id: str, objects: ObjectStore | None = None,
-              days: int = 2) -> dict:
+              days: int = 2, reviews: ReviewQueue | None = None) -> dict:
     """The answer to GET /v1/scans/{id}. Unknown, malformed and foreign ids are all the same 404.
 
     Redis answers first. When Redis has no state for the scan (it restarted without its data, or
@@ -153,6 +160,11 @@ def scan_view(verdicts: VerdictStore, tenant: str, scan_id: str, objects: Object
             raise ApiError(500, INTERNAL_ERROR, "the stored verdict is unreadable") from None
         if verdict is not None:
             view["verdict"] = dataclasses.asdict(verdict)
+            view["final_decision"] = verdict.decision
+            review = reviews.get_review(scan_id) if reviews is not None else None
+            if review is not None and review.tenant == tenant:
+                view["final_decision"] = review.final_decision
+                view["review"] = review_summary(review)
     return view
 
 
@@ -168,7 +180,8 @@ def _view_from_s3(objects: ObjectStore, tenant: str, scan_id: str, days: int) ->
         else:
             verdict = Verdict.decode(record)
             return {"scan_id": scan_id, "status": ScanStatus.DONE.value,
-                    "submitted_at": verdict.timestamps.submitted, "verdict": dataclasses.asdict(verdict)}
+                    "submitted_at": verdict.timestamps.submitted, "verdict": dataclasses.asdict(verdict),
+                    "final_decision": verdict.decision}
         try:
             intent = ScanMessage.decode(objects.get(keys.intent_s3_key(tenant, scan_id, dt)).data)
         except ObjectNotFound:
@@ -178,12 +191,12 @@ def _view_from_s3(objects: ObjectStore, tenant: str, scan_id: str, days: int) ->
 
 
 async def wait_for_scan(verdicts: VerdictStore, listener: DoneListener, tenant: str, scan_id: str,
-                        wait_s: float, objects: ObjectStore | None = None) -> dict:
+                        wait_s: float, objects: ObjectStore | None = None, reviews: ReviewQueue | None = None) -> dict:
     """scan_view now, or as soon as the scan is done, or at the deadline (whichever comes first)."""
     deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
     with listener.watch(scan_id) as event:  # register first, then read: no lost wake-up
         while True:
-            view = await run_in_threadpool(scan_view, verdicts, tenant, scan_id, objects)
+            view = await run_in_threadpool(scan_view, verdicts, tenant, scan_id, objects, 2, reviews)
             remaining = deadline - time.monotonic()
             if view["status"] == ScanStatus.DONE or remaining <= 0:
                 return view

@@ -301,7 +301,7 @@ async def get_scan(
     request.state.scan_id = scan_id if schemas.is_scan_id(scan_id) else None  # log only well-formed ids
     state = request.app.state
     return await wait_for_scan(state.deps.verdicts, state.listener, tenant, scan_id, wait or 0.0,
-                               objects=state.deps.objects)
+                               objects=state.deps.objects, reviews=getattr(state, "reviews", None))
 
 
 # --- probes ---------------------------------------------------------------------------------------

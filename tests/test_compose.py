@@ -35,7 +35,7 @@ def test_schema_check_catches_a_broken_file(compose):
         jsonschema.validate(broken, schema)
 
 
-@pytest.mark.parametrize("service", ["api", "worker", "worker-gpu", "flower"])
+@pytest.mark.parametrize("service", ["api", "worker", "worker-gpu", "webhooks", "flower"])
 def test_every_setting_is_configured(compose, service):
     env = compose["services"][service]["environment"]
     missing = sorted(set(env_names()) - set(env))

@@ -10,6 +10,7 @@
     tenderscan reconcile          re-enqueue accepted scans that have no verdict
     tenderscan scale-plan         workers, KEDA thresholds and Redis load for a peak
     tenderscan tenant             tenants, API keys (create, rotate, revoke) and per-tenant limits
+    tenderscan webhook            signed webhooks: endpoints, secrets, delivery log, `deliver` (the loop)
     tenderscan keyhash            hash a bootstrap API key for TENDERSCAN_API_KEYS
     tenderscan bench              the throughput benchmark (docs/PERFORMANCE.md)
     tenderscan audit              seal, verify, pull and report the S3 audit records (docs/AUDIT.md)
@@ -28,7 +29,7 @@ import logging
 import sys
 
 # name -> module under producer.cli.commands; each module defines register(subparsers)
-COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "keyhash", "audit",
+COMMANDS = ["dataset", "train", "evaluate", "model", "api", "worker", "submit", "reconcile", "scale_plan", "bench", "tenant", "webhook", "keyhash", "audit",
             "dev", "settings"]
 
 

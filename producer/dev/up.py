@@ -11,9 +11,10 @@ The state lives in DIR (default `.tenderscan/dev` under the current directory): 
 when `up` stops.
 
 The variables include a bootstrap API key for tenant `dev` (TENDERSCAN_API_KEY, accepted by an API
-started with these variables), TENDERSCAN_API_URL for the default `tenderscan api` port, and a fresh
+started with these variables), TENDERSCAN_API_URL for the default `tenderscan api` port, a fresh
 TENDERSCAN_KEY_HMAC_SECRET (so `tenderscan tenant` keys work with that API and no development
-default is in use).
+default is in use), and a review console login for tenant `dev`'s reviewer (TENDERSCAN_REVIEWER_KEY, its
+digest in TENDERSCAN_REVIEWER_KEYS as `reviewer@dev`: open http://127.0.0.1:8000/review; docs/REVIEW.md).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import shutil
 import signal
 import sys
 import time
+from hashlib import sha256
 from pathlib import Path
 
 DEFAULT_DIR = Path(".tenderscan") / "dev"
@@ -77,6 +79,8 @@ def up(state_dir: Path, redis_port: int | None = None, s3_port_base: int | None 
     _stop_leftovers(state_dir)
     shutil.rmtree(state_dir, ignore_errors=True)  # each `up` starts empty: a fresh HMAC secret, fresh data
     key = "dev-" + secrets.token_urlsafe(24)
+    reviewer_key = "rev-" + secrets.token_urlsafe(24)
+    reviewers = f"reviewer@{DEV_TENANT}:{sha256(reviewer_key.encode()).hexdigest()}"  # TENDERSCAN_REVIEWER_KEYS
     stopping = []
 
     def on_signal(signum, _frame):
@@ -90,7 +94,9 @@ def up(state_dir: Path, redis_port: int | None = None, s3_port_base: int | None 
         stack = DevStack.start(state_dir.resolve(), api_keys={DEV_TENANT: key}, redis_port=redis_port,
                                  s3_port_base=s3_port_base,
                                  extra={"TENDERSCAN_KEY_HMAC_SECRET": secrets.token_hex(32),
-                                        "TENDERSCAN_API_URL": DEFAULT_API_URL, "TENDERSCAN_API_KEY": key})
+                                        "TENDERSCAN_API_URL": DEFAULT_API_URL, "TENDERSCAN_API_KEY": key,
+                                        "TENDERSCAN_REVIEWER_KEY": reviewer_key,
+                                        "TENDERSCAN_REVIEWER_KEYS": reviewers})
         state = {"pid": os.getpid(), "started_at": time.time(), "exports": stack.exports,
                  "services": {svc.name: svc.proc.pid for svc in stack.owned},
                  "s3": {"port_base": stack.s3.extra["port_base"], "sockets": str(stack.s3.extra["sockets"])}}

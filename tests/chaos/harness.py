@@ -35,6 +35,7 @@ import redis
 from producer.client import ClientError, TenderscanClient, Unavailable
 from producer.dev.stack import DevStack
 from workers.core import clock, keys
+from workers.core.enums import judged
 from workers.core.errors import TenderscanError
 from workers.core.schemas import Verdict
 from workers.core.storage import S3ObjectStore
@@ -327,9 +328,9 @@ def _hostile_ok(expected: str, sub: Submission, verdict: Verdict | None) -> bool
     if verdict is None:
         return False
     if expected == "ok":
-        return verdict.decision in ("genuine", "counterfeit", "review")
+        return judged(verdict.decision, verdict.reason)
     if expected == "ok_or_unreadable":
-        return verdict.decision in ("genuine", "counterfeit", "review") or verdict.reason == "image_unreadable"
+        return judged(verdict.decision, verdict.reason) or verdict.reason == "image_unreadable"
     return verdict.decision == "rejected" and verdict.reason == expected
 
 

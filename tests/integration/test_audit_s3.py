@@ -17,7 +17,10 @@ import pytest
 from producer.dev.services import start_seaweedfs
 from tests.workers.audit.records import verdict
 from workers.audit import manifests, signing
+from workers.audit.reviews import write_review
+from workers.core import keys
 from workers.core.errors import StorageError
+from workers.core.schemas import Review
 from workers.core.settings import Settings
 from workers.core.storage import S3ObjectStore, s3_client
 from workers.runtime.publish import audit_key, write_audit
@@ -39,6 +42,8 @@ def identities(bucket: str) -> dict:
               verdicts/ (polls Redis forgot), tenants/ (the registry) and uploads/ (the HEAD re-check);
               List on tenants/ only (the registry refresh)
     worker    scans/ and uploads/ GET, scans/ LIST (reconciler), verdicts/ PUT + GET/HEAD + LIST (reconciler)
+    reviews/  the api writes them (the review console, within its bucket-wide Write); the sealer and the
+              auditor read and list them beside verdicts/ (a day manifest covers the day's reviews)
     operator  tenants/ only: `tenderscan tenant` reads, lists and writes tenant records
     """
     def who(name: str, actions: list[str]) -> dict:
@@ -53,9 +58,9 @@ def identities(bucket: str) -> dict:
                        f"Read:{b}/verdicts/*", f"List:{b}/verdicts/*"]),
         who("operator", [f"Read:{b}/tenants/*", f"List:{b}/tenants/*", f"Write:{b}/tenants/*"]),
         who("sealer", [f"Read:{b}/verdicts/*", f"List:{b}/verdicts/*", f"Read:{b}/manifests/*",
-                       f"Write:{b}/manifests/*"]),
+                       f"Write:{b}/manifests/*", f"Read:{b}/reviews/*", f"List:{b}/reviews/*"]),
         who("auditor", [f"Read:{b}/verdicts/*", f"List:{b}/verdicts/*", f"Read:{b}/manifests/*",
-                        f"List:{b}/manifests/*"]),
+                        f"List:{b}/manifests/*", f"Read:{b}/reviews/*", f"List:{b}/reviews/*"]),
     ]}
 
 
@@ -120,26 +125,31 @@ def test_each_role_can_do_exactly_its_job(weed):
     v = verdict("2026-04-01")
     scan_key, vkey, mkey = "scans/dt=2026-04-01/tenant=acme/x.jpg", audit_key(v), "manifests/dt=2026-04-01/tenant=acme/manifest.json"
     tkey, ukey = "tenants/acme.json", "uploads/tenant=acme/u1"
-    for key in (scan_key, vkey, mkey, tkey, ukey):
+    rkey = keys.review_s3_key("acme", v.scan_id, "2026-04-01T12:00:00.000000Z")
+    for key in (scan_key, vkey, mkey, tkey, ukey, rkey):
         admin.put(key, b"{}")
     expect = {  # role -> {operation: allowed?}
         "api": {"put scan": True, "get scan": True, "delete new scan": True, "get verdict": True, "ping": True,
                 "list verdicts": False, "list scans": False, "list uploads": False, "get tenant": True,
                 "list tenants": True, "post upload": True, "head upload": True,
                 # not wanted, not expressible: the bucket-wide Write a presigned POST needs covers every key
-                "put tenant": True, "put verdict": True, "post upload to tenants": True},
+                "put tenant": True, "put verdict": True, "post upload to tenants": True,
+                "put review": True, "delete new review": True},
         "worker": {"get scan": True, "put scan": False, "list scans": True, "put verdict": True,
                    "delete new verdict": True, "get verdict": True, "list verdicts": True, "put manifest": False,
                    "get upload": True, "head upload": True, "put upload": False, "post upload": False,
-                   "get tenant": False, "put tenant": False, "list tenants": False, "ping": False},  # Write includes DELETE
+                   "get tenant": False, "put tenant": False, "list tenants": False, "ping": False,  # Write includes DELETE
+                   "put review": False, "list reviews": False},
         "operator": {"get tenant": True, "list tenants": True, "put tenant": True, "get scan": False,
                      "get verdict": False, "put scan": False, "get upload": False},
         "sealer": {"list verdicts": True, "get verdict": True, "put verdict": False, "put manifest": True,
-                   "get scan": False, "get tenant": False},
+                   "get scan": False, "get tenant": False, "list reviews": True, "get review": True,
+                   "put review": False},
         "auditor": {"list verdicts": True, "get verdict": True, "get manifest": True, "list manifests": True,
                     "put verdict": False, "delete verdict": False, "put manifest": False,
                     "delete manifest": False, "get scan": False, "list scans": False, "get tenant": False,
-                    "list tenants": False, "put tenant": False, "get upload": False, "post upload": False},
+                    "list tenants": False, "put tenant": False, "get upload": False, "post upload": False,
+                    "list reviews": True, "get review": True, "put review": False, "delete review": False},
     }
     for role, ops in expect.items():
         s = store(weed, role)
@@ -168,6 +178,11 @@ def test_each_role_can_do_exactly_its_job(weed):
             "post upload": lambda s=s: device_post(s, "uploads/tenant=acme/u3"),
             "post upload to tenants": lambda s=s: device_post(s, "tenants/evil.json"),
             "ping": lambda s=s: s.ping(),  # HeadBucket: the api's /readyz
+            "get review": lambda s=s: s.get(rkey),
+            "put review": lambda s=s: s.put(rkey.replace(".json", "-new.json"), b"{}"),
+            "delete new review": lambda s=s: s.delete(rkey.replace(".json", "-new.json")),
+            "delete review": lambda s=s: s.delete(rkey),
+            "list reviews": lambda s=s: s.list("reviews/"),
         }
         got = {op: allowed(calls[op]) for op in ops}
         assert got == ops, role
@@ -181,9 +196,13 @@ def test_worker_signs_sealer_seals_auditor_verifies_with_read_only_keys(weed):
     vs = [verdict("2026-04-02") for _ in range(3)]
     for v in vs:
         write_audit(v, worker, signer=SIGNER)
+    review = Review(scan_id=vs[0].scan_id, tenant="acme", label="genuine", reviewer="ann@acme",
+                    reviewed_at="2026-04-02T15:00:00.000000Z", submitted_at=vs[0].timestamps.submitted,
+                    image_key=vs[0].input.key, source="review", model_decision=vs[0].decision)
+    write_review(review, store(weed, "api"), SIGNER)  # the review console runs in the api
     manifests.seal_day(sealer, SIGNER, "2026-04-02", "acme")
     rep = manifests.verify_range(auditor, VERIFIER, "acme", "2026-04-02", "2026-04-02")
-    assert rep.ok and rep.records == 3
+    assert rep.ok and rep.records == 4
     # a worker key (it can write verdicts) is enough to alter a record, and verify sees it
     worker.put(audit_key(vs[0]), vs[0].encode().encode().replace(b"genuine", b"counterfeit"))
     rep = manifests.verify_range(auditor, VERIFIER, "acme", "2026-04-02", "2026-04-02")

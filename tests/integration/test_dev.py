@@ -57,8 +57,10 @@ def test_up_prints_working_variables_and_down_stops_everything(tmp_path):
         assert env_out.returncode == 0, env_out.stderr + (proc.stderr.read() if proc.poll() is not None else "")
         env = exported(env_out.stdout)
         assert {"TENDERSCAN_REDIS_URL", "TENDERSCAN_S3_ENDPOINT_URL", "TENDERSCAN_S3_BUCKET", "TENDERSCAN_API_URL",
-                "TENDERSCAN_API_KEY", "TENDERSCAN_API_KEYS", "TENDERSCAN_KEY_HMAC_SECRET"} <= set(env)
+                "TENDERSCAN_API_KEY", "TENDERSCAN_API_KEYS", "TENDERSCAN_KEY_HMAC_SECRET", "TENDERSCAN_REVIEWER_KEY",
+                "TENDERSCAN_REVIEWER_KEYS"} <= set(env)
         settings = Settings.from_env(env)  # the variables are valid settings, and they point at live services
+        assert list(settings.reviewer_keys.values()) == ["reviewer@dev"]  # the console login `up` printed
         assert redis.Redis.from_url(settings.redis_url).ping()
         for bucket in (settings.s3_bucket, settings.models_bucket):
             S3ObjectStore.from_settings(settings, bucket).ping()  # the buckets exist

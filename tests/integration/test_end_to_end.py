@@ -20,6 +20,7 @@ from models.synth import make_scans
 from producer.client import ClientError
 from tests.integration.conftest import start_stack, tenant_clients, wait_until
 from workers.core import keys
+from workers.core.enums import judged
 from workers.core.schemas import Verdict
 from workers.core.storage import S3ObjectStore
 
@@ -32,7 +33,9 @@ EVALUATION = Path(__file__).resolve().parents[2] / "models" / "default" / "evalu
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, seaweedfs):
-    stack = start_stack(tmp_path_factory.mktemp("e2e"), seaweedfs, workers=1)
+    # a QC sample of 20 % (default 1 %), so the review queue test below has auto-decided scans to check
+    stack = start_stack(tmp_path_factory.mktemp("e2e"), seaweedfs, workers=1,
+                        extra_env={"TENDERSCAN_REVIEW_QC_SAMPLE": "0.2"})
     yield stack
     stack.stop()
 
@@ -77,7 +80,7 @@ def test_every_scan_gets_exactly_one_verdict_in_redis_and_s3(stack, run):
         in_s3 = Verdict.decode(store.get(key).data)
         assert in_s3 == in_redis == Verdict.decode(row["done"]["verdict"])
         assert in_redis.tenant == row["tenant"]
-        assert in_redis.decision in {"genuine", "counterfeit", "review"}
+        assert judged(in_redis.decision, in_redis.reason)
         assert in_redis.model and len(in_redis.model.sha256) == 64
         ts = in_redis.timestamps
         assert ts.submitted <= ts.dequeued <= ts.inference_start <= ts.inference_end <= ts.completed
@@ -166,3 +169,21 @@ def test_scans_that_are_not_one_note_are_rejected_with_their_reason_and_an_upsid
         assert answers.count(("rejected", reason)) >= 2, (kind, answers)
     turned = [v[f"upside_down-{i}"]["decision"] for i in range(4)]
     assert "counterfeit" not in turned and turned.count("genuine") >= 3, turned
+
+
+def test_the_worker_queues_for_review_every_review_verdict_and_exactly_the_qc_sample(stack, run):
+    from workers.core.review_queue import qc_pick
+
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    rate = stack.settings.review_qc_sample
+    assert rate == 0.2
+    sampled = 0
+    for tenant in ("acme", "globex"):
+        verdicts = [Verdict.decode(x["done"]["verdict"]) for x in run if x["tenant"] == tenant]
+        expected = {v.scan_id for v in verdicts
+                    if v.decision == "review" or (v.decision in ("genuine", "counterfeit") and qc_pick(v.scan_id, rate))}
+        ours = {v.scan_id for v in verdicts}  # the module's other tests queue scans of their own
+        queued = {m.decode() for m in r.zrange(keys.review_queue_key(tenant), 0, -1)} & ours
+        assert queued == expected, tenant
+        sampled += sum(v.decision in ("genuine", "counterfeit") for v in verdicts if v.scan_id in queued)
+    assert 10 < sampled < 70  # about 20 % of the auto-decided among 200 scans

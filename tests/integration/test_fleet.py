@@ -30,7 +30,11 @@ pytestmark = pytest.mark.integration
 BACKLOG = 2500  # must outlast three worker start-ups and two rate windows (the model got faster)
 
 
-def rate(r: redis.Redis, seconds: float) -> float:
+def rate(r: redis.Redis, seconds: float, timeout: float = 60.0) -> float:
+    """Verdicts per second over `seconds`, counted from the first verdict that lands (a worker that just
+    logged `ready.` may still be warming up on a loaded machine), or 0 if none lands within `timeout`."""
+    start = _done(r)
+    wait_until(lambda: _done(r) > start, timeout, interval=0.2)
     before, t0 = _done(r), time.monotonic()
     time.sleep(seconds)
     return (_done(r) - before) / (time.monotonic() - t0)

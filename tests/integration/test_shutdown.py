@@ -25,6 +25,7 @@ from producer.client import TenderscanClient
 from tests.chaos.harness import API_KEY, ChaosStack
 from tests.integration.conftest import wait_until
 from workers.core import keys
+from workers.core.enums import judged
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +96,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_within_the_grace(grace_sta
     assert took < 20, f"exit took {took:.1f}s, grace is 20s"
     done = _scan_done(worker)
     assert len(done) == CONCURRENCY and len({e["scan_id"] for e in done}) == CONCURRENCY
-    assert all(e["decision"] in ("genuine", "counterfeit", "review") for e in done)
+    assert all(judged(e["decision"], e.get("reason")) for e in done)
     assert r.llen(keys.QUEUE) == N_SCANS - CONCURRENCY, "nothing new may be taken after SIGTERM"
     assert r.hlen(UNACKED) == 0, "finished scans must be acked before the exit, not stranded"
     stack.retire(worker)

@@ -3,7 +3,8 @@
     models/           imports neither workers/ nor producer/
     workers/core/     imports neither the runtime nor the audit tools (the edge stands on it alone)
     workers/audit/    does not import the runtime
-    workers/runtime/  uses core/ and audit/; nothing in workers/ imports producer/
+    workers/webhooks/ uses core/ only
+    workers/runtime/  uses core/, audit/ and webhooks/; nothing in workers/ imports producer/
 
 Read from the source (every import statement, inside functions too), so a lazy import cannot hide.
 """
@@ -19,7 +20,9 @@ from tests.imports import forbidden_imports
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {
     "models": ("workers", "producer"),
-    "workers/core": ("workers.runtime", "workers.audit", "workers.app", "workers.health", "producer"),
+    "workers/core": ("workers.runtime", "workers.audit", "workers.webhooks", "workers.app", "workers.health",
+                     "producer"),
+    "workers/webhooks": ("workers.runtime", "workers.audit", "workers.app", "workers.health", "producer"),
     "workers/audit": ("workers.runtime", "workers.app", "workers.health", "producer"),
     "workers/runtime": ("producer",),
 }

@@ -1,6 +1,7 @@
 """Tamper evidence for the audit records: seal each tenant-day into a signed manifest, verify later.
 
-    seal_day    list verdicts/dt=D/tenant=T/, hash every record, Merkle root, link to the tenant's
+    seal_day    list verdicts/dt=D/tenant=T/ and reviews/dt=D/tenant=T/ (a person's reviews, entered
+                as `review:{scan_id}` so a scan's verdict and review are two entries), hash every record, Merkle root, link to the tenant's
                 previous manifest (its date and the sha256 of its bytes), sign, write
                 manifests/dt=D/tenant=T/manifest.json. Run daily for yesterday (cron / CronJob), after
                 the last verdict of the day can land (scans near midnight finish a few seconds later).
@@ -26,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from workers.audit import signing
 from workers.core.errors import ObjectNotFound, TenderscanError
-from workers.core.keys import manifest_s3_key, verdicts_day_prefix
+from workers.core.keys import REVIEWS_PREFIX, manifest_s3_key, reviews_day_prefix, verdicts_day_prefix
 from workers.core.storage import ObjectStore
 
 MANIFEST_VERSION = 1
@@ -51,13 +52,30 @@ def scan_id_of(key: str) -> str:
     return key.rsplit("/", 1)[-1].removesuffix(".json")
 
 
+REVIEW_SUBJECT = "review:"  # a review record's entry in a manifest: "review:{scan_id}"
+
+
+def subject_of(key: str) -> str:
+    """A record's entry name in a manifest: the scan id for an audit record, review:{scan_id} for a review."""
+    return (REVIEW_SUBJECT if key.startswith(REVIEWS_PREFIX) else "") + scan_id_of(key)
+
+
 def tenants_of_day(objects: ObjectStore, day: str) -> list[str]:
-    prefix = verdicts_day_prefix(day)
-    return sorted({k[len(prefix):].split("/", 1)[0].removeprefix("tenant=") for k in objects.list(prefix)})
+    found = set()
+    for prefix in (verdicts_day_prefix(day), reviews_day_prefix(day)):
+        found |= {k[len(prefix):].split("/", 1)[0].removeprefix("tenant=") for k in objects.list(prefix)}
+    return sorted(found)
 
 
 def day_keys(objects: ObjectStore, day: str, tenant: str | None = None) -> list[str]:
+    """The audit records (verdicts) of a day: what `audit pull` exports."""
     return [k for k in objects.list(verdicts_day_prefix(day, tenant)) if k.endswith(".json")]
+
+
+def sealed_keys(objects: ObjectStore, day: str, tenant: str) -> list[str]:
+    """What a day's manifest covers: its audit records and the reviews recorded that day."""
+    reviews = [k for k in objects.list(reviews_day_prefix(day, tenant)) if k.endswith(".json")]
+    return day_keys(objects, day, tenant) + reviews
 
 
 def fetch(objects: ObjectStore, keys: list[str]) -> Iterator[tuple[str, bytes | None, dict[str, str]]]:
@@ -95,8 +113,8 @@ def seal_day(objects: ObjectStore, signer: signing.Signer, day: str, tenant: str
     key = manifest_s3_key(day, tenant)
     if not force and objects.exists(key):
         raise ManifestExists(f"{key} exists; a day is sealed once")
-    entries = [{"scan_id": scan_id_of(k), "sha256": signing.sha256_hex(data)}
-               for k, data, _ in fetch(objects, day_keys(objects, day, tenant)) if data is not None]
+    entries = [{"scan_id": subject_of(k), "sha256": signing.sha256_hex(data)}
+               for k, data, _ in fetch(objects, sealed_keys(objects, day, tenant)) if data is not None]
     entries.sort(key=lambda e: e["scan_id"])
     prev = previous_manifest(objects, day, tenant)
     doc = {
@@ -145,7 +163,8 @@ def check_record(verifier: signing.Verifier, key: str, data: bytes, metadata: di
     sig, kid = metadata.get(signing.SIGNATURE_META), metadata.get(signing.KEY_ID_META)
     if not sig or not kid:
         return "unsigned"
-    return None if verifier.verify(signing.record_message(key, data), sig, kid) else "bad_signature"
+    review = key.startswith(REVIEWS_PREFIX)  # the review console's keys count on review records only
+    return None if verifier.verify(signing.record_message(key, data), sig, kid, review=review) else "bad_signature"
 
 
 def check_manifest(verifier: signing.Verifier, doc: dict) -> str | None:
@@ -164,10 +183,10 @@ def check_manifest(verifier: signing.Verifier, doc: dict) -> str | None:
 def verify_day(objects: ObjectStore, verifier: signing.Verifier, day: str, tenant: str, report: VerifyReport) -> None:
     problems = report.problems
     found: dict[str, str] = {}  # scan_id -> sha256 of what is in S3 now
-    for key, data, meta in fetch(objects, day_keys(objects, day, tenant)):
+    for key, data, meta in fetch(objects, sealed_keys(objects, day, tenant)):
         if data is None:
             continue
-        scan_id = scan_id_of(key)
+        scan_id = subject_of(key)
         found[scan_id] = signing.sha256_hex(data)
         kind = check_record(verifier, key, data, meta)
         if kind:

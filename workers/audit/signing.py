@@ -85,17 +85,22 @@ class Signer:
 
 
 class Verifier:
-    """Public keys by key id. Unknown key ids and bad signatures both answer False."""
+    """Public keys by key id. Unknown key ids and bad signatures both answer False.
 
-    def __init__(self, public_hexes: Iterable[str]) -> None:
+    `review_hexes` are the review console's keys (the API signs reviews, docs/REVIEW.md): trusted on
+    review records only (`review=True`), so the API, which holds one, cannot sign a verdict that verifies.
+    The workers' keys are trusted on both."""
+
+    def __init__(self, public_hexes: Iterable[str], review_hexes: Iterable[str] = ()) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
         self.keys = {key_id(p): Ed25519PublicKey.from_public_bytes(bytes.fromhex(p)) for p in public_hexes}
+        self.review_keys = {key_id(p): Ed25519PublicKey.from_public_bytes(bytes.fromhex(p)) for p in review_hexes}
 
-    def verify(self, message: bytes, signature_b64: str, kid: str) -> bool:
+    def verify(self, message: bytes, signature_b64: str, kid: str, review: bool = False) -> bool:
         from cryptography.exceptions import InvalidSignature
 
-        public = self.keys.get(kid)
+        public = self.keys.get(kid) or (self.review_keys.get(kid) if review else None)
         if public is None:
             return False
         try:
@@ -124,12 +129,21 @@ def signer_from_settings(settings) -> Signer | None:
     return Signer(settings.audit_signing_key)
 
 
+def review_signer_from_settings(settings) -> Signer | None:
+    """The API's signer for review records (TENDERSCAN_REVIEW_SIGNING_KEY), or None: unsigned reviews."""
+    return Signer(settings.review_signing_key) if settings.review_signing_key else None
+
+
 def verifier_from_settings(settings, extra_public: Iterable[str] = ()) -> Verifier:
-    """Trust the published public keys, the extra ones given, and the own signing key's public half."""
+    """Trust the published public keys, the extra ones given, and the own signing key's public half;
+    the review keys (published, and the own one) on review records only."""
     keys = list(settings.audit_public_keys) + [parse_key_hex(p, "--public-key") for p in extra_public]
     if settings.audit_signing_key:
         keys.append(Signer(settings.audit_signing_key).public_hex)
-    return Verifier(keys)
+    reviews = list(settings.review_public_keys)
+    if settings.review_signing_key:
+        reviews.append(Signer(settings.review_signing_key).public_hex)
+    return Verifier(keys, reviews)
 
 
 # --- Merkle root over one tenant-day ------------------------------------------------------------

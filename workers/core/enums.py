@@ -14,6 +14,36 @@ class ScanStatus(StrEnum):
     DONE = "done"  # a verdict exists (any decision, including rejected)
 
 
+class WebhookEvent(StrEnum):
+    """`type` of a webhook event (workers/webhooks/events.py, docs/WEBHOOKS.md)."""
+
+    SCAN_COMPLETED = "scan.completed"  # a verdict was stored (any decision); data = the verdict
+    SCAN_REVIEWED = "scan.reviewed"  # a person decided a `review` scan (the review console emits it)
+    TEST = "webhook.test"  # `tenderscan webhook test`: a ping that carries no scan
+
+
+class DeliveryOutcome(StrEnum):
+    """`outcome` of one webhook delivery attempt in an endpoint's delivery log."""
+
+    DELIVERED = "delivered"  # the receiver answered 2xx: done
+    RETRYING = "retrying"  # failed; another attempt is scheduled (backoff with full jitter)
+    GAVE_UP = "gave_up"  # failed, and the retry window (WEBHOOK_RETRY_WINDOW_S) is spent: dropped
+    PARKED = "parked"  # the endpoint is disabled: kept until the tenant enables it again
+    DROPPED = "dropped"  # the event or the endpoint no longer exists (retention passed, endpoint removed)
+
+
+class DeliveryFailure(StrEnum):
+    """`reason` of a failed webhook attempt (docs/WEBHOOKS.md): every one is retried."""
+
+    BLOCKED_ADDRESS = "blocked_address"  # the host resolves to loopback, private, link-local, metadata... (SSRF)
+    DNS_FAILURE = "dns_failure"  # the host does not resolve
+    CONNECT_FAILED = "connect_failed"  # refused, unreachable, or TLS handshake failed
+    TIMEOUT = "timeout"  # no connection or no answer within WEBHOOK_TIMEOUT_S
+    REDIRECT = "redirect"  # a 3xx: redirects are never followed (they could point anywhere)
+    HTTP_STATUS = "http_status"  # any other non-2xx answer
+    BAD_URL = "bad_url"  # not an http(s) URL with a host
+
+
 class Decision(StrEnum):
     """`decision` in a verdict."""
 
@@ -53,3 +83,29 @@ class Reason(StrEnum):
     UNCERTAIN = "uncertain"  # the counterfeit probability lies between the two thresholds
     UNFAMILIAR_CAPTURE = "unfamiliar_capture"  # the scan is unlike anything the model learned (out of distribution)
     NOT_SURE_IT_IS_A_NOTE = "not_sure_it_is_a_note"  # the model is unsure the scan shows one whole note
+
+
+class ReviewLabel(StrEnum):
+    """`label` in a person's review (schemas.Review): what the reviewer saw in the scan."""
+
+    GENUINE = "genuine"  # legal tender (console key g)
+    COUNTERFEIT = "counterfeit"  # a fake (console key c)
+    NOT_A_BANKNOTE = "not_a_banknote"  # no note of ours in the scan (console key n): final decision `rejected`
+
+
+class ReviewSource(StrEnum):
+    """Why a scan is in the review queue."""
+
+    REVIEW = "review"  # its verdict's decision is `review`: the model was unsure
+    QC_SAMPLE = "qc_sample"  # an auto-decided scan drawn for quality control (settings.review_qc_sample)
+
+
+# a `rejected` for what the image shows (the model looked), unlike the rejections of the bytes above
+SCENE_REASONS = frozenset({Reason.NOT_A_BANKNOTE, Reason.NOTE_INCOMPLETE, Reason.MULTIPLE_NOTES})
+
+
+def judged(decision: str, reason: str | None) -> bool:
+    """Whether the model judged the scan: genuine, counterfeit, review, or rejected for what it shows (not a
+    note of ours, part of one, several) rather than for bytes that are not a usable image."""
+    return decision in (Decision.GENUINE, Decision.COUNTERFEIT, Decision.REVIEW) or (
+        decision == Decision.REJECTED and reason in SCENE_REASONS)

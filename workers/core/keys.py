@@ -22,6 +22,18 @@ Redis keys (ours all start `ts:`), and who writes them:
                                        TTL: settings.in_flight_ttl_s
     ts:keyuse:{tenant}         hash    key_id -> last use (time); lossy, at most every
                                        KEY_USE_EVERY_S per key and API process               [edge]
+    ts:wh:endpoints:{tenant}   hash    endpoint id -> Endpoint JSON (url, signing secrets) [CLI, API]
+    ts:wh:state:{tenant}:{ep}  hash    the endpoint's health: failing_since, disabled_at     [deliverer, CLI]
+    ts:wh:msg:{msg_id}         string  a webhook event: tenant, type and the exact body sent  [worker, emit]
+                                       TTL: settings.webhook_retention_s
+    ts:wh:due                  zset    deliveries "{tenant}|{ep}|{msg_id}", score = when due (unix s); a
+                                       claimed one is pushed WEBHOOK_LEASE_S ahead, so a deliverer that
+                                       dies loses nothing                                   [emit, deliverer]
+    ts:wh:try:{delivery}       hash    attempts, first_at (unix s) of one delivery          [deliverer]
+                                       TTL: settings.webhook_retention_s
+    ts:wh:parked:{tenant}:{ep} zset    deliveries held while the endpoint is disabled        [deliverer, enable]
+    ts:wh:log:{tenant}:{ep}    list    the endpoint's delivery log, newest first, WEBHOOK_LOG_MAX JSON
+                                       records (outcome, status, latency, attempt)           [deliverer]
     ts:reconcile:lock          string  held by the worker reconciling now                   [worker]
                                        TTL: settings.reconcile_interval_s
     ts:reconcile:sweep         string  the Redis run_id at the reconciler's last full S3 sweep: a missing
@@ -32,10 +44,23 @@ Redis keys (ours all start `ts:`), and who writes them:
                                        production; every worker adds its counts  [worker; runtime/rollout.py]
                                        TTL: 3 windows
     ts:shadow:{version}        stream  a shadow version's answers beside production's, one entry per
-                                       sampled scan (never returned to a client)   [worker; rollout.py]
+                                       sampled scan (never returned to a client)   [worker; shadow.py]
                                        MAXLEN ~SHADOW_STREAM_MAXLEN, TTL SHADOW_TTL_S after the last entry
     ts:rollout:lock:{version}  string  held by the worker rolling a canary back (one rollback) [worker]
                                        TTL: ROLLBACK_LOCK_TTL_S
+    ts:review:queue:{tenant}   zset    scans awaiting a person (every `review` verdict, a QC sample of
+                                       the auto-decided), score = submission time (unix s): oldest
+                                       first; publish adds, recording a review removes   [worker, edge]
+    ts:review-tenants          set     tenants that have had a review queue: where an auditor's
+                                       cross-tenant queue starts                            [worker]
+    ts:review:claim:{scan_id}  string  the reviewer judging the scan now (a lease)          [edge]
+                                       TTL: settings.review_claim_ttl_s
+    ts:review:{scan_id}        string  the scan's review (Review JSON), the bytes of its S3 record;
+                                       GET /v1/scans/{id} reads it                          [edge]
+                                       TTL: settings.verdict_ttl_s, from the review
+    ts:review:session:{digest} string  a console login: {reviewer, scope}; digest = sha256 of the
+                                       cookie's token (the token itself is never stored)    [edge]
+                                       TTL: settings.review_session_ttl_s
     tenderscan.scans           list    the queue (QUEUE): kombu pushes task messages here    [edge, reconciler]
     unacked                    hash    kombu's own: messages delivered and not yet acked (read by the
                                        API's backlog gauge, core/telemetry.py)              [kombu]
@@ -49,6 +74,10 @@ intent and audit record share a partition:
                                                Ed25519 signature (workers/audit/signing.py)
     uploads/tenant=T/{upload_id}               a direct upload (POST /v1/uploads, a presigned POST); a
                                                scan by reference points its image_key here
+    reviews/dt=R/tenant=T/{scan_id}.json       a person's review of the scan (Review.encode()), signed like an
+                                               audit record; R is the REVIEW's UTC date (not the scan's), so
+                                               a review made after its scan's day was sealed lands in a day
+                                               not sealed yet and the next seal covers it
     manifests/dt=D/tenant=T/manifest.json      the sealed day: record digests, Merkle root, previous
                                                manifest's digest, signed (workers/audit/manifests.py)
     tenants/{tenant}.json                      the tenant record: API keys as HMAC digests, limit
@@ -106,12 +135,69 @@ IN_FLIGHT_TENANTS_KEY = "ts:inflight-tenants"  # set: tenants with in-flight zse
 RECONCILE_SWEEP_KEY = "ts:reconcile:sweep"  # Redis run_id at the reconciler's last S3 sweep
 
 
+# --- webhooks (workers/webhooks/, docs/WEBHOOKS.md) -------------------------------------------------
+WEBHOOK_DUE_KEY = "ts:wh:due"  # zset of deliveries by due time: the durable schedule the deliverer drains
+WEBHOOK_LOG_MAX = 1000  # delivery log records kept per endpoint (older ones are trimmed)
+
+
+def webhook_endpoints_key(tenant: str) -> str:
+    return f"ts:wh:endpoints:{tenant}"
+
+
+def webhook_state_key(tenant: str, endpoint_id: str) -> str:
+    return f"ts:wh:state:{tenant}:{endpoint_id}"
+
+
+def webhook_message_key(msg_id: str) -> str:
+    return f"ts:wh:msg:{msg_id}"
+
+
+def webhook_delivery_id(tenant: str, endpoint_id: str, msg_id: str) -> str:
+    """A delivery is one event to one endpoint; '|' appears in no tenant, endpoint or message id."""
+    return f"{tenant}|{endpoint_id}|{msg_id}"
+
+
+def webhook_try_key(delivery_id: str) -> str:
+    return f"ts:wh:try:{delivery_id}"
+
+
+def webhook_parked_key(tenant: str, endpoint_id: str) -> str:
+    return f"ts:wh:parked:{tenant}:{endpoint_id}"
+
+
+def webhook_log_key(tenant: str, endpoint_id: str) -> str:
+    return f"ts:wh:log:{tenant}:{endpoint_id}"
+
+
 def key_use_key(tenant: str) -> str:
     return f"ts:keyuse:{tenant}"
 
 
 KEY_USE_EVERY_S = 60  # an API process records a key's last use at most this often (seconds)
 RECONCILE_LOCK_KEY = "ts:reconcile:lock"  # held by the worker reconciling now (TTL = the interval)
+
+
+# --- Redis keys: the review console (producer/review/, workers/core/review_queue.py) ---------------
+def review_queue_key(tenant: str) -> str:
+    return f"ts:review:queue:{tenant}"
+
+
+REVIEW_TENANTS_KEY = "ts:review-tenants"  # set: tenants with a review queue (a '-': no queue key can clash)
+
+
+def review_claim_key(scan_id: str) -> str:
+    return f"ts:review:claim:{scan_id}"
+
+
+def review_key(scan_id: str) -> str:
+    return f"ts:review:{scan_id}"  # scan ids are 32 hex digits: never 'queue:…', 'claim:…' or 'session:…'
+
+
+def review_session_key(token_digest: str) -> str:
+    return f"ts:review:session:{token_digest}"
+
+
+REVIEW_UNDO_S = 60  # a reviewer may take a review back this long after recording it (seconds)
 
 
 # --- S3 keys: the scans bucket --------------------------------------------------------------------
@@ -155,6 +241,19 @@ def upload_s3_key(tenant: str, upload_id: str) -> str:
 
 def is_upload_key(key: str) -> bool:
     return key.startswith(UPLOADS_PREFIX)
+
+
+REVIEWS_PREFIX = "reviews/"  # people's reviews (the review console), one signed record per review
+
+
+def review_s3_key(tenant: str, scan_id: str, reviewed_at: str) -> str:
+    """A review's signed record, partitioned by the REVIEW's date (see the module docstring)."""
+    return f"{REVIEWS_PREFIX}dt={_dt(reviewed_at)}/tenant={tenant}/{scan_id}.json"
+
+
+def reviews_day_prefix(date: str, tenant: str | None = None) -> str:
+    """Every review record of a day (and tenant): what `audit seal / verify` list beside the verdicts."""
+    return f"{REVIEWS_PREFIX}dt={date}/" + (f"tenant={tenant}/" if tenant else "")
 
 
 def manifest_s3_key(date: str, tenant: str) -> str:

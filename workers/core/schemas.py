@@ -5,6 +5,8 @@
     MultiScanMessage   up to MAX_SCANS_PER_MESSAGE ScanMessages in one queue message (bulk submissions)
     Verdict            one per scan, written once; the same bytes in Redis and in the S3 audit record
                        (with ModelRef, InputRef, Timestamps inside)
+    Review             a person's judgement of a scan (the review console); the verdict stays as it was,
+                       the review is its own signed record beside it
 
 Each has `encode` / `decode`, a version field (change a schema -> bump its version), and anything that
 does not decode raises ContractError. Where each lives is in keys.py; the words its fields take
@@ -19,13 +21,15 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
-from workers.core.enums import Decision
+from workers.core.enums import Decision, Reason, ReviewLabel, ReviewSource
 from workers.core.errors import ContractError
 
 # --- schema versions and limits -----------------------------------------------------------------
 MESSAGE_VERSION = 1  # ScanMessage
 MULTI_MESSAGE_VERSION = 1  # MultiScanMessage
 VERDICT_VERSION = 1  # Verdict / the audit record
+REVIEW_VERSION = 1  # Review / the review record
+MAX_REVIEW_NOTE = 2000  # characters of a reviewer's note
 MAX_SCANS_PER_MESSAGE = 256  # a MultiScanMessage carrying more is refused whole (bad_message for each)
 
 
@@ -45,6 +49,36 @@ def is_scan_id(value: str) -> bool:
 def is_safe_id(value: str) -> bool:
     """store_id, terminal_id and tenant end up in S3 keys and logs: keep them boring."""
     return bool(_SAFE.match(value))
+
+
+# --- webhooks (workers/webhooks/, docs/WEBHOOKS.md) ----------------------------------------------
+WEBHOOK_EVENT_VERSION = 1  # WebhookEvent (the body a tenant's endpoint receives)
+_MSG_ID = re.compile(r"^msg_[A-Za-z0-9_]{1,80}$")
+
+
+def is_webhook_msg_id(value: str) -> bool:
+    return bool(_MSG_ID.match(value))
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One event for a tenant's endpoints. `body()` is exactly what is POSTed and signed, built once
+    at emit and stored, so every retry sends the same bytes under the same `webhook-id` (= `id`)."""
+
+    id: str  # msg_...; the webhook-id header, the receiver's idempotency key
+    tenant: str
+    type: str  # enums.WebhookEvent
+    timestamp: str  # clock format: when it happened
+    data: dict[str, Any]  # scan.completed: the verdict as stored; scan.reviewed: the review console's
+
+    def __post_init__(self) -> None:
+        if not is_webhook_msg_id(self.id) or not is_safe_id(self.tenant):
+            raise ContractError(f"bad webhook event id {self.id!r} or tenant {self.tenant!r}")
+
+    def body(self) -> str:
+        """The Standard Webhooks payload shape: type, timestamp, data (+ our schema version)."""
+        return json.dumps({"type": self.type, "timestamp": self.timestamp, "data": self.data, "v": WEBHOOK_EVENT_VERSION},
+                          separators=(",", ":"), sort_keys=True)
 
 
 # --- decoding, and the queue message ------------------------------------------------------------
@@ -223,3 +257,69 @@ class Verdict:
         if verdict.decision not in set(Decision):
             raise ContractError(f"verdict decision {verdict.decision!r} is unknown")
         return verdict
+
+
+# --- a person's review (the review console; producer/review/) ----------------------------------
+@dataclass(frozen=True)
+class Review:
+    """A reviewer's judgement of one scan, written once per review beside the (unchanged) verdict:
+    in Redis (keys.review_key) and as a signed S3 record (keys.review_s3_key), the same bytes.
+
+    `model_*` copy what the model answered, so a data set built from reviews (`tenderscan dataset
+    from-reviews`) holds the human label and the model's own answer side by side."""
+
+    scan_id: str
+    tenant: str
+    label: str  # a ReviewLabel value
+    reviewer: str  # the reviewer's name from TENDERSCAN_REVIEWER_KEYS (name@scope)
+    reviewed_at: str  # clock format; its date partitions the S3 record
+    submitted_at: str  # the scan's; with tenant and scan_id it locates the image and the verdict
+    image_key: str  # the scan's image in S3
+    source: str  # a ReviewSource value: why the scan was queued
+    model_decision: str  # the verdict's decision (a Decision value)
+    model_confidence: float | None = None
+    model_p_counterfeit: float | None = None
+    model_version: str | None = None
+    model_denomination: str | None = None  # the model's reading of the note (a data set's denomination label)
+    verdict_sha256: str | None = None  # of the verdict JSON the reviewer saw (the audit record's bytes)
+    signs_seen: list[str] = field(default_factory=list)  # tell-tale signs the reviewer saw
+    note: str = ""
+    v: int = REVIEW_VERSION
+
+    @property
+    def final_decision(self) -> str:
+        """The decision that stands after the review (a Decision value)."""
+        return Decision.REJECTED.value if self.label == ReviewLabel.NOT_A_BANKNOTE else self.label
+
+    @property
+    def final_reason(self) -> str | None:
+        return Reason.NOT_A_BANKNOTE.value if self.label == ReviewLabel.NOT_A_BANKNOTE else None
+
+    def encode(self) -> str:
+        return _CANONICAL_JSON.encode(_plain(self))
+
+    @classmethod
+    def decode(cls, raw: str | bytes | dict) -> Review:
+        data = decode_json(raw, "review")
+        if data.get("v") != REVIEW_VERSION:
+            raise ContractError(f"review version {data.get('v')!r} is not {REVIEW_VERSION}")
+        try:
+            review = cls(**data)
+        except TypeError as exc:
+            raise ContractError(f"review fields: {exc}") from None
+        review.check()
+        return review
+
+    def check(self) -> None:
+        """ContractError unless every field holds a value the contract allows."""
+        if not is_scan_id(self.scan_id) or not is_safe_id(self.tenant):
+            raise ContractError("review has a malformed scan_id or tenant")
+        if self.label not in set(ReviewLabel) or self.source not in set(ReviewSource):
+            raise ContractError(f"review label {self.label!r} or source {self.source!r} is unknown")
+        if self.model_decision not in set(Decision):
+            raise ContractError(f"review model_decision {self.model_decision!r} is unknown")
+        if not isinstance(self.signs_seen, list) or not all(isinstance(s, str) and len(s) <= 64
+                                                           for s in self.signs_seen):
+            raise ContractError("review signs_seen must be a list of sign names")
+        if not isinstance(self.note, str) or len(self.note) > MAX_REVIEW_NOTE:
+            raise ContractError(f"review note must be text of at most {MAX_REVIEW_NOTE} characters")

@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from workers.core.errors import SettingsError
 from workers.core.schemas import MAX_SCANS_PER_MESSAGE
@@ -71,6 +79,29 @@ def parse_api_keys(raw: str, name: str = PREFIX + "API_KEYS") -> dict[str, str]:
             raise SettingsError(f"{name}: tenant id {tenant!r} may hold only letters, digits, '-' and '_'")
         out[digest] = tenant.strip()
     return out
+
+
+def parse_reviewer_keys(raw: str, name: str = PREFIX + "REVIEWER_KEYS") -> dict[str, str]:
+    """Parse `name@scope:sha256hex,...` into {key_hash: "name@scope"}: the review console's logins.
+
+    `scope` is the one tenant whose scans the reviewer judges, or `*` for an auditor across tenants.
+    Only digests live in configuration (`tenderscan keyhash KEY`), like TENDERSCAN_API_KEYS.
+    """
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        who, sep, digest = item.rpartition(":")
+        digest = digest.strip().lower()
+        reviewer, at, scope = who.strip().partition("@")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise SettingsError(f"{name}: entry {who or item[:12]!r} must look like name@tenant:<64 hex sha256>")
+        if not at or not _plain_id(reviewer) or not (scope == "*" or _plain_id(scope)):
+            raise SettingsError(f"{name}: {who!r} must be name@tenant or name@* (letters, digits, '-', '_')")
+        out[digest] = f"{reviewer}@{scope}"
+    return out
+
+
+def _plain_id(value: str) -> bool:
+    return bool(value) and len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum()
 
 
 def parse_key_hex(raw: str, name: str) -> str:
@@ -200,9 +231,50 @@ class Settings(BaseModel):
                                      section="audit records (docs/AUDIT.md)", secret=True, per_deployment=True)
     audit_public_keys: tuple[str, ...] = setting((), "published public keys `audit verify` trusts, "
                                                      "comma-separated 64 hex", per_deployment=True)
+    # --- review console (producer/review/, docs/REVIEW.md) -----------------------------------------
+    reviewer_keys: Mapping[str, str] = setting(
+        {}, "review console logins: name@tenant:sha256(key) (a tenant's reviewer) or name@*:sha256(key) "
+            "(an auditor across tenants), comma-separated; `tenderscan keyhash KEY`",
+        section="review console (docs/REVIEW.md)", secret=True, per_deployment=True)
+    review_signing_key: str = setting("", "Ed25519 seed, 64 hex, the API signs review records with (`tenderscan audit "
+                                          "keygen`); a secret, NOT the workers' audit key (a key the API holds "
+                                          "must not sign verdicts). Empty = reviews written unsigned",
+                                      secret=True, per_deployment=True)
+    review_public_keys: tuple[str, ...] = setting((), "published public keys of review signers: `audit verify` "
+                                                      "trusts them on review records only, comma-separated 64 hex",
+                                                  per_deployment=True)
+    review_qc_sample: float = setting(0.01, "share of auto-decided (genuine/counterfeit) scans also queued for "
+                                            "review, for quality control; drawn by a hash of the scan id", ge=0, le=1)
+    review_sla_s: int = setting(4 * 3600, "a queued scan older than this is overdue (the console marks it)", ge=1)
+    review_claim_ttl_s: int = setting(300, "a reviewer's claim on a scan lapses after this long (s) unless renewed",
+                                      ge=10)
+    review_session_ttl_s: int = setting(8 * 3600, "a console login lasts this long (s)", ge=60)
     # --- logs -----------------------------------------------------------------------------------
     log_level: str = setting("INFO", "DEBUG | INFO | WARNING | ERROR", section="logs")
     log_json: bool = setting(True, "one JSON object per line (false: human-readable lines)")
+    # --- webhooks (docs/WEBHOOKS.md) ------------------------------------------------------------
+    webhook_timeout_s: float = setting(10.0, "connect, and then each read, of a webhook delivery; a receiver "
+                                             "slower than this has failed the attempt",
+                                       section="webhooks (docs/WEBHOOKS.md)", gt=0)
+    webhook_backoff_base_s: float = setting(5.0, "the first retry waits up to this long; each next one up to "
+                                                 "twice as long (full jitter)", gt=0)
+    webhook_backoff_cap_s: float = setting(3600.0, "the longest wait between two attempts", gt=0)
+    webhook_retry_window_s: int = setting(24 * 3600, "a delivery is retried this long after its first attempt, "
+                                                     "then given up", ge=1)
+    webhook_disable_after_s: int = setting(12 * 3600, "an endpoint failing without a single success this long is "
+                                                      "disabled; its deliveries wait (parked) until "
+                                                      "`tenderscan webhook enable`", ge=1)
+    webhook_rotation_overlap_s: int = setting(24 * 3600, "after a secret rotation the old secret still signs "
+                                                         "(a second signature) this long", ge=0)
+    webhook_retention_s: int = setting(7 * 24 * 3600, "events and their delivery state are kept this long "
+                                                      "(parked ones too)", ge=1)
+    webhook_lease_s: int = setting(120, "a claimed delivery comes back to the schedule after this long if its "
+                                        "deliverer died; above WEBHOOK_TIMEOUT_S", ge=1)
+    webhook_concurrency: int = setting(8, "deliveries in flight per `tenderscan webhook deliver` process", ge=1)
+    webhook_poll_s: float = setting(0.5, "the deliverer looks for due deliveries this often when idle", gt=0)
+    webhook_allow_cidrs: tuple[str, ...] = setting((), "comma-separated CIDRs a receiver may resolve to even "
+                                                       "though they are refused by default (loopback, private); "
+                                                       "for tests and private deployments only")
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -219,18 +291,38 @@ class Settings(BaseModel):
     def _api_keys(cls, value: Any) -> Any:
         return parse_api_keys(value) if isinstance(value, str) else value
 
-    @field_validator("audit_signing_key", mode="before")
+    @field_validator("reviewer_keys", mode="before")
     @classmethod
-    def _signing_key(cls, value: Any) -> Any:
-        if isinstance(value, str):  # empty stays empty: audit records are written unsigned
-            return parse_key_hex(value, PREFIX + "AUDIT_SIGNING_KEY") if value.strip() else ""
+    def _reviewer_keys(cls, value: Any) -> Any:
+        return parse_reviewer_keys(value) if isinstance(value, str) else value
+
+    @field_validator("audit_signing_key", "review_signing_key", mode="before")
+    @classmethod
+    def _signing_key(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):  # empty stays empty: records are written unsigned
+            return parse_key_hex(value, PREFIX + info.field_name.upper()) if value.strip() else ""
         return value
 
-    @field_validator("audit_public_keys", mode="before")
+    @field_validator("audit_public_keys", "review_public_keys", mode="before")
     @classmethod
-    def _public_keys(cls, value: Any) -> Any:
+    def _public_keys(cls, value: Any, info: ValidationInfo) -> Any:
         parts = value.split(",") if isinstance(value, str) else value
-        return tuple(parse_key_hex(p, PREFIX + "AUDIT_PUBLIC_KEYS") for p in parts if p.strip())
+        return tuple(parse_key_hex(p, PREFIX + info.field_name.upper()) for p in parts if p.strip())
+
+    @field_validator("webhook_allow_cidrs", mode="before")
+    @classmethod
+    def _allow_cidrs(cls, value: Any) -> Any:
+        import ipaddress
+
+        parts = value.split(",") if isinstance(value, str) else value
+        out = []
+        for part in (p.strip() for p in parts):
+            if part:
+                try:
+                    out.append(str(ipaddress.ip_network(part, strict=False)))
+                except ValueError:
+                    raise SettingsError(f"{PREFIX}WEBHOOK_ALLOW_CIDRS: {part!r} is not a CIDR") from None
+        return tuple(out)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -263,6 +355,9 @@ class Settings(BaseModel):
                                 f"below {PREFIX}VERDICT_TTL_S ({self.verdict_ttl_s})")
         if self.min_side > self.max_side:
             raise SettingsError(f"{PREFIX}MIN_SIDE ({self.min_side}) must be at most {PREFIX}MAX_SIDE ({self.max_side})")
+        if self.webhook_lease_s <= 2 * self.webhook_timeout_s:
+            raise SettingsError(f"{PREFIX}WEBHOOK_LEASE_S ({self.webhook_lease_s}) must exceed twice "
+                                f"{PREFIX}WEBHOOK_TIMEOUT_S (a connect and a read)")
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         for name in ("s3_bucket", "models_bucket"):

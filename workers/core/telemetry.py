@@ -266,3 +266,17 @@ def serve(port: int, addr: str = "0.0.0.0"):
         return None
     server, _thread = start_http_server(port, addr=addr, registry=REGISTRY)
     return server
+
+
+# --- webhooks: the deliverer process (workers/webhooks/deliverer.py, docs/WEBHOOKS.md) ---------------
+WEBHOOK_DELIVERIES = Counter("tenderscan_webhook_deliveries", "Webhook delivery attempts settled, by outcome "
+                             "(delivered, retrying, gave_up, parked, dropped) and failure reason",
+                             ["outcome", "reason"], registry=REGISTRY)
+WEBHOOK_ATTEMPT = Histogram("tenderscan_webhook_attempt_seconds", "One webhook POST, connect to answer",
+                            registry=REGISTRY, buckets=_TIME_BUCKETS)
+
+
+def observe_webhook(outcome: str, reason: str | None, latency_ms: float | None) -> None:
+    WEBHOOK_DELIVERIES.labels(outcome=outcome, reason=reason or "").inc()
+    if latency_ms is not None:
+        WEBHOOK_ATTEMPT.observe(latency_ms / 1000)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from workers.core import imaging
+from workers.core.review_queue import ReviewQueue
 from workers.core.schemas import ModelRef
 from workers.core.settings import Settings
 from workers.core.storage import ObjectStore
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from workers.audit.signing import Signer
     from workers.runtime.reconcile import Reconciler
     from workers.runtime.shutdown import GraceWatchdog
+    from workers.webhooks.outbox import Outbox
 
 log = structlog.get_logger("workers.runtime.context")
 _ATTRIBUTE = "tenderscan_context"  # where attach() leaves the context on a Celery app
@@ -87,12 +89,14 @@ class WorkerContext:
     # --- what a scan needs (pipeline.py, publish.py, retrying.py) ---------------------------------------
     objects: ObjectStore | None = None  # the scans bucket: images in, audit records out
     verdicts: VerdictStore | None = None  # scan states and verdicts in Redis
+    reviews: ReviewQueue | None = None  # the review queue (Redis); None: no scan is queued for a person
     runner: Runner | None = None  # the model behind its batcher
     limits: imaging.Limits = field(default_factory=imaging.Limits)
     signer: Signer | None = None  # signs each audit record; None: written unsigned (`audit verify` flags them)
     policy: RetryPolicy = field(default_factory=RetryPolicy)  # max_attempts, the outage window, backoff
     clock: Callable[[], datetime] = now
     fanout: Executor | None = None  # threads for the scans of a multi-scan message (None: in the caller's)
+    webhooks: Outbox | None = None  # schedules scan.completed webhook events; None: none are sent
     # scans of multi-scan messages in flight in this process (tasks.py takes them per message)
     slots: ScanSlots = field(default_factory=lambda: ScanSlots(2 * Settings().effective_concurrency))
     # --- the worker's own services (runtime/worker.py starts and stops them) --------------------------
@@ -146,9 +150,17 @@ class WorkerContext:
                     self.objects = S3ObjectStore(client, settings.s3_bucket)
                 if self.verdicts is None:
                     self.verdicts = VerdictStore.from_settings(settings)
+                if self.reviews is None:
+                    self.reviews = ReviewQueue.from_settings(self.verdicts.r, settings)
                 if self.fanout is None:  # as many threads as the scans one worker process has in flight
                     self.fanout = ThreadPoolExecutor(settings.effective_concurrency,
                                                      thread_name_prefix="tenderscan-scan")
+                if self.webhooks is None:
+                    from workers.core.verdict_store import redis_client
+                    from workers.webhooks.outbox import Outbox
+
+                    self.webhooks = Outbox(redis_client(settings.redis_url), settings.webhook_retention_s,
+                                           settings.webhook_lease_s)
             self._loaded = True
         return self
 

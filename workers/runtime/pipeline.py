@@ -51,7 +51,7 @@ from workers.core.keys import CONTENT_TYPES, is_upload_key
 from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
 from workers.core.storage import StoredObject, TooLarge
 from workers.runtime import decide
-from workers.runtime.publish import publish, publish_one, write_audit
+from workers.runtime.publish import publish, publish_one, queue_for_review, write_audit
 from workers.runtime.shadow import record_shadow
 
 if TYPE_CHECKING:
@@ -109,6 +109,12 @@ def process_scans(msgs: Sequence[ScanMessage], ctx: WorkerContext) -> list[Verdi
             log.info("scan_redelivered", scan_id=msg.scan_id, decision=stored.decision, attempt=stored.attempt)
         else:
             todo.append((i, msg, stored))
+    if redelivered:  # its first delivery may have stored the verdict and failed to queue it for review
+        try:
+            queue_for_review([outcomes[i] for i, _ in redelivered], ctx)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - Redis is down: those scans are retried
+            for i, _ in redelivered:
+                outcomes[i] = exc
     judged = _judge(todo, ctx, executor, outcomes)
     publish_started = time.monotonic()
     winners = publish([s.verdict for s in judged], ctx, executor)

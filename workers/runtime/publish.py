@@ -9,6 +9,14 @@ the redelivery finds the verdict in Redis and only writes the missing audit reco
                                        them all (VerdictStore.save_verdicts), then each winner's stored
                                        bytes go to S3, AUDIT_CHUNK records per executor job
     publish_one(verdict, ctx)          the same for one verdict, in the caller's thread; raises
+    queue_for_review(verdicts, ctx)    the ones a person must look at (every `review`, a QC sample of the
+                                       auto-decided) into the tenant's review queue (core/review_queue.py);
+                                       publish calls it once the verdicts are stored, and the pipeline
+                                       for a redelivered scan's stored verdict (it is idempotent)
+
+Beside them, one script call schedules a `scan.completed` webhook event per stored verdict for the
+tenant's endpoints (workers/webhooks/events.py): it only writes to Redis, never waits on a receiver,
+and a failure there is logged, never the verdict's.
 
 The audit record's bytes are exactly the Redis JSON; its Ed25519 signature rides in the object's
 metadata (workers/audit/signing.py). The signer is the caller's (the worker context's, or the one
@@ -26,6 +34,7 @@ from workers.audit.signing import Signer
 from workers.core import keys
 from workers.core.schemas import Verdict
 from workers.core.storage import ObjectStore
+from workers.webhooks.events import emit_completed
 
 if TYPE_CHECKING:
     from workers.runtime.context import WorkerContext
@@ -59,8 +68,13 @@ def publish(verdicts: Sequence[Verdict], ctx: WorkerContext, executor: Executor)
     except Exception as exc:  # noqa: BLE001 - every verdict's outcome
         return [exc] * len(verdicts)
     out: list[Verdict | BaseException] = [winner for winner, _ in saved]
+    try:
+        queue_for_review(out, ctx)  # type: ignore[arg-type] - every entry is a Verdict here
+    except Exception as exc:  # noqa: BLE001 - stored but not queued: the redelivery queues them
+        return [exc] * len(verdicts)
     jobs = [(start, executor.submit(_write_audits, saved[start:start + AUDIT_CHUNK], ctx.objects, ctx.signer))
             for start in range(0, len(saved), AUDIT_CHUNK)]
+    emit_completed(ctx.webhooks, saved)  # scan.completed, while the audit PUTs run; never raises
     for start, job in jobs:
         try:
             job.result()
@@ -75,6 +89,12 @@ def publish_one(verdict: Verdict, ctx: WorkerContext) -> Verdict:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
+
+
+def queue_for_review(verdicts: Sequence[Verdict], ctx: WorkerContext) -> None:
+    """Queue the verdicts a person must look at; raises StoreUnavailable (the delivery is retried)."""
+    if ctx.reviews is not None and verdicts:
+        ctx.reviews.enqueue(verdicts)
 
 
 def _write_audits(saved: Sequence[tuple[Verdict, str]], objects: ObjectStore, signer: Signer | None) -> None:

@@ -32,6 +32,11 @@ def register(subparsers) -> None:
                    help="aim the thresholds at this share of the limits on validation (1 = exactly at the limits)")
     p.add_argument("--sign-max-false-alarm", type=float, default=0.005,
                    help="per-sign thresholds: false alarms allowed among validation notes without the sign")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="fine-tune this checkpoint's weights (with its preprocessing) instead of starting afresh")
+    p.add_argument("--extra-data", action="append", default=[], metavar="DIR",
+                   help="a folder mixed into the training set, e.g. from `tenderscan dataset from-reviews` "
+                        "(repeatable); its manifest sha256 and size are recorded in the checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -39,14 +44,16 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from models.data import load_folder, synthesize
+    from models.checkpoint import load_checkpoint
+    from models.data import concat, load_folder, synthesize
     from models.train import TrainConfig, save, train
     from models.transforms import PreprocessParams
 
     if not args.synth and not (args.train_dir and args.val_dir):
         raise SystemExit("tenderscan: error: give --train DIR and --val DIR, or --synth N")
     torch.set_num_threads(args.threads)
-    params = PreprocessParams()
+    init = load_checkpoint(args.init_from) if args.init_from else None
+    params = init.preprocess if init else PreprocessParams()
     progress = False if args.no_progress else None
     if args.synth:
         train_set = synthesize(args.synth, args.data_seed, params, capture=args.capture, workers=args.workers,
@@ -56,11 +63,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         train_set = load_folder(args.train_dir, params, args.workers, progress)
         val_set = load_folder(args.val_dir, params, args.workers, progress)
+    extras = [load_folder(d, params, args.workers, progress) for d in args.extra_data]
+    if extras:
+        train_set = concat(train_set, *extras)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       device=args.device, threads=args.threads, max_false_reject=args.max_false_reject,
                       max_miss=args.max_miss, threshold_safety=args.threshold_safety,
                       sign_max_false_alarm=args.sign_max_false_alarm)
-    result = train(train_set, val_set, cfg, params, progress)
+    result = train(train_set, val_set, cfg, params, progress, init=init.model if init else None)
+    if init:
+        result.data["init_from"] = {"name": init.name, "version": init.version, "weights_sha256": init.weights_sha256}
+    if extras:
+        result.data["extra_data"] = [{"dir": d, "manifest_sha256": e.manifest_sha256, "count": len(e)}
+                                     for d, e in zip(args.extra_data, extras, strict=True)]
     digest = save(result, args.out, name=args.name, version=args.version)
     m = result.metrics
     print(f"wrote {args.out} (weights sha256 {digest[:16]}...)")

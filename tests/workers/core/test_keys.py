@@ -11,7 +11,7 @@ from workers.core import keys
 
 ROOT = Path(__file__).resolve().parents[3]
 # how our keys begin: a literal starting like this anywhere but keys.py is a key built in the wrong place
-KEY_STARTS = ("ts:", "scans/", "verdicts/", "manifests/", "uploads/", "tenants/", "models/", "aliases/")
+KEY_STARTS = ("ts:", "scans/", "verdicts/", "manifests/", "uploads/", "tenants/", "models/", "aliases/", "reviews/")
 KEY_WORDS = ("unacked",)  # kombu's hash, read by the backlog gauge
 
 
@@ -32,6 +32,18 @@ def test_redis_keys_are_ours_and_the_done_pattern_matches_every_done_channel():
                 keys.rate_key("t"), keys.in_flight_key("t"), keys.key_use_key("t"), keys.RECONCILE_LOCK_KEY):
         assert key.startswith("ts:")
     assert keys.done_channel(sid).startswith(keys.DONE_CHANNEL_PATTERN.rstrip("*"))
+
+
+def test_review_keys_are_ours_and_a_review_record_is_partitioned_by_the_review_date():
+    sid = "d" * 32
+    for key in (keys.review_queue_key("t"), keys.review_claim_key(sid), keys.review_key(sid),
+                keys.review_session_key("e" * 64), keys.REVIEW_TENANTS_KEY):
+        assert key.startswith("ts:")
+    assert len({keys.review_queue_key("t"), keys.review_claim_key(sid), keys.review_key(sid)}) == 3
+    assert keys.review_s3_key("acme", sid, "2026-11-30T08:00:00.000000Z") == (
+        f"reviews/dt=2026-11-30/tenant=acme/{sid}.json")
+    assert keys.review_s3_key("acme", sid, "2026-11-30T08:00:00Z").startswith(keys.reviews_day_prefix("2026-11-30",
+                                                                                                       "acme"))
 
 
 def test_uploads_and_the_registry_have_their_own_prefixes():

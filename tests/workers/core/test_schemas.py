@@ -80,3 +80,37 @@ def test_verdict_json_is_what_dataclasses_asdict_gives():
     for v in (full, bare):
         assert v.encode() == json.dumps(asdict(v), sort_keys=True, separators=(",", ":"))
         assert Verdict.decode(v.encode()) == v
+
+
+# --- a person's review --------------------------------------------------------------------------
+def _review(**changes):
+    from workers.core.schemas import Review
+
+    base = dict(scan_id="f" * 32, tenant="acme", label="not_a_banknote", reviewer="ann@acme",
+                reviewed_at="2026-03-02T09:00:00.000000Z", submitted_at="2026-03-01T10:00:00.000000Z",
+                image_key="scans/dt=2026-03-01/tenant=acme/x.jpg", source="qc_sample", model_decision="genuine",
+                signs_seen=["watermark"], note="a coupon")
+    return Review(**{**base, **changes})
+
+
+def test_a_review_round_trips_and_says_which_decision_stands():
+    from workers.core.schemas import Review
+
+    review = _review()
+    assert Review.decode(review.encode()) == review
+    assert (review.final_decision, review.final_reason) == ("rejected", "not_a_banknote")
+    assert _review(label="counterfeit").final_decision == "counterfeit" and _review(label="genuine").final_reason is None
+
+
+@pytest.mark.parametrize("changes", [{"label": "maybe"}, {"source": "whim"}, {"scan_id": "x"}, {"tenant": "a b"},
+                                     {"model_decision": "perhaps"}, {"note": "x" * 2001}, {"signs_seen": "watermark"},
+                                     {"v": 2}])
+def test_a_review_that_breaks_the_contract_does_not_decode(changes):
+    import json
+
+    from workers.core.errors import ContractError
+    from workers.core.schemas import Review
+
+    data = {**json.loads(_review().encode()), **changes}
+    with pytest.raises(ContractError):
+        Review.decode(json.dumps(data))

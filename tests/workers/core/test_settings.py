@@ -168,3 +168,32 @@ def test_with_validates_like_from_env():
 
 def test_a_default_can_be_read_without_building_settings():
     assert Settings.default("max_attempts") == 5 == Settings().max_attempts
+
+
+def test_reviewer_keys_name_a_reviewer_and_a_tenant_or_every_tenant():
+    from workers.core.errors import SettingsError
+    from workers.core.settings import parse_reviewer_keys
+
+    a, b = "a" * 64, "B" * 64
+    assert parse_reviewer_keys(f"ann@acme:{a}, audrey@*:{b}") == {a: "ann@acme", b.lower(): "audrey@*"}
+    assert Settings.from_env({"TENDERSCAN_REVIEWER_KEYS": f"ann@acme:{a}"}).reviewer_keys == {a: "ann@acme"}
+    for bad in (f"ann:{a}", f"@acme:{a}", f"ann@ac me:{a}", "ann@acme:abc", f"ann@acme@x:{a}"):
+        with pytest.raises(SettingsError, match="TENDERSCAN_REVIEWER_KEYS"):
+            parse_reviewer_keys(bad)
+    with pytest.raises(SettingsError, match="TENDERSCAN_REVIEW_QC_SAMPLE"):
+        Settings.from_env({"TENDERSCAN_REVIEW_QC_SAMPLE": "1.5"})
+
+
+def test_the_review_signing_key_is_a_key_and_its_public_half_is_trusted_on_reviews_only():
+    from workers.audit.signing import Signer, verifier_from_settings
+    from workers.core.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="TENDERSCAN_REVIEW_SIGNING_KEY"):
+        Settings.from_env({"TENDERSCAN_REVIEW_SIGNING_KEY": "abc"})
+    with pytest.raises(SettingsError, match="TENDERSCAN_REVIEW_PUBLIC_KEYS"):
+        Settings.from_env({"TENDERSCAN_REVIEW_PUBLIC_KEYS": "abc"})
+    s = Settings.from_env({"TENDERSCAN_REVIEW_SIGNING_KEY": "55" * 32, "TENDERSCAN_AUDIT_SIGNING_KEY": "66" * 32})
+    verifier = verifier_from_settings(s)
+    review_kid = Signer("55" * 32).key_id
+    assert review_kid in verifier.review_keys and review_kid not in verifier.keys
+    assert Signer("66" * 32).key_id in verifier.keys

@@ -407,3 +407,18 @@ def test_published_audit_records_carry_the_contexts_signature(env):
     for v in (pipeline.process_scan(scan(ctx, jpeg(240)), ctx), pipeline.process_scan(scan(ctx, b""), ctx)):
         obj = ctx.objects.get(audit_key(v))  # a judged scan and a rejected one alike
         assert check_record(Verifier([signer.public_hex]), audit_key(v), obj.data, obj.metadata) is None
+
+
+def test_a_published_verdict_a_person_must_see_is_queued_for_review_and_a_redelivery_queues_it_too(env):
+    from workers.core.review_queue import ReviewQueue, source_of
+
+    reviews = ReviewQueue(env.verdicts.r, qc_rate=1.0)  # every auto-decided scan is in the QC sample
+    first_msg, second_msg = scan(env, jpeg(240)), scan(env, jpeg(20))
+    first = pipeline.process_scan(first_msg, dataclasses.replace(env, reviews=reviews))
+    due = source_of(first, 1.0) is not None
+    assert due, first.decision  # the twin model decides this scan genuine or counterfeit
+    assert [p.scan_id for p in reviews.pending(["acme"])] == ([first.scan_id] if due else [])
+    second = pipeline.process_scan(second_msg, env)  # published by a worker without a review queue
+    assert all(p.scan_id != second.scan_id for p in reviews.pending(["acme"]))
+    assert pipeline.process_scan(second_msg, dataclasses.replace(env, reviews=reviews)) == second  # redelivered
+    assert (second.scan_id in {p.scan_id for p in reviews.pending(["acme"])}) == (source_of(second, 1.0) is not None)
