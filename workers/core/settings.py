@@ -211,6 +211,11 @@ class Settings(BaseModel):
                                                 "(same window) by more than this", ge=0, le=1)
     canary_max_error_rate: float = setting(0.02, "roll back when this share of the canary's scans fail in "
                                                  "its forward pass", ge=0, le=1)
+    canary_min_reviews: int = setting(10, "reviewed counterfeit verdicts of the canary needed before its "
+                                          "false-reject rate is judged", ge=1)
+    canary_max_false_reject: float = setting(0.05, "roll back when this share of the canary's reviewed counterfeit "
+                                                   "verdicts were genuine notes (the review console's labels)",
+                                             ge=0, le=1)
     shadow_alias: str = setting("shadow", "the registry alias whose version also scores SHADOW_SHARE of scans, "
                                           "answers recorded, never returned", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     shadow_share: float = setting(0.1, "share of scans (by a hash of the scan id) the shadow also scores", ge=0, le=1)

@@ -356,6 +356,15 @@ class VerdictStore:
             ms, seq = last.split("-")
             start = f"{ms}-{int(seq) + 1}"
 
+    def review_labels(self, scan_ids: list[str]) -> dict[str, str]:
+        """scan id -> the reviewer's label, for those of `scan_ids` a person has reviewed (the review console's
+        ts:review:{scan_id}); the canary's judge reads its counterfeit verdicts' reviews this way."""
+        if not scan_ids:
+            return {}
+        with _translate():
+            raw = self.r.mget([keys.review_key(s) for s in scan_ids])
+        return {s: json.loads(r)["label"] for s, r in zip(scan_ids, raw, strict=True) if r is not None}
+
     def claim_rollback(self, version: str) -> bool:
         """True for the one worker that gets to roll this canary version back (SET NX, a short TTL)."""
         with _translate():

@@ -228,7 +228,7 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
         **fields.as_verdict_fields(),
     )
     if served is not None:
-        served.record(verdict.decision)  # its own metrics, and the canary's judge
+        served.record(verdict.decision, verdict.scan_id)  # its own metrics, and the canary's judge
     if getattr(pred, "shadow", None) is not None:  # a shadow's answer: recorded beside it, never returned
         shadow_input = getattr(scan.x, "shadow", None)
         record_shadow(ctx.verdicts, verdict, pred.shadow, getattr(shadow_input, "seen", None))

@@ -16,7 +16,9 @@
 
 The arms are counted in the same window, so the band is relative: the canary's review rate may exceed
 production's by CANARY_REVIEW_MARGIN, and at most CANARY_MAX_ERROR_RATE of its scans may fail in the
-forward pass. A false-reject rate on reviewed scans needs the review console's labels (not here yet).
+forward pass; and once CANARY_MIN_REVIEWS of its counterfeit verdicts were reviewed in the review
+console, at most CANARY_MAX_FALSE_REJECT of them may have been genuine notes (each worker watches the
+review keys of the canary's counterfeit verdicts it decided).
 """
 
 from __future__ import annotations
@@ -24,19 +26,20 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from workers.core import registry, telemetry
+from workers.core.enums import ReviewLabel
 from workers.core.schemas import ModelRef
 
 log = structlog.get_logger("workers.runtime.rollout")
 
 PRODUCTION, CANARY, SHADOW = "production", "canary", "shadow"  # the arms (a tally's field prefixes)
-REVIEW, ERROR = "review", "error"
+REVIEW, ERROR, COUNTERFEIT = "review", "error", "counterfeit"
 
 
 def _place(scan_id: str, salt: str = "") -> float:
@@ -53,12 +56,28 @@ def routes_to_shadow(scan_id: str, share: float) -> bool:
     return share > 0 and _place(scan_id, "shadow:") < share
 
 
+REVIEWED, FALSE_REJECT = "canary-review:counterfeit", "canary-review:false_reject"  # tally fields
+WATCHED_MAX = 5000  # canary counterfeit verdicts per process whose review is awaited (oldest dropped)
+
+
 class Tally:
-    """Thread-safe counts of "{arm}:{decision}" and "{arm}:error" since the last drain."""
+    """Thread-safe counts of "{arm}:{decision}" and "{arm}:error" since the last drain, and the canary's
+    counterfeit verdicts whose review (a person's label) is awaited."""
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._awaiting: deque[str] = deque(maxlen=WATCHED_MAX)
+
+    def await_review(self, scan_ids) -> None:
+        with self._lock:
+            self._awaiting.extend(scan_ids)
+
+    def take_awaiting(self) -> list[str]:
+        with self._lock:
+            out = list(self._awaiting)
+            self._awaiting.clear()
+        return out
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -89,10 +108,12 @@ class ServedModel:
     def thresholds(self) -> Any:
         return self.model.thresholds
 
-    def record(self, decision: str) -> None:
+    def record(self, decision: str, scan_id: str | None = None) -> None:
         telemetry.MODEL_SCANS.labels(alias=self.alias, version=self.version, decision=decision).inc()
         if self.tally is not None:
             self.tally.add(f"{self.arm}:{decision}")
+            if self.arm == CANARY and decision == COUNTERFEIT and scan_id is not None:
+                self.tally.await_review([scan_id])  # a person may find it genuine: a false reject
 
     def record_error(self, n: int = 1) -> None:
         telemetry.MODEL_ERRORS.labels(alias=self.alias, version=self.version).inc(n)
@@ -144,10 +165,13 @@ class Band:
     min_scans: int = 30
     review_margin: float = 0.05
     max_error_rate: float = 0.02
+    min_reviews: int = 10
+    max_false_reject: float = 0.05
 
     @classmethod
     def from_settings(cls, settings) -> Band:
-        return cls(settings.canary_min_scans, settings.canary_review_margin, settings.canary_max_error_rate)
+        return cls(settings.canary_min_scans, settings.canary_review_margin, settings.canary_max_error_rate,
+                   settings.canary_min_reviews, settings.canary_max_false_reject)
 
 
 def _rates(counts: dict[str, int], arm: str) -> tuple[int, float, float]:
@@ -160,11 +184,15 @@ def _rates(counts: dict[str, int], arm: str) -> tuple[int, float, float]:
 
 def breaches(counts: dict[str, int], band: Band) -> list[str]:
     """Why the canary left its band in these counts (empty: it did not, or too few scans to tell)."""
+    out = []
+    reviewed = counts.get(REVIEWED, 0)
+    if reviewed >= band.min_reviews and counts.get(FALSE_REJECT, 0) / reviewed > band.max_false_reject:
+        out.append(f"false-reject rate {counts.get(FALSE_REJECT, 0) / reviewed:.3f} on {reviewed} reviewed "
+                   f"counterfeit verdicts > {band.max_false_reject}")
     scans, review, errors = _rates(counts, CANARY)
     if scans < band.min_scans:
-        return []
+        return out
     _, prod_review, _ = _rates(counts, PRODUCTION)
-    out = []
     if errors > band.max_error_rate:
         out.append(f"error rate {errors:.3f} > {band.max_error_rate}")
     if review > prod_review + band.review_margin:
@@ -190,9 +218,15 @@ class CanaryJudge:
     def tick(self, serving: Serving, tally: Tally) -> str | None:
         """Flush the tally; judge the canary if one serves. Returns the reason when this call rolled it back."""
         counts = tally.drain()
+        awaiting = tally.take_awaiting()
         canary = serving.canary
         if canary is None:
             return None
+        labels = self.verdicts.review_labels(awaiting)  # the reviews that came in since the last tick
+        tally.await_review(s for s in awaiting if s not in labels)
+        if labels:
+            counts[REVIEWED] = counts.get(REVIEWED, 0) + len(labels)
+            counts[FALSE_REJECT] = counts.get(FALSE_REJECT, 0) + sum(label == ReviewLabel.GENUINE for label in labels.values())
         w = self.window()
         self.verdicts.add_rollout_counts(canary.version, w, counts, ttl_s=3 * self.window_s)
         fleet = self.verdicts.rollout_counts(canary.version, [w - 1, w])
@@ -216,7 +250,8 @@ class CanaryJudge:
                            production=production_version, reason=reason, counts=counts,
                            window_s=self.window_s, band=vars(self.band))
         registry.promote(self.models, production_version, self.canary_alias, by="auto-rollback", reason=reason)
-        telemetry.CANARY_ROLLBACKS.labels(reason="error_rate" if "error" in reason else "review_rate").inc()
+        kind = "false_reject" if "false-reject" in reason else "error_rate" if "error" in reason else "review_rate"
+        telemetry.CANARY_ROLLBACKS.labels(reason=kind).inc()
         log.warning("canary_rolled_back", version=canary_version, production=production_version, reason=reason,
                     counts=counts, record=key)
         return reason

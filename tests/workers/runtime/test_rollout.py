@@ -127,3 +127,31 @@ def test_a_retry_decided_by_the_same_model(share):
     assert len({serving.pick(scan).version for _ in range(10)}) == 1
     assert tally.drain() == {}
 
+
+
+def test_reviews_that_find_the_canarys_counterfeits_genuine_roll_it_back(clean_redis):
+    import redis
+
+    store = MemoryObjectStore()
+    _registry(store)
+    verdicts = VerdictStore(redis_client(clean_redis))
+    band = Band(min_scans=1000, min_reviews=10, max_false_reject=0.05)  # the review rate alone cannot trip it
+    judge = CanaryJudge(verdicts, store, None, "canary", 60, band, clock=lambda: 1_000_000.0)
+    tally = Tally()
+    canary = ServedModel("canary", "v2", _Model(), CANARY, tally)
+    serving = Serving(ServedModel("production", "v1", _Model(), PRODUCTION, tally), canary, 0.1)
+    ids = [uuid.uuid4().hex for _ in range(12)]
+    for scan_id in ids:
+        canary.record("counterfeit", scan_id)
+    canary.record("genuine", uuid.uuid4().hex)  # not awaited: only counterfeit verdicts can be false rejects
+    r = redis.Redis.from_url(clean_redis)
+    for scan_id in ids[:9]:  # nine reviewed so far: fewer than min_reviews
+        label = "genuine" if scan_id in ids[:3] else "counterfeit"
+        r.set(keys.review_key(scan_id), json.dumps({"scan_id": scan_id, "label": label}))
+    assert judge.tick(serving, tally) is None
+    assert sorted(tally.take_awaiting()) == sorted(ids[9:])  # still awaited: the three without a review
+    tally.await_review(ids[9:])
+    r.set(keys.review_key(ids[9]), json.dumps({"scan_id": ids[9], "label": "counterfeit"}))
+    reason = judge.tick(serving, tally)
+    assert reason == "false-reject rate 0.300 on 10 reviewed counterfeit verdicts > 0.05"
+    assert registry.alias_version(store, "canary") == "v1"
