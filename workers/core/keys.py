@@ -39,6 +39,15 @@ Redis keys (ours all start `ts:`), and who writes them:
     ts:reconcile:sweep         string  the Redis run_id at the reconciler's last full S3 sweep: a missing
                                        key or another run_id (a restart, a failover) makes a sweep due
                                        TTL: settings.reconcile_sweep_interval_s             [worker]
+    ts:rollout:{version}:{w}   hash    a canary's outcomes in evaluation window w (unix s // window),
+                                       fields "{arm}:{decision}" and "{arm}:error", arm = canary or
+                                       production; every worker adds its counts  [worker; runtime/rollout.py]
+                                       TTL: 3 windows
+    ts:shadow:{version}        stream  a shadow version's answers beside production's, one entry per
+                                       sampled scan (never returned to a client)   [worker; shadow.py]
+                                       MAXLEN ~SHADOW_STREAM_MAXLEN, TTL SHADOW_TTL_S after the last entry
+    ts:rollout:lock:{version}  string  held by the worker rolling a canary back (one rollback) [worker]
+                                       TTL: ROLLBACK_LOCK_TTL_S
     ts:review:queue:{tenant}   zset    scans awaiting a person (every `review` verdict, a QC sample of
                                        the auto-decided), score = submission time (unix s): oldest
                                        first; publish adds, recording a review removes   [worker, edge]
@@ -78,7 +87,10 @@ S3 keys, models bucket (settings.models_bucket; workers/core/registry.py):
     models/{version}/model.pt          the checkpoint, byte for byte
     models/{version}/evaluation.json   the evaluation it was published with
     models/{version}/meta.json         written last: a version exists once this exists
-    aliases/{alias}.json               {alias, version, promoted_at, previous}
+    aliases/{alias}.json               {alias, version, promoted_at, previous} (+ by, reason, forced)
+    events/dt=D/{at}-{action}-{version}.json   a rollout audit record: a forced promotion, a canary
+                                       rolled back, a canary finished; Ed25519-signed like a verdict's
+                                       (workers/audit/model_events.py)
 """
 
 from __future__ import annotations
@@ -274,3 +286,35 @@ def model_meta_s3_key(version: str) -> str:
 
 def alias_s3_key(alias: str) -> str:
     return f"{ALIASES_PREFIX}{alias}.json"
+
+
+# --- rollouts: canary tallies (Redis) and rollout audit records (models bucket) -------------------------
+MODEL_EVENTS_PREFIX = "events/"  # models bucket: signed records of forced promotions and rollbacks
+ROLLBACK_LOCK_TTL_S = 60  # seconds: one worker rolls a canary back; the others find it done
+
+
+def rollout_tally_key(version: str, window: int) -> str:
+    """A canary version's outcome counts in one evaluation window (window = unix seconds // length)."""
+    return f"ts:rollout:{version}:{window}"
+
+
+def rollout_lock_key(version: str) -> str:
+    return f"ts:rollout:lock:{version}"
+
+
+def model_event_s3_key(at: str, action: str, version: str) -> str:
+    """`at` is a clock.format_time string: its first ten characters are the date partition."""
+    stamp = at.replace(":", "").replace("-", "")
+    return f"{MODEL_EVENTS_PREFIX}dt={at[:10]}/{stamp}-{action}-{version}.json"
+
+
+def model_events_day_prefix(date: str) -> str:
+    return f"{MODEL_EVENTS_PREFIX}dt={date}/"
+
+
+SHADOW_STREAM_MAXLEN = 200_000  # entries kept per shadow version (approximate trim)
+SHADOW_TTL_S = 7 * 24 * 3600  # a shadow stream outlives its last entry by a week: time to compare
+
+
+def shadow_stream_key(version: str) -> str:
+    return f"ts:shadow:{version}"

@@ -7,7 +7,7 @@ Key layout (bucket `settings.models_bucket`; the functions that build these keys
     models/{version}/meta.json          written last, so a version exists once this exists:
                                         version, name, sha256 (of model.pt), weights_sha256, size,
                                         published_at, gate (thresholds applied), summary (gated metrics)
-    aliases/{alias}.json                {alias, version, promoted_at, previous}
+    aliases/{alias}.json                {alias, version, promoted_at, previous} (+ by, reason, forced)
 
 Versions are immutable: publishing an existing version is refused. Workers resolve
 `TENDERSCAN_MODEL=registry:production` (or `registry:VERSION`) once at start with `resolve`,
@@ -74,6 +74,11 @@ class Gate:
     min_sign_recall: float | None = 0.97  # every sign, medium/obvious
     min_subtle_caught: float | None = 0.90  # subtle counterfeits not decided genuine
     min_harsh_accuracy: float | None = 0.97  # harsh capture, medium/obvious
+    # the robustness suite (models/robustness.py): its per-cell targets, summarised by the evaluation as
+    # summary.suite_targets_met of summary.suite_targets. Checked only when require_suite (promotion's
+    # gate, PROMOTION_GATE): every target met, and the suite present. Publishing does not check it, so a
+    # model short of some robustness targets can be published, compared, canaried and shadowed
+    require_suite: bool = False
 
     def check(self, evaluation: dict) -> list[str]:
         """One sentence per missed threshold (or missing metric); empty when the gate passes."""
@@ -103,7 +108,25 @@ class Gate:
         need("subtle caught_rate", subtle.get("caught_rate"), ">=", self.min_subtle_caught)
         need("harsh accuracy", ((harsh or {}).get("medium_obvious") or {}).get("accuracy"), ">=",
              self.min_harsh_accuracy)
-        return failures
+        return failures + self._targets(evaluation)
+
+    def _targets(self, evaluation: dict) -> list[str]:
+        """The robustness suite's count; the unmet entries of `targets` name which (that list also holds
+        targets no gate applies, such as the training's wall time, so it only explains)."""
+        if not self.require_suite:
+            return []
+        summary = evaluation.get("summary") if isinstance(evaluation.get("summary"), dict) else {}
+        met, total = summary.get("suite_targets_met"), summary.get("suite_targets")
+        if total is None or met is None:
+            return ["robustness suite (summary.suite_targets_met / suite_targets) not in the evaluation"]
+        if met >= total:
+            return []
+        unmet = [str(t.get("target")) for t in evaluation.get("targets") or [] if isinstance(t, dict)
+                 and not t.get("met", True)]
+        return [f"robustness suite: {met} of {total} targets met" + (f" (unmet: {'; '.join(unmet)})" if unmet else "")]
+
+
+PROMOTION_GATE = Gate(require_suite=True)  # `tenderscan model promote`: the standard and the robustness targets
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -161,18 +184,30 @@ def meta(store: ObjectStore, version: str) -> dict:
                      f"no model version {version} in bucket {store.bucket}")
 
 
-def promote(store: ObjectStore, version: str, alias: str) -> dict:
-    """Point `alias` at `version` (which must exist). Returns the alias record."""
+def promote(store: ObjectStore, version: str, alias: str, **why: str | bool) -> dict:
+    """Point `alias` at `version` (which must exist). Returns the alias record. `why` adds fields to the
+    record (by, reason, forced): who moved it and why, for a rollback or a forced promotion."""
     _check_name("alias", alias)
     meta(store, version)
     key = keys.alias_s3_key(alias)
-    try:
-        previous = json.loads(store.get(key).data).get("version")
-    except ObjectNotFound:
-        previous = None
-    record = {"alias": alias, "version": version, "promoted_at": _now(), "previous": previous}
+    previous = alias_version(store, alias)
+    record = {"alias": alias, "version": version, "promoted_at": _now(), "previous": previous, **why}
     store.put(key, json.dumps(record).encode(), "application/json")
     return record
+
+
+def alias_version(store: ObjectStore, alias: str) -> str | None:
+    """The version an alias names now, or None when the alias is not set."""
+    try:
+        return json.loads(store.get(keys.alias_s3_key(alias)).data).get("version")
+    except ObjectNotFound:
+        return None
+
+
+def evaluation(store: ObjectStore, version: str) -> dict:
+    """The evaluation a version was published with."""
+    return _get_json(store, keys.evaluation_s3_key(_check_name("version", version)),
+                     f"no evaluation for model version {version} in bucket {store.bucket}")
 
 
 def aliases(store: ObjectStore) -> dict[str, str]:

@@ -197,6 +197,28 @@ class Settings(BaseModel):
     compile: bool = setting(False, "torch.compile the model at load (GPU workers; the warm-up pays the compile)")
     metrics_port: int = setting(0, "worker Prometheus /metrics port (0 = off; the API serves /metrics)",
                                 per_deployment=True, ge=0, le=65535)
+    # --- model rollout (workers/runtime/models_live.py, rollout.py; docs/OPERATIONS.md) ------------
+    model_poll_s: float = setting(5.0, "a worker serving registry:ALIAS re-reads the alias (and the canary "
+                                       "alias) this often and swaps to a new version between batches; "
+                                       "0 = load once at start", section="model rollout", ge=0)
+    canary_alias: str = setting("canary", "the registry alias whose version decides CANARY_SHARE of scans",
+                                pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    canary_share: float = setting(0.05, "share of scans (by a hash of the scan id) the canary decides",
+                                  ge=0, le=1)
+    canary_window_s: int = setting(60, "the canary is judged over this window (and the one before it)", ge=1)
+    canary_min_scans: int = setting(30, "canary verdicts needed in the window before it is judged", ge=1)
+    canary_review_margin: float = setting(0.05, "roll back when the canary's review rate exceeds production's "
+                                                "(same window) by more than this", ge=0, le=1)
+    canary_max_error_rate: float = setting(0.02, "roll back when this share of the canary's scans fail in "
+                                                 "its forward pass", ge=0, le=1)
+    canary_min_reviews: int = setting(10, "reviewed counterfeit verdicts of the canary needed before its "
+                                          "false-reject rate is judged", ge=1)
+    canary_max_false_reject: float = setting(0.05, "roll back when this share of the canary's reviewed counterfeit "
+                                                   "verdicts were genuine notes (the review console's labels)",
+                                             ge=0, le=1)
+    shadow_alias: str = setting("shadow", "the registry alias whose version also scores SHADOW_SHARE of scans, "
+                                          "answers recorded, never returned", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    shadow_share: float = setting(0.1, "share of scans (by a hash of the scan id) the shadow also scores", ge=0, le=1)
     # --- reconciler (S3 is the source of truth; see workers/runtime/reconcile.py) ------------------
     reconcile_interval_s: int = setting(15, "the scans in flight are re-checked this often; 0 disables the "
                                             "worker's reconciler",

@@ -22,6 +22,26 @@
                                                       alone hides what workers prefetched; every API
                                                       replica reports the same value (take `max`) [API]
 
+Model rollout (workers/runtime/models_live.py, rollout.py), per worker process:
+    tenderscan_model_info{alias,version}           gauge    1 for each version this process serves now
+    tenderscan_model_swaps_total{alias}            counter  versions swapped in between batches
+    tenderscan_model_load_failures_total{alias}    counter  versions that failed to download, verify or load
+    tenderscan_model_load_failed{alias}            gauge    1 while the alias names a version that failed
+                                                            (the old version keeps serving): alert on it
+    tenderscan_model_scans_total{alias,version,decision}  counter  verdicts each served model decided
+    tenderscan_model_errors_total{alias,version}   counter  scans whose forward pass raised
+    tenderscan_canary_rollbacks_total{reason}      counter  canaries this process rolled back
+
+Fraud and drift (every model verdict; docs/OPERATIONS.md alert rules, infra/prometheus/):
+    tenderscan_store_verdicts_total{tenant,store,decision}          counter
+    tenderscan_terminal_counterfeits_total{tenant,store,terminal}   counter  counterfeit verdicts only
+                                                                    (terminals are many; genuine ones
+                                                                    would multiply the series for nothing)
+    tenderscan_score{tenant}                       histogram p_counterfeit, ten 0.1-wide buckets: score
+                                                            drift is a PSI of this against its own
+                                                            7-day shape, in recording rules
+                                                            (infra/prometheus/alerts.yaml)
+
 Workers serve `/metrics` on TENDERSCAN_METRICS_PORT (a small HTTP thread, `serve`); the API serves
 `GET /metrics` with the queue gauges computed at scrape time (`QueueCollector`). Under a threads or
 solo pool one worker process is one exporter; a prefork pool would need one port per child (not done).
@@ -35,7 +55,7 @@ import json
 import time
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
 from workers.core.clock import parse_time
@@ -57,6 +77,61 @@ BATCH_FORWARD = Histogram("tenderscan_batch_forward_seconds", "One batch's stack
 SCANS = Counter("tenderscan_scans", "Verdicts published, by decision", ["decision"], registry=REGISTRY)
 ERRORS = Counter("tenderscan_errors", "Scans that ended without inference (by reason) and task retries",
                  ["reason"], registry=REGISTRY)
+
+# --- model rollout -------------------------------------------------------------------------------
+MODEL_INFO = Gauge("tenderscan_model_info", "1 for each model version this process serves", ["alias", "version"],
+                   registry=REGISTRY)
+MODEL_SWAPS = Counter("tenderscan_model_swaps", "Model versions swapped in between batches", ["alias"],
+                      registry=REGISTRY)
+MODEL_LOAD_FAILURES = Counter("tenderscan_model_load_failures", "Model versions that failed to load", ["alias"],
+                              registry=REGISTRY)
+MODEL_LOAD_FAILED = Gauge("tenderscan_model_load_failed", "1 while the alias names a version that failed to load",
+                          ["alias"], registry=REGISTRY)
+MODEL_SCANS = Counter("tenderscan_model_scans", "Verdicts decided by each served model",
+                      ["alias", "version", "decision"], registry=REGISTRY)
+MODEL_ERRORS = Counter("tenderscan_model_errors", "Scans whose forward pass raised, by served model",
+                       ["alias", "version"], registry=REGISTRY)
+CANARY_ROLLBACKS = Counter("tenderscan_canary_rollbacks", "Canaries rolled back by this process", ["reason"],
+                           registry=REGISTRY)
+# --- fraud and drift -----------------------------------------------------------------------------
+STORE_VERDICTS = Counter("tenderscan_store_verdicts", "Model verdicts by tenant, store and decision",
+                         ["tenant", "store", "decision"], registry=REGISTRY)
+TERMINAL_COUNTERFEITS = Counter("tenderscan_terminal_counterfeits", "Counterfeit verdicts by terminal",
+                                ["tenant", "store", "terminal"], registry=REGISTRY)
+SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+SCORE = Histogram("tenderscan_score", "p_counterfeit of model verdicts", ["tenant"], registry=REGISTRY,
+                  buckets=SCORE_BUCKETS)
+
+
+def observe_model_loaded(alias: str, version: str, previous: str | None) -> None:
+    if previous is not None and previous != version:
+        observe_model_unloaded(alias, previous)
+    MODEL_INFO.labels(alias=alias, version=version).set(1)
+    MODEL_LOAD_FAILED.labels(alias=alias).set(0)
+
+
+def observe_model_unloaded(alias: str, version: str) -> None:
+    if (alias, version) in _served_series():
+        MODEL_INFO.remove(alias, version)
+
+
+def _served_series() -> set[tuple[str, str]]:
+    return {(s.labels["alias"], s.labels["version"]) for m in MODEL_INFO.collect() for s in m.samples}
+
+
+def observe_model_load_failed(alias: str) -> None:
+    MODEL_LOAD_FAILURES.labels(alias=alias).inc()
+    MODEL_LOAD_FAILED.labels(alias=alias).set(1)
+
+
+def observe_verdict(tenant: str, store: str, terminal: str, decision: str, p_counterfeit: float | None) -> None:
+    """One model verdict, for the fraud and drift alerts (rejections without inference are not counted)."""
+    if p_counterfeit is None:
+        return
+    STORE_VERDICTS.labels(tenant=tenant, store=store, decision=decision).inc()
+    if decision == Decision.COUNTERFEIT.value:
+        TERMINAL_COUNTERFEITS.labels(tenant=tenant, store=store, terminal=terminal).inc()
+    SCORE.labels(tenant=tenant).observe(p_counterfeit)
 
 
 # the labelled children, looked up once: `.labels()` costs a lock and a dict build per call, seven

@@ -307,6 +307,73 @@ class VerdictStore:
         with _translate():
             self.r.delete(keys.RECONCILE_SWEEP_KEY)
 
+    # --- canary tallies (workers/runtime/rollout.py) -------------------------------------------------
+    def add_rollout_counts(self, version: str, window: int, counts: dict[str, int], ttl_s: int) -> None:
+        """Add one worker's canary/production outcome counts to the version's window (HINCRBY each)."""
+        if not counts:
+            return
+        key = keys.rollout_tally_key(version, window)
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for name, n in counts.items():
+                pipe.hincrby(key, name, n)
+            pipe.expire(key, ttl_s)
+            pipe.execute()
+
+    def rollout_counts(self, version: str, windows: list[int]) -> dict[str, int]:
+        """The fleet's counts for a canary version, summed over `windows`."""
+        total: dict[str, int] = {}
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for w in windows:
+                pipe.hgetall(keys.rollout_tally_key(version, w))
+            for counts in pipe.execute():
+                for name, n in counts.items():
+                    name = name.decode() if isinstance(name, bytes) else name
+                    total[name] = total.get(name, 0) + int(n)
+        return total
+
+    # --- shadow answers (workers/runtime/rollout.py, `tenderscan model compare`) -----------------------
+    def add_shadow(self, version: str, entry: dict[str, str]) -> None:
+        key = keys.shadow_stream_key(version)
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.xadd(key, entry, maxlen=keys.SHADOW_STREAM_MAXLEN, approximate=True)
+            pipe.expire(key, keys.SHADOW_TTL_S)
+            pipe.execute()
+
+    def shadow_entries(self, version: str, since_ms: int = 0, page: int = 1000) -> Iterator[dict[str, str]]:
+        """A shadow version's entries recorded since `since_ms` (unix ms), oldest first."""
+        key, start = keys.shadow_stream_key(version), f"{since_ms}-0"
+        while True:
+            with _translate():
+                batch = self.r.xrange(key, min=start, count=page)
+            for entry_id, fields in batch:  # the id's first half is when it was recorded (unix ms)
+                yield {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items()}}
+            if len(batch) < page:
+                return
+            last = _text(batch[-1][0])
+            ms, seq = last.split("-")
+            start = f"{ms}-{int(seq) + 1}"
+
+    def review_labels(self, scan_ids: list[str]) -> dict[str, str]:
+        """scan id -> the reviewer's label, for those of `scan_ids` a person has reviewed (the review console's
+        ts:review:{scan_id}); the canary's judge reads its counterfeit verdicts' reviews this way."""
+        if not scan_ids:
+            return {}
+        with _translate():
+            raw = self.r.mget([keys.review_key(s) for s in scan_ids])
+        return {s: json.loads(r)["label"] for s, r in zip(scan_ids, raw, strict=True) if r is not None}
+
+    def claim_rollback(self, version: str) -> bool:
+        """True for the one worker that gets to roll this canary version back (SET NX, a short TTL)."""
+        with _translate():
+            return bool(self.r.set(keys.rollout_lock_key(version), "1", nx=True, ex=keys.ROLLBACK_LOCK_TTL_S))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
 
 def _save_keys(verdict: Verdict) -> list[str]:
     sid = verdict.scan_id

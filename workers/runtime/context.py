@@ -6,8 +6,8 @@
                                   main process, a solo pool's, each prefork child): the model runner
                                   (CUDA is touched here and only here), the S3 and Redis stores, the
                                   threads that fan out a multi-scan message's scans
-    start_services(app, consumer) at worker_ready: the reconciler, the liveness heartbeat, the
-                                  Prometheus exporter; the consumer the shutdown watchdog requeues through
+    start_services(app, consumer) at worker_ready: the reconciler, the model watcher (models_live.py),
+                                  the liveness heartbeat, the Prometheus exporter; the consumer the shutdown watchdog requeues through
     drain()                       on a warm shutdown (SIGTERM): the grace watchdog
     close()                       at worker_shutdown: everything above, stopped
 
@@ -106,6 +106,7 @@ class WorkerContext:
     metrics_server: Any = None  # the Prometheus exporter's HTTP server
     consumer: Any = None  # Celery's consumer (worker_ready's sender): the grace watchdog requeues through it
     watchdog: GraceWatchdog | None = None
+    model_watcher: Any = None  # models_live.ModelWatcher: follows the registry alias (None: pinned)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _loaded: bool = field(default=False, init=False, repr=False)
 
@@ -195,6 +196,9 @@ class WorkerContext:
                                          sweep_interval_s=settings.reconcile_sweep_interval_s,
                                          queue_head=queue_head_reader(redis_client(settings.effective_broker_url)))
             self.reconciler.start()
+        from workers.runtime.models_live import start_watcher
+
+        self.model_watcher = start_watcher(self.runner, settings, self.verdicts, self.signer)
         self.heartbeat = health.start_heartbeat(self.alive, Path(settings.heartbeat_file))
         self.metrics_server = telemetry.serve(settings.metrics_port)
         if self.metrics_server is not None:
@@ -216,6 +220,8 @@ class WorkerContext:
             self.watchdog.disarm()
         if self.reconciler is not None:
             self.reconciler.stop()
+        if self.model_watcher is not None:
+            self.model_watcher.stop()
         if self.heartbeat is not None:
             self.heartbeat.set()
         if self.metrics_server is not None:

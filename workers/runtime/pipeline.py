@@ -52,6 +52,7 @@ from workers.core.schemas import InputRef, ScanMessage, Timestamps, Verdict
 from workers.core.storage import StoredObject, TooLarge
 from workers.runtime import decide
 from workers.runtime.publish import publish, publish_one, queue_for_review, write_audit
+from workers.runtime.shadow import record_shadow
 
 if TYPE_CHECKING:
     from workers.runtime.context import WorkerContext
@@ -217,7 +218,9 @@ def _after_infer(scan: Scan, ctx: WorkerContext, pred) -> Scan:
 
 
 def _verdict_of(scan: Scan, ctx: WorkerContext, pred, msg: ScanMessage) -> Scan:
-    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, ctx.runner.thresholds,
+    served = getattr(pred, "served", None)  # the model that preprocessed and ran it (runtime/rollout.py)
+    model = served if served is not None else ctx.runner  # (a test twin's predictions name none)
+    fields = decide.decide(pred.p_counterfeit, pred.signs, pred.denomination, model.thresholds,
                            kind=getattr(pred, "kind", None), ood=getattr(pred, "ood", None),
                            seen=getattr(scan.x, "seen", None))
     verdict = Verdict(
@@ -226,9 +229,15 @@ def _verdict_of(scan: Scan, ctx: WorkerContext, pred, msg: ScanMessage) -> Scan:
         timestamps=Timestamps(submitted=msg.submitted_at, dequeued=scan.dequeued,
                               inference_start=pred.inference_start, inference_end=pred.inference_end,
                               completed=format_time(ctx.clock())),
-        model=ctx.runner.model_ref, batch_id=pred.batch_id, batch_size=pred.batch_size, attempt=scan.attempt,
+        model=served.ref if served is not None else ctx.runner.model_ref, batch_id=pred.batch_id,
+        batch_size=pred.batch_size, attempt=scan.attempt,
         **fields.as_verdict_fields(),
     )
+    if served is not None:
+        served.record(verdict.decision, verdict.scan_id)  # its own metrics, and the canary's judge
+    if getattr(pred, "shadow", None) is not None:  # a shadow's answer: recorded beside it, never returned
+        shadow_input = getattr(scan.x, "shadow", None)
+        record_shadow(ctx.verdicts, verdict, pred.shadow, getattr(shadow_input, "seen", None))
     return replace(scan, verdict=verdict, x=None)  # the input is no longer needed: let it go
 
 
@@ -260,8 +269,9 @@ def _fetch_decode(msg: ScanMessage, ctx: WorkerContext, stages: _Stages):
         _check_arrived(msg, obj)
     with telemetry.cpu_stage("decode"):
         image, info = imaging.decode(obj.data, ctx.limits)
+    route = getattr(ctx.runner, "preprocess_for", None)  # the model rollout's hook: the scan picks its model
     with telemetry.cpu_stage("canonical"):
-        x = ctx.runner.preprocess(image)
+        x = route(image, msg.scan_id) if route is not None else ctx.runner.preprocess(image)
     stages.lap("decode")
     return x, info
 
@@ -302,6 +312,7 @@ def _event(winner: Verdict, scan: Scan) -> None:
              reason=winner.reason, attempt=scan.attempt, batch_id=winner.batch_id, batch_size=winner.batch_size,
              queue_wait_ms=scan.queue_wait_ms, **scan.stages.ms)
     telemetry.observe_scan(winner.decision, winner.reason, dict(scan.stages.ms, queue_wait_ms=scan.queue_wait_ms))
+    telemetry.observe_verdict(winner.tenant, winner.store_id, winner.terminal_id, winner.decision, winner.p_counterfeit)
 
 
 def fail_scan(msg: ScanMessage, ctx: WorkerContext, detail: str, reason: Reason = Reason.INTERNAL_ERROR,

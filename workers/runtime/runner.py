@@ -6,6 +6,12 @@
     preprocessing           split in two (models.transforms): `preprocess` (per scan, task thread: the
                             canonical view, uint8) and `normalize` (once per stacked batch, batcher thread)
     build_runner(settings)  load + warm up: the runner of a worker process (WorkerContext.load)
+    several models          the runner serves a rollout.LiveModels: production, perhaps a canary, swapped
+                            whole by models_live.ModelWatcher between batches. A scan picks its model when
+                            it is preprocessed (`preprocess_for(image, scan_id)`); its ModelInput carries
+                            that ServedModel, and the batcher thread runs each batch's scans grouped by
+                            it, so preprocessing, forward pass, thresholds and the verdict's `model` are
+                            one model's, whatever was swapped meanwhile
 
 CUDA is touched only inside `load_model`, which the worker calls in the process that will run the
 model: a prefork child (worker_process_init), or the main process of a threads/solo worker. A
@@ -21,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,7 @@ from workers.core.errors import RejectedScan, TransientError
 from workers.core.schemas import ModelRef
 from workers.core.settings import Settings
 from workers.runtime.batching import Batcher
+from workers.runtime.rollout import LiveModels, ServedModel, Serving
 
 log = structlog.get_logger("workers.runtime.runner")
 
@@ -78,6 +85,8 @@ class ModelInput:
 
     x: torch.Tensor  # uint8 [3, H, W]
     seen: Any = None  # models.decision.Seen, or None (a model without a canonical view)
+    served: Any = None  # the rollout.ServedModel that preprocessed it, and will run and decide it
+    shadow: Any = None  # the shadow's own ModelInput, when the scan is in the shadow's sample
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class ScanPrediction:
     forward_ms: float  # the batch's stack + forward + copy back
     kind: dict[str, float] | None = None  # note / not_a_banknote / note_incomplete / multiple_notes -> probability
     ood: float | None = None  # how unlike the training notes the scan is (models.calibrate)
+    served: Any = None  # the rollout.ServedModel that ran it: its thresholds and ModelRef decide the verdict
+    shadow: Any = None  # the shadow's ScanPrediction for the same scan (recorded, never returned)
 
 
 def pick_device(setting: str) -> torch.device:
@@ -135,13 +146,18 @@ def preprocess_with(params: Any, thresholds: Any) -> Callable[[Any], ModelInput]
 
 
 def load_model(settings: Settings) -> LoadedModel:
+    return load_path(resolve_model_path(settings), settings)
+
+
+def load_path(path: Path, settings: Settings, expected_sha256: str | None = None) -> LoadedModel:
+    """One checkpoint file -> LoadedModel on the settings' device; `expected_sha256`: of the weights
+    (a registry version's meta.json `weights_sha256`), checked by the loader."""
     from models.checkpoint import load_checkpoint
     from models.inference import predict
     from models.transforms import normalize
 
     device = pick_device(settings.device)
-    path = resolve_model_path(settings)
-    ckpt = load_checkpoint(path, map_location=device)
+    ckpt = load_checkpoint(path, map_location=device, expected_sha256=expected_sha256)
     params = ckpt.preprocess
     if device.type == "cuda":  # NHWC suits cuDNN's convolutions (bf16 autocast is in models.inference)
         ckpt.model = ckpt.model.to(memory_format=torch.channels_last)
@@ -186,23 +202,33 @@ def warm_up_sizes(device: torch.device, max_size: int) -> list[int]:
 class ModelRunner:
     """A model plus the batcher in front of it. Thread-safe: task threads call `infer` concurrently."""
 
-    def __init__(self, model: LoadedModel, max_batch_size: int, max_wait_s: float,
+    def __init__(self, model: LoadedModel | LiveModels, max_batch_size: int, max_wait_s: float,
                  result_timeout_s: float = 60.0, flush_when_idle: bool = False) -> None:
-        self.model = model
+        self.live = model if isinstance(model, LiveModels) else LiveModels(
+            Serving(ServedModel("production", model.ref.version, model)))
         self.result_timeout_s = result_timeout_s
         self.batcher = Batcher(self._run_batch, max_batch_size, max_wait_s, name="tenderscan-batcher",
                                flush_when_idle=flush_when_idle)
 
     @classmethod
-    def from_settings(cls, settings: Settings, model: LoadedModel | None = None) -> ModelRunner:
+    def from_settings(cls, settings: Settings, model: LoadedModel | LiveModels | None = None) -> ModelRunner:
         """The worker's runner: a partial batch waits (up to max_wait_ms) only for scans its task threads
         are fetching and decoding (batching.Batcher.flush_when_idle), never for scans not yet dequeued."""
-        return cls(model or load_model(settings), settings.max_batch_size, settings.max_wait_ms / 1000,
+        if model is None:
+            from workers.runtime.models_live import initial_live
+
+            model = initial_live(settings)  # a path, or a registry alias / version, verified
+        return cls(model, settings.max_batch_size, settings.max_wait_ms / 1000,
                    result_timeout_s=settings.task_soft_time_limit_s, flush_when_idle=True)
 
     @property
+    def model(self) -> LoadedModel:
+        """The production model now (a swap replaces it between batches)."""
+        return self.live.serving.production.model
+
+    @property
     def model_ref(self) -> ModelRef:
-        return self.model.ref
+        return self.live.serving.production.ref
 
     @property
     def thresholds(self) -> Any:
@@ -210,7 +236,23 @@ class ModelRunner:
 
     def preprocess(self, image) -> Any:
         """PIL image -> ModelInput (raises RejectedScan for a scan the geometry alone rejects)."""
-        return self.model.preprocess(image)
+        return self.preprocess_for(image, None)
+
+    def preprocess_for(self, image, scan_id: str | None) -> ModelInput:
+        """preprocess with the model that will decide this scan (production, or the canary by its id)."""
+        serving = self.live.serving  # one snapshot for both choices
+        served = serving.pick(scan_id)
+        x = served.model.preprocess(image)
+        shadow, shadow_x = serving.shadows(scan_id), None
+        if shadow is not None and shadow is not served:
+            try:
+                sx = shadow.model.preprocess(image)
+                shadow_x = ModelInput(getattr(sx, "x", sx), getattr(sx, "seen", None), shadow)
+            except Exception:  # noqa: BLE001 - the shadow's own rejection: it has nothing to score
+                shadow_x = None
+        if isinstance(x, ModelInput):
+            return ModelInput(x.x, x.seen, served, shadow_x)
+        return ModelInput(x, None, served, shadow_x)
 
     def infer(self, x) -> ScanPrediction:
         """Queue one preprocessed scan and wait for its batch. Runs in a task thread."""
@@ -219,7 +261,13 @@ class ModelRunner:
     def submit(self, x) -> Future:
         """Queue one preprocessed scan (ModelInput or tensor) without waiting (multi-scan messages queue
         all theirs first)."""
-        return self.batcher.submit((x.x if isinstance(x, ModelInput) else x, time.monotonic()))
+        served = getattr(x, "served", None) or self.live.serving.production
+        now = time.monotonic()
+        future = self.batcher.submit((x.x if isinstance(x, ModelInput) else x, now, served))
+        shadow = getattr(x, "shadow", None)
+        if shadow is not None:  # scored in the same batch, in a forward pass of its own model
+            future.shadow_future = self.batcher.submit((shadow.x, now, shadow.served))
+        return future
 
     def expecting(self, n: int = 1) -> AbstractContextManager:
         """`n` scans will be submitted inside this block (they are being fetched and decoded)."""
@@ -228,35 +276,64 @@ class ModelRunner:
     def result(self, future: Future) -> ScanPrediction:
         """Wait for a submitted scan's batch, at most the task's time budget."""
         try:
-            return future.result(timeout=self.result_timeout_s)
+            pred = future.result(timeout=self.result_timeout_s)
         except FutureTimeout:
             future.cancel()
             raise InferenceTimeout(f"no forward pass within {self.result_timeout_s:.0f}s") from None
+        shadow = getattr(future, "shadow_future", None)
+        if shadow is None:
+            return pred
+        try:
+            return replace(pred, shadow=shadow.result(timeout=self.result_timeout_s))
+        except Exception:  # noqa: BLE001 - a shadow that fails or hangs leaves the scan's own answer alone
+            return pred
 
     def warm_up(self) -> float:
         """Forward passes before the first scan (allocations, kernels, autotune), at every batch size
         the batcher can form on CUDA (see warm_up_sizes), at full size on the CPU."""
-        t0 = time.monotonic()
-        x = torch.zeros((self.batcher.max_size, *self.model.input_shape), dtype=self.model.input_dtype)
-        for size in warm_up_sizes(self.model.device, self.batcher.max_size):
-            self.model.forward(self.model.input_batch(x[:size]))
-        if self.model.device.type == "cuda":
-            torch.cuda.synchronize(self.model.device)
-        return time.monotonic() - t0
+        return warm_up_model(self.model, self.batcher.max_size)
 
     def close(self) -> None:
         self.batcher.close()
 
     # --- the batcher thread ---------------------------------------------------------------------
-    def _run_batch(self, items: Sequence[tuple[torch.Tensor, float]]) -> list[ScanPrediction]:
+    def _run_batch(self, items: Sequence[tuple[torch.Tensor, float, ServedModel]]) -> list[ScanPrediction]:
+        """One forward pass per model among the batch's scans (one, except around a swap or with a canary)."""
+        groups: dict[int, list[int]] = {}
+        for i, (_, _, served) in enumerate(items):
+            groups.setdefault(id(served), []).append(i)
+        if len(groups) == 1:  # a failing batch is run again scan by scan (Batcher): count those failures only
+            return self._run_group(items, count_errors=len(items) == 1)
+        out: list[Any] = [None] * len(items)
+        for idx in groups.values():
+            try:
+                preds = self._run_group([items[i] for i in idx], count_errors=True)
+            except Exception as exc:  # noqa: BLE001 - this model's scans fail; the other model's go on
+                preds = [exc] * len(idx)
+            for i, pred in zip(idx, preds, strict=True):
+                out[i] = pred
+        return out
+
+    def _run_group(self, items: Sequence[tuple[torch.Tensor, float, ServedModel]],
+                   count_errors: bool) -> list[ScanPrediction]:
+        served = items[0][2]
+        try:
+            return self._forward(served.model, served, items)
+        except Exception:
+            if count_errors:  # the canary's judge reads these
+                served.record_error(len(items))
+            raise
+
+    def _forward(self, model: LoadedModel, served: ServedModel,
+                 items: Sequence[tuple[torch.Tensor, float, ServedModel]]) -> list[ScanPrediction]:
         batch_id = uuid.uuid4().hex[:16]
         t0 = time.monotonic()
         started = utcnow()
         with structlog.contextvars.bound_contextvars(batch_id=batch_id):
             with telemetry.cpu_stage("batch"):
-                x = self.model.input_batch([t for t, _ in items])
+                x = model.input_batch([t for t, _, _ in items])
             with telemetry.cpu_stage("forward"):
-                preds = self.model.forward(x)
+                preds = model.forward(x)
                 p_cf = preds.p_counterfeit.detach().float().cpu().tolist()
                 signs = preds.signs.detach().float().cpu().tolist()
                 denom = preds.denomination.detach().float().cpu().tolist()
@@ -266,11 +343,11 @@ class ModelRunner:
                 ood = ood.detach().float().cpu().tolist() if ood is not None else None
             ended = utcnow()
             forward_ms = (time.monotonic() - t0) * 1000
-            fill_ms = (t0 - min(enq for _, enq in items)) * 1000
+            fill_ms = (t0 - min(enq for _, enq, _ in items)) * 1000
             log.info("batch_done", batch_id=batch_id, size=len(items), forward_ms=round(forward_ms, 2),
-                     fill_wait_ms=round(fill_ms, 2), device=str(self.model.device))
+                     fill_wait_ms=round(fill_ms, 2), device=str(model.device), model_version=served.version)
             telemetry.observe_batch(len(items), forward_ms)
-        names, classes = self.model.sign_names, self.model.denominations
+        names, classes = model.sign_names, model.denominations
         with telemetry.cpu_stage("batch"):  # the outputs, one ScanPrediction per scan
             out = [
                 ScanPrediction(
@@ -280,11 +357,22 @@ class ModelRunner:
                     batch_id=batch_id, batch_size=len(items), inference_start=started, inference_end=ended,
                     batch_wait_ms=(t0 - enq) * 1000, forward_ms=forward_ms,
                     kind=None if kind is None else {n: float(v) for n, v in zip(KINDS, kind[i], strict=True)},
-                    ood=None if ood is None else float(ood[i]),
+                    ood=None if ood is None else float(ood[i]), served=served,
                 )
-                for i, (_, enq) in enumerate(items)
+                for i, (_, enq, _) in enumerate(items)
             ]
         return out
+
+
+def warm_up_model(model: LoadedModel, max_size: int) -> float:
+    """ModelRunner.warm_up for any LoadedModel: a new version is warmed up before it is swapped in."""
+    t0 = time.monotonic()
+    x = torch.zeros((max_size, *model.input_shape), dtype=model.input_dtype)
+    for size in warm_up_sizes(model.device, max_size):
+        model.forward(model.input_batch(x[:size]))
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+    return time.monotonic() - t0
 
 
 # --- the runner of a worker process -------------------------------------------------------------
@@ -295,6 +383,7 @@ def build_runner(settings: Settings) -> ModelRunner:
     runner = ModelRunner.from_settings(settings)
     warm_s = runner.warm_up()
     log.info("model_loaded", model=runner.model_ref.name, version=runner.model_ref.version,
+             alias=runner.live.serving.production.alias,
              weights_sha256=runner.model_ref.sha256[:12], device=str(runner.model.device),
              load_s=round(time.monotonic() - t0, 3), warm_up_s=round(warm_s, 3),
              max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms)

@@ -113,3 +113,34 @@ def test_gate_reports_missing_metrics():
     failures = Gate().check({"medium_obvious": {"accuracy": 0.999}})
     assert any("false_reject_rate not in the evaluation" in f for f in failures)
     assert any("harsh accuracy not in the evaluation" in f for f in failures)
+
+
+def test_the_promotion_gate_needs_the_robustness_suite_met():
+    from workers.core.registry import PROMOTION_GATE
+
+    ev = _evaluation()
+    assert Gate().check(ev) == []  # publishing does not require the suite
+    assert PROMOTION_GATE.check(ev) == ["robustness suite (summary.suite_targets_met / suite_targets) not in the "
+                                        "evaluation"]
+    ev["summary"] = {"suite_targets_met": 11, "suite_targets": 12}
+    ev["targets"] = [{"target": "blur x glare: review", "met": False}, {"target": "accuracy", "met": True}]
+    assert PROMOTION_GATE.check(ev) == ["robustness suite: 11 of 12 targets met (unmet: blur x glare: review)"]
+    assert Gate().check(ev) == []  # publishing leaves the suite to promotion
+    ev["summary"]["suite_targets_met"] = 12
+    assert PROMOTION_GATE.check(ev) == []
+
+
+def test_an_alias_record_says_who_moved_it_and_why():
+    from workers.core.registry import alias_version, evaluation
+
+    store = MemoryObjectStore()
+    for v in ("v1", "v2"):
+        store.put(f"models/{v}/meta.json", json.dumps({"version": v}).encode())
+        store.put(f"models/{v}/evaluation.json", json.dumps(_evaluation()).encode())
+    assert alias_version(store, "canary") is None
+    promote(store, "v2", "canary")
+    rec = promote(store, "v1", "canary", by="auto-rollback", reason="review rate 0.5")
+    assert rec["previous"] == "v2" and rec["by"] == "auto-rollback" and alias_version(store, "canary") == "v1"
+    assert evaluation(store, "v1") == _evaluation()
+    with pytest.raises(ModelNotFound):
+        evaluation(store, "v3")
