@@ -15,7 +15,9 @@ Per claimed delivery (`deliver`):
         failure; past WEBHOOK_DISABLE_AFTER_S it is disabled and this delivery parked; otherwise
         retried after backoff.py's delay, or given up past WEBHOOK_RETRY_WINDOW_S
 Each outcome is one record in the endpoint's delivery log (status, latency, attempt, reason) and
-one count in tenderscan_webhook_deliveries{outcome, reason} (served on TENDERSCAN_METRICS_PORT).
+one count in tenderscan_webhook_deliveries{outcome, reason} (served on TENDERSCAN_METRICS_PORT); a
+delivered event's lag (its timestamp to the 2xx, retries and outages included) is `lag_ms` in its
+record and one observation of tenderscan_webhook_delivery_lag_seconds{type}.
 
 Delivery is at least once: a deliverer killed between the POST and `finish` leaves the claim to its
 lease, and the event goes again under the same webhook-id, which is the receiver's dedup key.
@@ -23,6 +25,7 @@ lease, and the event goes again under the same webhook-id, which is the receiver
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -45,6 +48,14 @@ from workers.webhooks.endpoints import EndpointError, EndpointStore
 from workers.webhooks.outbox import Claim, Outbox
 
 log = structlog.get_logger(__name__)
+
+
+def event_lag_s(event: dict, now: float) -> float | None:
+    """Seconds from the stored event's `timestamp` (when it happened) to `now`; None if unreadable."""
+    try:
+        return now - clock.parse_time(json.loads(event["body"])["timestamp"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -90,6 +101,10 @@ class Deliverer:
         record.update(status=attempt.status, latency_ms=attempt.latency_ms)
         if attempt.ok:
             self.outbox.succeeded(claim.tenant, claim.endpoint_id)
+            lag = event_lag_s(event, self.now())
+            if lag is not None:
+                record["lag_ms"] = round(1000 * lag, 1)
+                telemetry.observe_webhook_lag(event["type"], lag)
             return self._settle(claim, DeliveryOutcome.DELIVERED, record)
 
         record.update(reason=attempt.reason, detail=attempt.detail)

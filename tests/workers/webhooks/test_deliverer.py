@@ -65,6 +65,25 @@ def test_failures_are_retried_with_backoff_under_the_same_id_then_delivered(setu
         assert delivered(outcome, reason) - before[(outcome, reason)] == n  # the Prometheus count
 
 
+def test_a_delivered_event_records_its_lag_from_the_event_timestamp(setup):
+    r, ep, box, clock, deliverer = setup
+    lag = {"type": "scan.completed"}
+    count = REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_count", lag) or 0
+    total = REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_sum", lag) or 0
+    happened = 1796169600.0  # the fixture's event timestamp, 2026-12-02T00:00:00Z
+    clock["now"] = happened + 42.5
+    (c,) = box.claim(clock["now"], 5)
+    d = deliverer(Receiver(ep.secrets[0].value, [500]))
+    assert d.deliver(c) == "retrying"  # a failed attempt observes no lag
+    assert (REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_count", lag) or 0) == count
+    clock["now"] = happened + 100.0
+    (c,) = box.claim(clock["now"], 5)
+    assert d.deliver(c) == "delivered"
+    assert REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_count", lag) == count + 1
+    assert REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_sum", lag) - total == pytest.approx(100.0)
+    assert box.log("acme", ep.id)[0]["lag_ms"] == 100000.0
+
+
 def delivered(outcome, reason):
     return REGISTRY.get_sample_value("tenderscan_webhook_deliveries_total", {"outcome": outcome, "reason": reason}) or 0
 
