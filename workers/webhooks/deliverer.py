@@ -48,6 +48,12 @@ from workers.webhooks.endpoints import EndpointError, EndpointStore
 from workers.webhooks.outbox import Claim, Outbox
 
 log = structlog.get_logger(__name__)
+# A claim handed back because its endpoint already has `per_endpoint` attempts in flight is due again
+# this much later: behind whatever else is due now (a hanging endpoint cannot fill every claim), and
+# soon enough that a healthy busy endpoint's events wait milliseconds, not a poll interval. It was
+# max(1 s, poll_s), and the loop then slept a poll: one endpoint got at most per_endpoint / poll_s
+# deliveries a second (4/s by default), measured in docs/WEBHOOKS.md (Benchmark).
+RELEASE_S = 0.05
 
 
 def event_lag_s(event: dict, now: float) -> float | None:
@@ -139,6 +145,7 @@ class Deliverer:
         log.info("webhook_deliverer_started", concurrency=self.concurrency)
         inflight: dict[Future, tuple[str, str]] = {}  # attempt -> its endpoint
         busy: Counter[tuple[str, str]] = Counter()  # endpoint -> attempts in flight
+        handed_back_until = 0.0  # monotonic time the last claims handed back are due again
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="tenderscan-webhook") as pool:
             while not stop.is_set():
                 if tick:
@@ -147,22 +154,30 @@ class Deliverer:
                     busy[inflight.pop(f)] -= 1
                 free = self.concurrency - len(inflight)
                 claims: list[Claim] = []
+                released = 0
                 if free:
                     try:
                         claims = self.outbox.claim(self.now(), free)
                         for c in claims:
                             endpoint = (c.tenant, c.endpoint_id)
                             if busy[endpoint] >= self.per_endpoint:  # let other endpoints' events by
-                                self.outbox.release(c, self.now() + max(1.0, self.poll_s))
+                                self.outbox.release(c, self.now() + RELEASE_S)
+                                released += 1
                                 continue
                             busy[endpoint] += 1
                             inflight[pool.submit(self._deliver_logged, c)] = endpoint
                     except TenderscanError as exc:
                         log.warning("webhook_claim_failed", error=type(exc).__name__, detail=str(exc)[:200])
-                if len(claims) < free or not free:  # nothing more due now: wait for time or a thread
+                if released:
+                    handed_back_until = time.monotonic() + RELEASE_S
+                # what was handed back is due again soon: wait for that, not a whole poll interval
+                pause = min(self.poll_s, max(0.0, handed_back_until - time.monotonic()) or self.poll_s)
+                if released and inflight:  # a busy endpoint: its next turn comes when one of its attempts ends
+                    wait(list(inflight), timeout=pause, return_when=FIRST_COMPLETED)
+                elif len(claims) < free or not free:  # nothing more due now: wait for time or a thread
                     if inflight and not free:
-                        wait(list(inflight), timeout=self.poll_s, return_when=FIRST_COMPLETED)
+                        wait(list(inflight), timeout=pause, return_when=FIRST_COMPLETED)
                     else:
-                        stop.wait(self.poll_s)
+                        stop.wait(pause)
             wait(list(inflight))
         log.info("webhook_deliverer_stopped")

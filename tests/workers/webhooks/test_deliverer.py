@@ -194,3 +194,33 @@ def test_a_hanging_endpoint_holds_at_most_per_endpoint_threads_and_others_go_on(
     attempts = [rec["attempt"] for rec in box.log("acme", slow.id)]
     assert sorted(attempts) == [1] * 6  # handing a claim back spent no attempt
     assert [rec["outcome"] for rec in box.log("globex", fast.id)] == ["delivered"]
+
+
+def test_a_busy_endpoint_waits_for_its_own_attempts_not_for_the_poll(clean_redis):
+    """One endpoint, many events due at once, a receiver answering in 5 ms: the per-endpoint cap (2 in
+    flight) hands the rest back, and they go as soon as a thread frees, not one poll interval (here 1 s)
+    at a time: 40 events, at most 2 per turn, would take 20 s that way."""
+    r = redis_client(clean_redis)
+    EndpointStore(r).add("acme", "https://hooks.example/x")
+    box = Outbox(r)
+    box.emit([WebhookEvent(f"msg_b{i}", "acme", "scan.completed", "2026-12-02T00:00:00.000000Z", {})
+              for i in range(40)], now=time.time())
+    got = []
+
+    def send(url, body, headers, timeout_s, allow):
+        time.sleep(0.005)
+        got.append(headers["webhook-id"])
+        return Attempt(True, 200, None, "", 5.0)
+
+    d = Deliverer(box, EndpointStore(r), poll_s=1.0, send=send)
+    stop = threading.Event()
+    t = threading.Thread(target=d.run, args=(stop,))
+    started = time.monotonic()
+    t.start()
+    while box.pending() and time.monotonic() - started < 15:
+        time.sleep(0.01)
+    took = time.monotonic() - started
+    stop.set()
+    t.join(5)
+    assert len(set(got)) == 40 and box.pending() == 0
+    assert took < 4.0, f"40 deliveries to one endpoint took {took:.1f} s"
