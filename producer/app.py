@@ -101,12 +101,15 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
                                         scans_per_message=settings.scans_per_message)
         queue_gauges = telemetry.QueueCollector(app.state.deps.verdicts.r)  # read at scrape time
         app.state.metrics_registry.register(queue_gauges)
+        review_gauges = telemetry.ReviewQueueCollector(app.state.deps.verdicts.r)  # per tenant, at scrape time
+        app.state.metrics_registry.register(review_gauges)
         app.state.tenants, refresher = await _start_registry(settings, app.state.deps.objects)
         app.state.limiter = Limiter(app.state.deps.verdicts.r, settings.in_flight_ttl_s)
         app.state.key_use = KeyUseRecorder(app.state.deps.verdicts.r)
         app.state.reviews = ReviewQueue.from_settings(app.state.deps.verdicts.r, settings)
         app.state.review_desk = Desk(app.state.reviews, app.state.deps.verdicts, app.state.deps.objects,
-                                     review_signer_from_settings(settings), settings.review_sla_s)
+                                     review_signer_from_settings(settings), settings.review_sla_s,
+                                     app.state.review_metrics)
         app.state.listener = DoneListener(app.state.deps.aredis)
         await app.state.listener.start()
         log.info("api_started", bucket=app.state.deps.objects.bucket, tenants=len(set(settings.api_keys.values())),
@@ -119,6 +122,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
                 await refresher
             await app.state.listener.stop()
             app.state.metrics_registry.unregister(queue_gauges)
+            app.state.metrics_registry.unregister(review_gauges)
             if built:
                 await app.state.deps.aclose()
             log.info("api_stopped")
@@ -129,6 +133,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
                          description="Counterfeit-banknote detection. POST a scan, poll (or long-poll) its verdict.")
     app.state.settings = settings
     app.state.metrics_registry = telemetry.api_registry()
+    app.state.review_metrics = telemetry.ReviewMetrics(app.state.metrics_registry)  # the console's counters
     app.include_router(router)
     app.include_router(review_router)  # the review console (producer/review/, docs/REVIEW.md)
     for exc_type, handler in errors.HANDLERS:

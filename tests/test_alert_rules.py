@@ -30,8 +30,21 @@ def test_promtool_fires_on_a_simulated_counterfeit_spike():
     assert "SUCCESS" in run.stdout
 
 
-def test_the_rules_name_only_exported_metrics():
+def test_the_rules_name_only_exported_metrics(clean_redis):
+    """Every series a rule reads is exported: by the worker's registry, or by the API's scrape-time
+    collectors (queue and review queue, read from a real Redis holding one queued review)."""
+    import redis
+
+    from workers.core.review_queue import ReviewQueue
+    from workers.core.schemas import InputRef, ModelRef, Timestamps, Verdict
+
+    client = redis.Redis.from_url(clean_redis)
+    ReviewQueue(client).enqueue([Verdict("a" * 32, "acme", "s1", "t1", "review", InputRef("k", "0" * 64, 1, 320, 160),
+                                         Timestamps("2026-12-02T00:00:00.000000Z"), reason="uncertain",
+                                         model=ModelRef("tenderscan", "v1", "cd" * 32))])
     exported = {m.name for m in telemetry.REGISTRY.collect()}
+    for collector in (telemetry.QueueCollector(client), telemetry.ReviewQueueCollector(client)):
+        exported |= {m.name for m in collector.collect()}
     exported |= {n + suffix for n in exported for suffix in ("_total", "_sum", "_count", "_bucket")}
     rules = yaml.safe_load((RULES / "alerts.yaml").read_text())
     names = {name for group in rules["groups"] for rule in group["rules"]

@@ -111,15 +111,32 @@ def test_reviewers_see_their_tenants_queue_oldest_first_and_auditors_see_every_t
     assert audit["auditor"] and {i["scan_id"] for i in audit["items"]} == {a1.scan_id, a2.scan_id, g1.scan_id}
 
 
-def test_another_tenants_scan_is_a_404_everywhere(api, deps, clients):
+# every console route that names a scan: (method, path under /review/api/scans/{id}, JSON body)
+SCAN_ROUTES = [("post", "claim", None), ("get", "image", None), ("get", "canonical", None),
+               ("post", "review", {"label": "genuine"}), ("post", "undo", None), ("post", "release", None)]
+
+
+@pytest.mark.parametrize(("method", "route", "body"), SCAN_ROUTES, ids=[r for _, r, _ in SCAN_ROUTES])
+@pytest.mark.parametrize("state", ["queued", "claimed", "reviewed"])
+def test_another_tenants_scan_is_a_404_on_every_route(api, deps, clients, method, route, body, state):
     g = scan(api, deps, "globex")
+    gil = clients("gil@globex")
+    if state in ("claimed", "reviewed"):
+        assert gil.post(f"/review/api/scans/{g.scan_id}/claim", headers=POST).status_code == 200
+    if state == "reviewed":
+        assert gil.post(f"/review/api/scans/{g.scan_id}/review", json={"label": "genuine"},
+                        headers=POST).status_code == 200
     ann = clients("ann@acme")
-    base = f"/review/api/scans/{g.scan_id}"
-    assert ann.post(f"{base}/claim", headers=POST).status_code == 404
-    assert ann.get(f"{base}/image").status_code == 404
-    assert ann.post(f"{base}/review", json={"label": "genuine"}, headers=POST).status_code == 404
-    assert ann.post(f"{base}/undo", headers=POST).status_code == 404
-    assert ann.post("/review/api/scans/nope/claim", headers=POST).status_code == 404
+    kw = {"headers": POST, "json": body} if method == "post" else {}
+    resp = getattr(ann, method)(f"/review/api/scans/{g.scan_id}/{route}", **kw)
+    assert resp.status_code == 404 and resp.json()["error"]["reason"] == "not_found", resp.text
+    assert getattr(ann, method)(f"/review/api/scans/nope/{route}", **kw).status_code == 404
+    # and nothing of globex's changed hands: gil's claim and review stand, the queue shows ann nothing
+    if state == "claimed":
+        assert deps.verdicts.r.get(keys.review_claim_key(g.scan_id)) in (b"gil@globex", "gil@globex")
+    if state == "reviewed":
+        assert ReviewQueue(deps.verdicts.r).get_review(g.scan_id).reviewer == "gil@globex"
+    assert ann.get("/review/api/queue").json()["items"] == []
 
 
 def test_a_claim_keeps_a_second_reviewer_out(api, deps, clients):
@@ -272,3 +289,35 @@ def test_a_recorded_review_schedules_the_tenants_scan_reviewed_webhook(api, deps
     messages = [outbox.message(c.msg_id) for c in outbox.claim(time.time() + 1, 10)]
     reviewed = [json.loads(m["body"])["data"] for m in messages if m and m["type"] == "scan.reviewed"]
     assert len(reviewed) == 1 and reviewed[0]["scan_id"] == v.scan_id and reviewed[0]["label"] == "genuine"
+
+
+def test_metrics_count_reviews_agreement_and_signs_and_gauge_each_tenants_queue(api, deps, clients):
+    a1 = scan(api, deps)
+    scan(api, deps), scan(api, deps, "globex")
+    ann = clients("ann@acme")
+
+    def sample(name: str, **labels) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(ann.get("/metrics").text):
+            for s in family.samples:
+                if s.name == name and s.labels == labels:
+                    return s.value
+        return 0.0
+    assert sample("tenderscan_review_queue_depth", tenant="acme") == 2
+    assert sample("tenderscan_review_queue_depth", tenant="globex") == 1
+    assert sample("tenderscan_review_queue_oldest_age_seconds", tenant="acme") >= 0
+    assert ann.post(f"/review/api/scans/{a1.scan_id}/claim", headers=POST).status_code == 200
+    resp = ann.post(f"/review/api/scans/{a1.scan_id}/review", headers=POST,
+                    json={"label": "counterfeit", "signs_seen": ["hologram_missing"]})
+    assert resp.status_code == 200, resp.text
+    assert sample("tenderscan_review_queue_depth", tenant="acme") == 1
+    assert sample("tenderscan_reviews_total", reviewer="ann@acme") == 1
+    assert sample("tenderscan_review_agreement_total", model_decision="review", label="counterfeit") == 1
+    # the model detected microprint_blur, ann saw hologram_missing instead
+    assert sample("tenderscan_review_signs_total", sign="microprint_blur", model="detected", reviewer="not") == 1
+    assert sample("tenderscan_review_signs_total", sign="hologram_missing", model="not", reviewer="seen") == 1
+    assert sample("tenderscan_review_signs_total", sign="microprint_blur", model="detected", reviewer="seen") == 0
+    assert ann.post(f"/review/api/scans/{a1.scan_id}/undo", headers=POST).status_code == 200
+    assert sample("tenderscan_reviews_undone_total", reviewer="ann@acme") == 1
+    assert sample("tenderscan_review_queue_depth", tenant="acme") == 2

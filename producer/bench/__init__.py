@@ -10,6 +10,8 @@
     harness.py     services (a producer.dev DevStack: SeaweedFS, a private redis-server), the run,
                    ratios, JSON
     plot.py        latency against throughput (PNG)
+    webhooks.py    webhook delivery lag on loopback, healthy and through a receiver outage
+                   (`python -m producer.bench.webhooks`, docs/WEBHOOKS.md)
 
 Nothing here is imported by the API or the workers; the stand-ins exist only in this package.
 """

@@ -1,11 +1,13 @@
 """The review desk: plain functions behind the console's routes (producer/review/routes.py).
 
     queue(desk, reviewer)            the scans awaiting review in the reviewer's tenants, oldest first,
-                                     with their age against the SLA and who holds each
+                                     with their age against the SLA and who holds each: the oldest
+                                     QUEUE_PAGE of them; queue_depth says how many wait in all
     open_scan(desk, reviewer, id)    claim the scan (a lease) and return what the reviewer judges on:
                                      the verdict (decision, confidence, per-sign scores), the image's key
     record(desk, reviewer, id, ...)  the review: stored once in Redis (only by the claim's holder), its
                                      signed record written to S3, then `on_review_recorded` (the hook)
+    release(desk, reviewer, id)      give the lease back (only the holder's is dropped)
     undo(desk, reviewer, id)         within keys.REVIEW_UNDO_S, by the same reviewer: Redis and S3 back
                                      to before, the scan queued again and still claimed by them
     canonical_png(image bytes)       the model's canonical view of the note (models/canonical.py: the
@@ -33,6 +35,7 @@ from workers.core.logging import get_logger
 from workers.core.review_queue import Pending, ReviewQueue
 from workers.core.schemas import MAX_REVIEW_NOTE, Review, Verdict, is_scan_id
 from workers.core.storage import ObjectStore
+from workers.core.telemetry import ReviewMetrics
 from workers.core.verdict_store import VerdictStore
 from workers.webhooks.events import emit_reviewed
 
@@ -49,6 +52,7 @@ class Desk:
     objects: ObjectStore
     signer: Signer | None
     sla_s: int
+    metrics: ReviewMetrics | None = None  # the API registry's review counters (docs/REVIEW.md, Metrics)
 
 
 def on_review_recorded(desk: Desk, review: Review) -> None:
@@ -62,10 +66,17 @@ def on_review_recorded(desk: Desk, review: Review) -> None:
     emit_reviewed(desk.queue.r, review.tenant, review.scan_id, review.reviewed_at, review_json(review))
 
 
-def queue(desk: Desk, reviewer: Reviewer, limit: int = 200, now: float | None = None) -> list[dict]:
+QUEUE_PAGE = 200  # the console shows the oldest this many; `total` says how many wait in all
+
+
+def queue(desk: Desk, reviewer: Reviewer, limit: int = QUEUE_PAGE, now: float | None = None) -> list[dict]:
     tenants = desk.queue.tenants() if reviewer.auditor else [reviewer.scope]
     now = datetime.now(UTC).timestamp() if now is None else now
     return [_item(p, now, desk.sla_s) for p in desk.queue.pending(tenants, limit)]
+
+
+def queue_depth(desk: Desk, reviewer: Reviewer) -> int:
+    return desk.queue.depth(desk.queue.tenants() if reviewer.auditor else [reviewer.scope])
 
 
 def _item(p: Pending, now: float, sla_s: int) -> dict:
@@ -119,6 +130,14 @@ def open_scan(desk: Desk, reviewer: Reviewer, scan_id: str) -> dict:
 
 def _source(verdict: Verdict) -> str:
     return (ReviewSource.REVIEW if verdict.decision == "review" else ReviewSource.QC_SAMPLE).value
+
+
+def release(desk: Desk, reviewer: Reviewer, scan_id: str) -> dict:
+    """Give the lease back without a review. 404 like every other route for a scan outside the
+    reviewer's tenants (or no longer queued), so the answer tells nothing about other tenants."""
+    locate(desk, reviewer, scan_id)
+    desk.queue.release(scan_id, reviewer.id)
+    return {"scan_id": scan_id, "released": True}
 
 
 def image_of(desk: Desk, reviewer: Reviewer, scan_id: str) -> tuple[bytes, str]:
@@ -177,6 +196,9 @@ def record(desk: Desk, reviewer: Reviewer, scan_id: str, body: dict, now: dateti
         desk.queue.forget_review(review)  # no record, no review: the scan is back in the queue
         raise
     on_review_recorded(desk, review)
+    if desk.metrics is not None:
+        desk.metrics.observe_review(review.reviewer, review.model_decision, review.label, list(verdict.signs),
+                                    verdict.signs_detected, review.signs_seen)
     return {"review": review_json(review), "record": key, "undo_s": keys.REVIEW_UNDO_S}
 
 
@@ -200,5 +222,7 @@ def undo(desk: Desk, reviewer: Reviewer, scan_id: str, now: datetime | None = No
     if not desk.queue.undo(review, clock.parse_time(review.submitted_at).timestamp()):
         raise ApiError(409, "already_undone", "this review was taken back already")
     withdraw_review(review, desk.objects)
+    if desk.metrics is not None:
+        desk.metrics.observe_undo(reviewer.id)
     log.info("review_undone", scan_id=scan_id, tenant=review.tenant, reviewer=reviewer.id)
     return {"scan_id": scan_id, "undone": True}

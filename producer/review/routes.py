@@ -4,7 +4,8 @@
     POST /review/login                         form field `key` -> session cookie (HttpOnly, SameSite=Strict)
     POST /review/logout
     GET  /review/static/{console.js|console.css}
-    GET  /review/api/queue                     the scans awaiting review, oldest first
+    GET  /review/api/queue                     the oldest 200 scans awaiting review, oldest first, and
+                                               `total`: how many wait in all
     POST /review/api/scans/{id}/claim          take the lease and get what to judge
     GET  /review/api/scans/{id}/image          the scan's image
     GET  /review/api/scans/{id}/canonical      the model's canonical view of the note (PNG)
@@ -118,7 +119,9 @@ async def static(name: str) -> Response:
 @router.get("/review/api/queue")
 async def get_queue(request: Request, reviewer: ReviewerDep) -> dict:
     items = await run_in_threadpool(d.queue, _desk(request), reviewer)
-    return {"reviewer": reviewer.id, "auditor": reviewer.auditor, "items": items}
+    total = len(items) if len(items) < d.QUEUE_PAGE else await run_in_threadpool(d.queue_depth, _desk(request),
+                                                                                 reviewer)
+    return {"reviewer": reviewer.id, "auditor": reviewer.auditor, "items": items, "total": total}
 
 
 @router.post("/review/api/scans/{scan_id}/claim")
@@ -160,5 +163,4 @@ async def undo(request: Request, scan_id: str, reviewer: ReviewerDep) -> dict:
 
 @router.post("/review/api/scans/{scan_id}/release")
 async def release(request: Request, scan_id: str, reviewer: ReviewerDep) -> JSONResponse:
-    await run_in_threadpool(_desk(request).queue.release, scan_id, reviewer.id)
-    return JSONResponse({"scan_id": scan_id, "released": True})
+    return JSONResponse(await run_in_threadpool(d.release, _desk(request), reviewer, scan_id))

@@ -19,12 +19,14 @@ import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 
 from producer.client import TenderscanClient
+from producer.review.access import COOKIE
 from tests.integration.conftest import BIN, TENANT_KEYS, start_stack, wait_until
 from tests.integration.test_api import queued_messages
 from workers.audit import manifests, signing
@@ -175,3 +177,64 @@ def test_a_reviewer_labels_three_scans_with_the_keyboard_and_the_records_land_in
     lines = [json.loads(x) for x in (tmp_path / "reviewed" / "manifest.jsonl").read_text().splitlines()]
     assert {a["scan_id"]: a["label"] for a in lines} == {sid: r.label for sid, (_, r) in records.items()}
     assert all((tmp_path / "reviewed" / a["file"]).stat().st_size > 1000 for a in lines)
+
+
+WAITING = int(os.environ.get("TENDERSCAN_REVIEW_WAITING", "10000"))
+
+
+def test_the_console_with_10000_scans_waiting_loads_one_page_and_is_timed(stack, browser, repo_root):
+    """Measured, not asserted against a number: 10,000 `review` verdicts in the tenant's sorted set
+    (ReviewQueue.enqueue, as publish does; no image behind them), then the page's navigation timing and
+    the queue API's own time, in the browser and over HTTP. `TENDERSCAN_REVIEW_TIMING=docs/x.json`
+    writes the numbers (docs/REVIEW.md, Console load)."""
+    import statistics
+
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    queue = ReviewQueue(redis.Redis.from_url(stack.settings.redis_url))
+    base = time.time() - 3600  # submitted over the last hour, 0.1 s apart
+    for start in range(0, WAITING, 1000):
+        batch = [Verdict(f"{i:032x}", "acme", "s1", "t1", "review", InputRef(f"scans/x/{i:032x}.jpg", "ab" * 32, 1),
+                         Timestamps(clock.format_time(datetime.fromtimestamp(base + i * 0.1, UTC))))
+                 for i in range(start, min(WAITING, start + 1000))]
+        assert queue.enqueue(batch) == len(batch)
+    assert queue.depth(["acme"]) == WAITING
+
+    browser.get(f"{stack.api_url}/review")
+    browser.find_element(By.ID, "key").send_keys(REVIEWER_KEY)
+    browser.find_element(By.ID, "login").click()  # a POST, then the 303 to /review: that navigation is timed
+    rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr")  # noqa: E731
+    assert wait_until(lambda: len(rows()) == min(WAITING, 200), 60), browser.page_source[:2000]
+    assert f"of {WAITING}" in browser.find_element(By.ID, "queue-count").text
+    timing = browser.execute_script("""
+        const t = performance.timing, q = performance.getEntriesByType('resource')
+            .filter((e) => e.name.endsWith('/review/api/queue'));
+        return {dom_content_loaded_ms: t.domContentLoadedEventEnd - t.navigationStart,
+                load_ms: t.loadEventEnd - t.navigationStart,
+                queue_fetch_ms: q.length ? q[0].duration : null};""")
+    browser.refresh()  # again, warm: the same page, the same 10,000
+    assert wait_until(lambda: len(rows()) == min(WAITING, 200), 60)
+    shown_ms = browser.execute_script("""
+        return performance.now();""")  # rows present by now: an upper bound on navigation -> table
+    warm = browser.execute_script("""
+        const t = performance.timing, q = performance.getEntriesByType('resource')
+            .filter((e) => e.name.endsWith('/review/api/queue'));
+        return {load_ms: t.loadEventEnd - t.navigationStart, queue_fetch_ms: q.length ? q[0].duration : null};""")
+    session = browser.get_cookie(COOKIE)["value"]
+    api_ms = []
+    with httpx.Client(base_url=stack.api_url, headers={"Cookie": f"{COOKIE}={session}"}, timeout=30) as http:
+        for _ in range(20):
+            t0 = time.perf_counter()
+            resp = http.get("/review/api/queue")
+            api_ms.append(1000 * (time.perf_counter() - t0))
+            assert resp.status_code == 200 and len(resp.json()["items"]) == min(WAITING, 200)
+            assert resp.json()["total"] == WAITING
+    report = {"waiting": WAITING, "page_rows": min(WAITING, 200), "first_load": timing,
+              "warm_load": {**warm, "table_shown_by_ms": round(shown_ms, 1)},
+              "api_queue_ms": {"median": round(statistics.median(api_ms), 1), "max": round(max(api_ms), 1),
+                               "requests": len(api_ms)},
+              "bytes": len(resp.content)}
+    print(json.dumps(report))
+    if os.environ.get("TENDERSCAN_REVIEW_TIMING"):
+        (repo_root / os.environ["TENDERSCAN_REVIEW_TIMING"]).write_text(json.dumps(report, indent=2) + "\n")

@@ -4,7 +4,9 @@
                            `review` verdict, and a QC sample of the auto-decided ones (`qc_pick`), go
                            into ts:review:queue:{tenant}, oldest submission first; a scan already
                            reviewed is never queued again (a redelivery republishing its verdict)
-    pending(tenants)       the console's queue: (scan id, tenant, submitted unix s, claimed by)
+    pending(tenants)       the console's queue: (scan id, tenant, submitted unix s, claimed by), the
+                           oldest `limit` only (a page: 10,000 waiting scans cost what 200 do)
+    depth(tenants)         how many wait in all (ZCARD)
     claim / release       a lease (SET NX + TTL) so two reviewers never judge one scan at once
     record(review)         one script: the claim must be the reviewer's, the review is stored once
                            (SET NX), the scan leaves the queue, the claim is dropped
@@ -157,6 +159,17 @@ class ReviewQueue:
             stored = self.r.mget([keys.verdict_key(p.scan_id) for p in found])
         return [Pending(p.scan_id, p.tenant, p.submitted_unix, _s(c) if c else None, _decision(v))
                 for p, c, v in zip(found, claims, stored, strict=True)]
+
+    def depth(self, tenants: Iterable[str]) -> int:
+        """How many scans await review across `tenants` (ZCARD each, one round trip)."""
+        tenants = list(tenants)
+        if not tenants:
+            return 0
+        with _translate():
+            pipe = self.r.pipeline(transaction=False)
+            for tenant in tenants:
+                pipe.zcard(keys.review_queue_key(tenant))
+            return int(sum(pipe.execute()))
 
     def queued_at(self, tenant: str, scan_id: str) -> float | None:
         """The scan's submission time (unix s) if it is in the tenant's queue, else None."""

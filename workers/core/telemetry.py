@@ -21,6 +21,18 @@
                                                       KEDA's prometheus trigger scales on, since the list
                                                       alone hides what workers prefetched; every API
                                                       replica reports the same value (take `max`) [API]
+    tenderscan_review_queue_depth{tenant}  gauge      scans awaiting a person (ZCARD of the tenant's
+                                                      review queue), read at scrape time           [API]
+    tenderscan_review_queue_oldest_age_seconds{tenant}  gauge  now - submission of the oldest of them
+                                                      (ZRANGE 0 0 WITHSCORES); 0 when empty          [API]
+    tenderscan_reviews_total{reviewer}     counter    reviews recorded (rate() * 3600: per hour)    [API]
+    tenderscan_reviews_undone_total{reviewer}  counter  reviews taken back within the undo window  [API]
+    tenderscan_review_agreement_total{model_decision, label}  counter  the model's decision against
+                                                      the reviewer's label, one per review          [API]
+    tenderscan_review_signs_total{sign, model, reviewer}  counter  per sign of the model, one per
+                                                      review: model=detected|not, reviewer=seen|not [API]
+    tenderscan_webhook_deliveries_total{outcome, reason}, tenderscan_webhook_attempt_seconds,
+    tenderscan_webhook_delivery_lag_seconds{type}      the deliverer's: see the webhooks section below
 
 Model rollout (workers/runtime/models_live.py, rollout.py), per worker process:
     tenderscan_model_info{alias,version}           gauge    1 for each version this process serves now
@@ -60,7 +72,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from workers.core.clock import parse_time
 from workers.core.enums import Decision
-from workers.core.keys import QUEUE, UNACKED_KEY
+from workers.core.keys import QUEUE, REVIEW_TENANTS_KEY, UNACKED_KEY, review_queue_key
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STAGES = ("queue_wait", "fetch", "decode", "batch_wait", "forward", "infer", "publish")
@@ -306,6 +318,65 @@ class QueueCollector:
         yield age
 
 
+class ReviewQueueCollector:
+    """Per tenant: scans awaiting review and the oldest one's age, read at scrape time (one SMEMBERS,
+    then one pipeline of ZCARD + ZRANGE 0 0 WITHSCORES per tenant). Like QueueCollector, a Redis error
+    gives no samples rather than a failed scrape."""
+
+    def __init__(self, client, clock=time.time) -> None:
+        self.client = client
+        self.clock = clock
+
+    def collect(self):
+        import redis
+
+        depth = GaugeMetricFamily("tenderscan_review_queue_depth", "Scans awaiting review", labels=["tenant"])
+        age = GaugeMetricFamily("tenderscan_review_queue_oldest_age_seconds",
+                                "Age of the oldest scan awaiting review (0 when none)", labels=["tenant"])
+        try:
+            tenants = sorted(t.decode() if isinstance(t, bytes) else t
+                             for t in self.client.smembers(REVIEW_TENANTS_KEY))
+            pipe = self.client.pipeline(transaction=False)
+            for tenant in tenants:
+                pipe.zcard(review_queue_key(tenant))
+                pipe.zrange(review_queue_key(tenant), 0, 0, withscores=True)
+            rows = pipe.execute() if tenants else []
+        except redis.RedisError:
+            return
+        now = self.clock()
+        for tenant, count, head in zip(tenants, rows[::2], rows[1::2], strict=True):
+            depth.add_metric([tenant], float(count))
+            age.add_metric([tenant], max(0.0, now - float(head[0][1])) if head else 0.0)
+        yield depth
+        yield age
+
+
+class ReviewMetrics:
+    """The review console's counters, on the API's registry (one per app; the desk observes each review)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.reviews = Counter("tenderscan_reviews", "Reviews recorded, by reviewer", ["reviewer"], registry=registry)
+        self.undone = Counter("tenderscan_reviews_undone", "Reviews taken back, by reviewer", ["reviewer"],
+                              registry=registry)
+        self.agreement = Counter("tenderscan_review_agreement", "Reviews by the model's decision and the "
+                                 "reviewer's label", ["model_decision", "label"], registry=registry)
+        self.signs = Counter("tenderscan_review_signs", "Per sign of the model, per review: did the model detect "
+                             "it, did the reviewer see it", ["sign", "model", "reviewer"], registry=registry)
+
+    def observe_review(self, reviewer: str, model_decision: str, label: str, signs: list[str] | tuple[str, ...],
+                       detected: list[str], seen: list[str]) -> None:
+        """One recorded review. `signs` is every sign the model scores (the verdict's), so a sign neither
+        detected nor seen counts too: agreement per sign is (detected,seen)+(not,not) over the total."""
+        self.reviews.labels(reviewer=reviewer).inc()
+        self.agreement.labels(model_decision=model_decision, label=label).inc()
+        for sign in signs:
+            self.signs.labels(sign=sign, model="detected" if sign in detected else "not",
+                              reviewer="seen" if sign in seen else "not").inc()
+
+    def observe_undo(self, reviewer: str) -> None:
+        self.undone.labels(reviewer=reviewer).inc()
+
+
 def api_registry(redis_client=None) -> CollectorRegistry:
     """The API's registry: the queue gauges (the edge runs no pipeline stages of its own). Without a
     client, empty: the app registers its QueueCollector once its Redis client exists (lifespan)."""
@@ -340,9 +411,20 @@ WEBHOOK_DELIVERIES = Counter("tenderscan_webhook_deliveries", "Webhook delivery 
                              ["outcome", "reason"], registry=REGISTRY)
 WEBHOOK_ATTEMPT = Histogram("tenderscan_webhook_attempt_seconds", "One webhook POST, connect to answer",
                             registry=REGISTRY, buckets=_TIME_BUCKETS)
+# 10 ms .. a day: a healthy receiver's events land in the low buckets, an outage's in the hours
+_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600,
+                24 * 3600)
+WEBHOOK_LAG = Histogram("tenderscan_webhook_delivery_lag_seconds", "Event timestamp (when it happened) to the "
+                        "receiver's 2xx, per delivered event, by event type", ["type"], registry=REGISTRY,
+                        buckets=_LAG_BUCKETS)
 
 
 def observe_webhook(outcome: str, reason: str | None, latency_ms: float | None) -> None:
     WEBHOOK_DELIVERIES.labels(outcome=outcome, reason=reason or "").inc()
     if latency_ms is not None:
         WEBHOOK_ATTEMPT.observe(latency_ms / 1000)
+
+
+def observe_webhook_lag(event_type: str, lag_s: float) -> None:
+    """A delivered event: how long after it happened the receiver had it (retries and outages included)."""
+    WEBHOOK_LAG.labels(type=event_type).observe(max(0.0, lag_s))

@@ -15,7 +15,9 @@ Per claimed delivery (`deliver`):
         failure; past WEBHOOK_DISABLE_AFTER_S it is disabled and this delivery parked; otherwise
         retried after backoff.py's delay, or given up past WEBHOOK_RETRY_WINDOW_S
 Each outcome is one record in the endpoint's delivery log (status, latency, attempt, reason) and
-one count in tenderscan_webhook_deliveries{outcome, reason} (served on TENDERSCAN_METRICS_PORT).
+one count in tenderscan_webhook_deliveries{outcome, reason} (served on TENDERSCAN_METRICS_PORT); a
+delivered event's lag (its timestamp to the 2xx, retries and outages included) is `lag_ms` in its
+record and one observation of tenderscan_webhook_delivery_lag_seconds{type}.
 
 Delivery is at least once: a deliverer killed between the POST and `finish` leaves the claim to its
 lease, and the event goes again under the same webhook-id, which is the receiver's dedup key.
@@ -23,6 +25,7 @@ lease, and the event goes again under the same webhook-id, which is the receiver
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -45,6 +48,20 @@ from workers.webhooks.endpoints import EndpointError, EndpointStore
 from workers.webhooks.outbox import Claim, Outbox
 
 log = structlog.get_logger(__name__)
+# A claim handed back because its endpoint already has `per_endpoint` attempts in flight is due again
+# this much later: behind whatever else is due now (a hanging endpoint cannot fill every claim), and
+# soon enough that a healthy busy endpoint's events wait milliseconds, not a poll interval. It was
+# max(1 s, poll_s), and the loop then slept a poll: one endpoint got at most per_endpoint / poll_s
+# deliveries a second (4/s by default), measured in docs/WEBHOOKS.md (Benchmark).
+RELEASE_S = 0.05
+
+
+def event_lag_s(event: dict, now: float) -> float | None:
+    """Seconds from the stored event's `timestamp` (when it happened) to `now`; None if unreadable."""
+    try:
+        return now - clock.parse_time(json.loads(event["body"])["timestamp"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -90,6 +107,10 @@ class Deliverer:
         record.update(status=attempt.status, latency_ms=attempt.latency_ms)
         if attempt.ok:
             self.outbox.succeeded(claim.tenant, claim.endpoint_id)
+            lag = event_lag_s(event, self.now())
+            if lag is not None:
+                record["lag_ms"] = round(1000 * lag, 1)
+                telemetry.observe_webhook_lag(event["type"], lag)
             return self._settle(claim, DeliveryOutcome.DELIVERED, record)
 
         record.update(reason=attempt.reason, detail=attempt.detail)
@@ -124,6 +145,7 @@ class Deliverer:
         log.info("webhook_deliverer_started", concurrency=self.concurrency)
         inflight: dict[Future, tuple[str, str]] = {}  # attempt -> its endpoint
         busy: Counter[tuple[str, str]] = Counter()  # endpoint -> attempts in flight
+        handed_back_until = 0.0  # monotonic time the last claims handed back are due again
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="tenderscan-webhook") as pool:
             while not stop.is_set():
                 if tick:
@@ -132,22 +154,30 @@ class Deliverer:
                     busy[inflight.pop(f)] -= 1
                 free = self.concurrency - len(inflight)
                 claims: list[Claim] = []
+                released = 0
                 if free:
                     try:
                         claims = self.outbox.claim(self.now(), free)
                         for c in claims:
                             endpoint = (c.tenant, c.endpoint_id)
                             if busy[endpoint] >= self.per_endpoint:  # let other endpoints' events by
-                                self.outbox.release(c, self.now() + max(1.0, self.poll_s))
+                                self.outbox.release(c, self.now() + RELEASE_S)
+                                released += 1
                                 continue
                             busy[endpoint] += 1
                             inflight[pool.submit(self._deliver_logged, c)] = endpoint
                     except TenderscanError as exc:
                         log.warning("webhook_claim_failed", error=type(exc).__name__, detail=str(exc)[:200])
-                if len(claims) < free or not free:  # nothing more due now: wait for time or a thread
+                if released:
+                    handed_back_until = time.monotonic() + RELEASE_S
+                # what was handed back is due again soon: wait for that, not a whole poll interval
+                pause = min(self.poll_s, max(0.0, handed_back_until - time.monotonic()) or self.poll_s)
+                if released and inflight:  # a busy endpoint: its next turn comes when one of its attempts ends
+                    wait(list(inflight), timeout=pause, return_when=FIRST_COMPLETED)
+                elif len(claims) < free or not free:  # nothing more due now: wait for time or a thread
                     if inflight and not free:
-                        wait(list(inflight), timeout=self.poll_s, return_when=FIRST_COMPLETED)
+                        wait(list(inflight), timeout=pause, return_when=FIRST_COMPLETED)
                     else:
-                        stop.wait(self.poll_s)
+                        stop.wait(pause)
             wait(list(inflight))
         log.info("webhook_deliverer_stopped")

@@ -58,7 +58,9 @@
       tr.addEventListener("click", () => open(item.scan_id));
       body.appendChild(tr);
     }
-    $("queue-count").textContent = "(" + queue.length + ")";
+    const total = data.total === undefined ? queue.length : data.total;
+    $("queue-count").textContent = total > queue.length ? "(oldest " + queue.length + " of " + total + ")"
+                                                        : "(" + queue.length + ")";
   }
 
   async function open(scanId) {

@@ -107,3 +107,13 @@ def test_forget_review_puts_the_scan_back_unclaimed(rq):
     rq.forget_review(review_of(v))
     assert rq.get_review(v.scan_id) is None
     assert [(p.scan_id, p.claimed_by) for p in rq.pending(["acme"])] == [(v.scan_id, None)]
+
+
+def test_the_console_gets_a_page_of_the_oldest_and_depth_counts_them_all(rq):
+    queued = [verdict(minute=i % 60, scan_id=f"{i:032x}") for i in range(250)]
+    queued += [verdict(tenant="globex", minute=0)]
+    assert rq.enqueue(queued) == 251
+    page = rq.pending(["acme"], limit=200)
+    oldest = sorted(queued[:250], key=lambda v: (v.timestamps.submitted, v.scan_id))[:200]
+    assert [p.scan_id for p in page] == [v.scan_id for v in oldest]
+    assert rq.depth(["acme"]) == 250 and rq.depth(["acme", "globex"]) == 251 and rq.depth([]) == 0

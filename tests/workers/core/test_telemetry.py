@@ -157,3 +157,49 @@ def test_the_worker_exporter_serves_the_registry_until_shut_down():
         server.server_close()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+# --- the review console's metrics -----------------------------------------------------------------
+def test_review_queue_gauges_per_tenant_read_the_sorted_sets(clean_redis):
+    r = redis.Redis.from_url(clean_redis)
+    r.zadd(keys.review_queue_key("acme"), {"a" * 32: 1000.0, "b" * 32: 1100.0, "c" * 32: 1500.0})
+    r.zadd(keys.review_queue_key("globex"), {"d" * 32: 1900.0})
+    r.sadd(keys.REVIEW_TENANTS_KEY, "acme", "globex", "initech")  # initech's queue was emptied
+    registry = CollectorRegistry()
+    registry.register(telemetry.ReviewQueueCollector(r, clock=lambda: 2000.0))
+    depth = "tenderscan_review_queue_depth"
+    age = "tenderscan_review_queue_oldest_age_seconds"
+    assert registry.get_sample_value(depth, {"tenant": "acme"}) == 3
+    assert registry.get_sample_value(age, {"tenant": "acme"}) == 1000.0  # the oldest, not the newest
+    assert registry.get_sample_value(depth, {"tenant": "globex"}) == 1
+    assert registry.get_sample_value(age, {"tenant": "globex"}) == 100.0
+    assert registry.get_sample_value(depth, {"tenant": "initech"}) == 0
+    assert registry.get_sample_value(age, {"tenant": "initech"}) == 0
+    dead = CollectorRegistry()
+    dead.register(telemetry.ReviewQueueCollector(redis.Redis(port=1, socket_connect_timeout=0.2)))
+    assert dead.get_sample_value(depth, {"tenant": "acme"}) is None
+
+
+def test_review_counters_by_reviewer_decision_label_and_sign():
+    registry = CollectorRegistry()
+    m = telemetry.ReviewMetrics(registry)
+    signs = ["ink", "microprint", "thread"]
+    m.observe_review("ann@acme", "review", "counterfeit", signs, detected=["ink", "thread"], seen=["ink"])
+    m.observe_review("ann@acme", "genuine", "genuine", signs, detected=[], seen=[])
+    m.observe_review("bob@acme", "genuine", "counterfeit", signs, detected=[], seen=["microprint"])
+    m.observe_undo("bob@acme")
+    get = registry.get_sample_value
+    assert get("tenderscan_reviews_total", {"reviewer": "ann@acme"}) == 2
+    assert get("tenderscan_reviews_total", {"reviewer": "bob@acme"}) == 1
+    assert get("tenderscan_reviews_undone_total", {"reviewer": "bob@acme"}) == 1
+    assert get("tenderscan_review_agreement_total", {"model_decision": "genuine", "label": "genuine"}) == 1
+    assert get("tenderscan_review_agreement_total", {"model_decision": "genuine", "label": "counterfeit"}) == 1
+    assert get("tenderscan_review_agreement_total", {"model_decision": "review", "label": "counterfeit"}) == 1
+
+    def sign(name, model, reviewer):
+        return get("tenderscan_review_signs_total", {"sign": name, "model": model, "reviewer": reviewer}) or 0
+    assert sign("ink", "detected", "seen") == 1
+    assert sign("thread", "detected", "not") == 1  # the model saw it, the reviewer did not
+    assert sign("microprint", "not", "seen") == 1  # the reviewer saw what the model missed
+    assert sign("microprint", "not", "not") == 2 and sign("ink", "not", "not") == 2
+    assert sum(sign(s, a, b) for s in signs for a in ("detected", "not") for b in ("seen", "not")) == 9

@@ -65,6 +65,25 @@ def test_failures_are_retried_with_backoff_under_the_same_id_then_delivered(setu
         assert delivered(outcome, reason) - before[(outcome, reason)] == n  # the Prometheus count
 
 
+def test_a_delivered_event_records_its_lag_from_the_event_timestamp(setup):
+    r, ep, box, clock, deliverer = setup
+    lag = {"type": "scan.completed"}
+    count = REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_count", lag) or 0
+    total = REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_sum", lag) or 0
+    happened = 1796169600.0  # the fixture's event timestamp, 2026-12-02T00:00:00Z
+    clock["now"] = happened + 42.5
+    (c,) = box.claim(clock["now"], 5)
+    d = deliverer(Receiver(ep.secrets[0].value, [500]))
+    assert d.deliver(c) == "retrying"  # a failed attempt observes no lag
+    assert (REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_count", lag) or 0) == count
+    clock["now"] = happened + 100.0
+    (c,) = box.claim(clock["now"], 5)
+    assert d.deliver(c) == "delivered"
+    assert REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_count", lag) == count + 1
+    assert REGISTRY.get_sample_value("tenderscan_webhook_delivery_lag_seconds_sum", lag) - total == pytest.approx(100.0)
+    assert box.log("acme", ep.id)[0]["lag_ms"] == 100000.0
+
+
 def delivered(outcome, reason):
     return REGISTRY.get_sample_value("tenderscan_webhook_deliveries_total", {"outcome": outcome, "reason": reason}) or 0
 
@@ -175,3 +194,33 @@ def test_a_hanging_endpoint_holds_at_most_per_endpoint_threads_and_others_go_on(
     attempts = [rec["attempt"] for rec in box.log("acme", slow.id)]
     assert sorted(attempts) == [1] * 6  # handing a claim back spent no attempt
     assert [rec["outcome"] for rec in box.log("globex", fast.id)] == ["delivered"]
+
+
+def test_a_busy_endpoint_waits_for_its_own_attempts_not_for_the_poll(clean_redis):
+    """One endpoint, many events due at once, a receiver answering in 5 ms: the per-endpoint cap (2 in
+    flight) hands the rest back, and they go as soon as a thread frees, not one poll interval (here 1 s)
+    at a time: 40 events, at most 2 per turn, would take 20 s that way."""
+    r = redis_client(clean_redis)
+    EndpointStore(r).add("acme", "https://hooks.example/x")
+    box = Outbox(r)
+    box.emit([WebhookEvent(f"msg_b{i}", "acme", "scan.completed", "2026-12-02T00:00:00.000000Z", {})
+              for i in range(40)], now=time.time())
+    got = []
+
+    def send(url, body, headers, timeout_s, allow):
+        time.sleep(0.005)
+        got.append(headers["webhook-id"])
+        return Attempt(True, 200, None, "", 5.0)
+
+    d = Deliverer(box, EndpointStore(r), poll_s=1.0, send=send)
+    stop = threading.Event()
+    t = threading.Thread(target=d.run, args=(stop,))
+    started = time.monotonic()
+    t.start()
+    while box.pending() and time.monotonic() - started < 15:
+        time.sleep(0.01)
+    took = time.monotonic() - started
+    stop.set()
+    t.join(5)
+    assert len(set(got)) == 40 and box.pending() == 0
+    assert took < 4.0, f"40 deliveries to one endpoint took {took:.1f} s"
