@@ -1,0 +1,94 @@
+"""The loop of docs/REVIEW.md ("The loop"): reviewed scans -> `train --init-from --extra-data --holdout`
+-> `evaluate --model NEW --baseline OLD --data DIR --holdout` on the share training never saw.
+
+The first tests run the commands on a tiny network; `test_the_loop_lowers_review_on_a_family_and_keeps_default`
+fine-tunes the shipped model on reviewed scans of one capture family it sends to review often (a few
+minutes on 2 cores: marked slow) and asserts the review rate falls there and the default capture holds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from models.holdout import in_holdout
+from models.net import NetConfig
+from models.synth.dataset import MANIFEST, folder_sink, generate, manifest_line
+from models.train import TrainConfig, save, train
+from models.transforms import PreprocessParams
+from producer.cli import main
+
+PARAMS = PreprocessParams(height=56, width=128)
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "default" / "tenderscan-default.pt"
+
+
+def reviewed_folder(out: Path, count: int, seed: int, capture: str, workers: int = 1) -> list[dict]:
+    """Synthetic scans written as `tenderscan dataset from-reviews` writes reviewed ones: a scan id per scan,
+    the reviewer's label (here the truth), the signs ticked, the denomination. Scenes the generator labels
+    as not one whole note are left out: a reviewer labels notes genuine or counterfeit."""
+    anns = generate(folder_sink(out), count, seed, capture=capture, workers=workers, progress=False)
+    lines = [{"file": a["file"], "kind": "note", "label": "counterfeit" if a["counterfeit"] else "genuine",
+              "counterfeit": a["counterfeit"], "signs": sorted(a["signs"]), "denomination": a["denomination"],
+              "source": "review", "scan_id": hashlib.sha256(f"{seed}:{a['index']}".encode()).hexdigest()[:32],
+              "tenant": "acme", "reviewer": "ann@acme", "review_source": "review"}
+             for a in anns if a.get("kind", "note") == "note"]
+    (out / MANIFEST).write_text("".join(manifest_line(x) + "\n" for x in lines), encoding="utf-8")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    from models.data import synthesize
+
+    path = tmp_path_factory.mktemp("base") / "base.pt"
+    tr = synthesize(16, 1, PARAMS, capture="mix", workers=1, progress=False)
+    cfg = TrainConfig(epochs=1, batch_size=8, threads=1, net=NetConfig(stem=8, stages=(8, 16), num_kinds=4,
+                                                                      symmetric=True))
+    save(train(tr, tr, cfg, PARAMS, progress=False), path, version="base")
+    return path
+
+
+def test_train_holdout_leaves_out_exactly_the_share_evaluate_holdout_measures(tmp_path, tiny_base):
+    from models.checkpoint import load_checkpoint
+
+    lines = reviewed_folder(tmp_path / "reviewed", 12, 7, "default")
+    held = [a for a in lines if in_holdout(a, 0.5)]
+    assert 0 < len(held) < len(lines)
+    assert main(["train", "--synth", "12", "--val-count", "8", "--init-from", str(tiny_base), "--extra-data",
+                 str(tmp_path / "reviewed"), "--holdout", "0.5", "--epochs", "1", "--batch-size", "8", "--workers",
+                 "1", "--threads", "1", "--out", str(tmp_path / "tuned.pt"), "--no-progress"]) == 0
+    tuned = load_checkpoint(tmp_path / "tuned.pt")
+    assert tuned.data["extra_data"][0]["count"] == len(lines) - len(held)
+    assert tuned.data["extra_data"][0]["holdout"]["share"] == 0.5
+    assert tuned.data["train_count"] == 12 + len(lines) - len(held)
+
+    out = tmp_path / "compare.json"
+    assert main(["evaluate", "--model", str(tmp_path / "tuned.pt"), "--baseline", str(tiny_base),
+                 "--data", str(tmp_path / "reviewed"), "--holdout", "0.5", "--data", "synth:8:3:default",
+                 "--json", str(out), "--workers", "1", "--no-progress"]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["new"]["weights_sha256"] == tuned.weights_sha256 and rep["baseline"]["version"] == "base"
+    reviewed = rep["sets"][f"{tmp_path / 'reviewed'} (held out 0.5)"]
+    assert reviewed["count"] == len(held)
+    assert rep["sets"]["synth:8:3:default"]["count"] == 8
+    for row in rep["sets"].values():
+        assert set(row["delta"]) == {"auto_accuracy", "review_rate", "genuine_called_counterfeit",
+                                     "counterfeit_called_genuine", "rejected_rate"}
+        for k, d in row["delta"].items():
+            if d is not None:
+                assert d == pytest.approx(row["new"][k] - row["baseline"][k])
+
+
+def test_fail_on_worse_exits_1_and_a_single_model_takes_one_data(tmp_path, tiny_base, capsys):
+    out = str(tmp_path / "c.json")
+    args = ["evaluate", "--model", str(tiny_base), "--baseline", str(tiny_base), "--data", "synth:6:4:default",
+            "--json", out, "--workers", "1", "--no-progress"]
+    assert main(args + ["--fail-on-worse"]) == 0  # a model against itself: nothing moved
+    assert "nothing worse" in capsys.readouterr().out
+    # a negative tolerance calls even no change worse: the gate's exit status
+    assert main(args + ["--fail-on-worse", "--tolerance", "-0.001"]) == 1
+    assert "WORSE" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", str(tiny_base), "--data", "synth:6:4", "--data", "synth:6:5", "--json", out])
