@@ -37,6 +37,10 @@ def register(subparsers) -> None:
     p.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                    help="a folder mixed into the training set, e.g. from `tenderscan dataset from-reviews` "
                         "(repeatable); its manifest sha256 and size are recorded in the checkpoint")
+    p.add_argument("--keep-thresholds", action="store_true",
+                   help="with --init-from: keep its decision thresholds, temperatures and out-of-distribution "
+                        "statistics instead of choosing them again on this run's validation set (a small "
+                        "fine-tune's validation set is too small to place a 0.5 %% error limit)")
     p.add_argument("--holdout", type=float, default=0.0, metavar="SHARE",
                    help="leave out of --extra-data the share of scans that `tenderscan evaluate --data DIR "
                         "--holdout SHARE` measures on (chosen by a hash of each scan id; default 0: use all)")
@@ -79,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
                       max_miss=args.max_miss, threshold_safety=args.threshold_safety,
                       sign_max_false_alarm=args.sign_max_false_alarm)
     result = train(train_set, val_set, cfg, params, progress, init=init.model if init else None)
+    if args.keep_thresholds:
+        if not init:
+            raise SystemExit("tenderscan: error: --keep-thresholds needs --init-from")
+        result.thresholds, result.ood = init.thresholds, init.ood
+        result.data["kept_thresholds_from_init"] = True
     if init:
         result.data["init_from"] = {"name": init.name, "version": init.version, "weights_sha256": init.weights_sha256}
     if extras:
