@@ -96,36 +96,45 @@ def test_fail_on_worse_exits_1_and_a_single_model_takes_one_data(tmp_path, tiny_
         main(["evaluate", "--model", str(tiny_base), "--data", "synth:6:4", "--data", "synth:6:5", "--json", out])
 
 
-# The loop at small scale (docs/REVIEW.md, "The loop", has the numbers of each seed): reviewed scans of one
-# capture family the shipped model sends to review often, a third held out by scan id; the fine-tune sees
-# the rest three times over beside fresh synthetic scans of the training mixture, and keeps the shipped
-# model's thresholds (--keep-thresholds).
+# The loop at small scale on the shipped model (docs/REVIEW.md, "The loop", has the numbers per seed):
+# reviewed scans of one capture family the shipped model sends to review often, a third held out by scan
+# id; the fine-tune sees the rest three times over beside fresh synthetic scans of the training mixture and
+# keeps the shipped thresholds. At this scale the family's held-out review rate fell by 11.9 points with
+# seed 43 and rose by 2.3 with seed 44, and the default capture lost 0.5-1.6 points of auto-decided
+# accuracy: the effect is not a property to assert, so the test asserts what the loop must always do (the
+# held-out share never trained on and measured, both models on the same scans, the gate's exit status
+# agreeing with the table) and prints the numbers.
 LOOP_FAMILY = "family:compression:strong"
 LOOP_REVIEWED, LOOP_HOLDOUT, LOOP_DEFAULT = 150, "0.33", 200
-REVIEW_DROP = 0.10  # the held-out family's review rate falls by at least 10 points
-DEFAULT_TOLERANCE = 0.02  # the default capture: auto-decided accuracy, false rejects, misses within 2 points
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-@pytest.mark.parametrize("seed", [43])
-def test_the_loop_lowers_review_on_a_family_and_keeps_default(tmp_path, seed):
+def test_the_loop_on_the_shipped_model_end_to_end(tmp_path, capsys):
+    from models.checkpoint import load_checkpoint
+
+    seed = 43
     reviewed = tmp_path / "reviewed"
-    reviewed_folder(reviewed, LOOP_REVIEWED, seed, LOOP_FAMILY, workers=2)
+    lines = reviewed_folder(reviewed, LOOP_REVIEWED, seed, LOOP_FAMILY, workers=2)
+    held = [a for a in lines if in_holdout(a, float(LOOP_HOLDOUT))]
     tuned = tmp_path / "tuned.pt"
     assert main(["train", "--init-from", str(SHIPPED), "--synth", "200", "--capture", "mix", "--val-count", "100",
                  "--data-seed", str(seed + 10), *["--extra-data", str(reviewed)] * 3, "--holdout", LOOP_HOLDOUT,
-                 "--keep-thresholds", "--epochs", "6", "--lr", "2e-3", "--batch-size", "32", "--workers", "2",
+                 "--keep-thresholds", "--epochs", "4", "--lr", "1e-3", "--batch-size", "32", "--workers", "2",
                  "--threads", "2", "--out", str(tuned), "--version", "loop", "--no-progress"]) == 0
+    ckpt, shipped = load_checkpoint(tuned), load_checkpoint(SHIPPED)
+    assert [e["count"] for e in ckpt.data["extra_data"]] == [len(lines) - len(held)] * 3
+    assert ckpt.thresholds == shipped.thresholds and ckpt.weights_sha256 != shipped.weights_sha256
     out = tmp_path / "compare.json"
-    main(["evaluate", "--model", str(tuned), "--baseline", str(SHIPPED), "--data", str(reviewed), "--holdout",
-          LOOP_HOLDOUT, "--data", f"synth:{LOOP_DEFAULT}:{seed + 20}:default", "--json", str(out), "--no-progress"])
+    status = main(["evaluate", "--model", str(tuned), "--baseline", str(SHIPPED), "--data", str(reviewed),
+                   "--holdout", LOOP_HOLDOUT, "--data", f"synth:{LOOP_DEFAULT}:{seed + 20}:default", "--json",
+                   str(out), "--no-progress", "--fail-on-worse"])
     rep = json.loads(out.read_text())
     family = rep["sets"][f"{reviewed} (held out {float(LOOP_HOLDOUT):g})"]
     default = rep["sets"][f"synth:{LOOP_DEFAULT}:{seed + 20}:default"]
-    print(json.dumps({"family": family, "default": default}, indent=1))  # the numbers docs/REVIEW.md reports
-    assert family["count"] >= 30
-    assert family["new"]["review_rate"] <= family["baseline"]["review_rate"] - REVIEW_DROP
-    assert default["delta"]["auto_accuracy"] >= -DEFAULT_TOLERANCE
-    assert default["delta"]["genuine_called_counterfeit"] <= DEFAULT_TOLERANCE
-    assert default["delta"]["counterfeit_called_genuine"] <= DEFAULT_TOLERANCE
+    with capsys.disabled():  # the numbers docs/REVIEW.md reports
+        print(json.dumps({k: {"n": v["n"], "baseline": v["baseline"], "new": v["new"]}
+                          for k, v in (("family", family), ("default", default))}, indent=1))
+    assert family["count"] == len(held) >= 30 and default["count"] == LOOP_DEFAULT
+    assert family["baseline"]["review_rate"] >= 0.10  # the family the shipped model is unsure about
+    assert status == (1 if rep["worse"] else 0)
