@@ -96,6 +96,15 @@ def test_fail_on_worse_exits_1_and_a_single_model_takes_one_data(tmp_path, tiny_
         main(["evaluate", "--model", str(tiny_base), "--data", "synth:6:4", "--data", "synth:6:5", "--json", out])
 
 
+def test_compare_on_robustness_suite_cells(tmp_path, tiny_base):
+    out = tmp_path / "s.json"
+    assert main(["evaluate", "--model", str(tiny_base), "--baseline", str(tiny_base), "--suite", "robustness",
+                 "--only", "glare", "--per-cell", "4", "--json", str(out), "--workers", "1", "--no-progress"]) == 0
+    rep = json.loads(out.read_text())
+    assert sorted(rep["suite"]) == ["glare/mild", "glare/realistic", "glare/strong"] and rep["sets"] == {}
+    assert all(row["n"] == 4 and row["worse"] == [] for row in rep["suite"].values())
+
+
 # The loop at small scale on the shipped model (docs/REVIEW.md, "The loop", has the numbers per seed):
 # reviewed scans of one capture family the shipped model sends to review often, a third held out by scan
 # id; the fine-tune sees the rest three times over beside fresh synthetic scans of the training mixture and

@@ -80,11 +80,13 @@ def _compare(args: argparse.Namespace, new, baseline) -> int:
     report = compare.compare_sets(new, baseline, sets, args.tolerance, device)
     if args.suite:
         seed = robustness.SUITE_SEED if args.seed is None else args.seed
-        suites = []
+        suites, cells = [], {}
         for ckpt in (new, baseline):
-            cells = robustness.synthesize_suite(ckpt.preprocess, args.per_cell, seed, args.workers,
-                                                progress=progress, only=args.only)
-            suites.append(robustness.evaluate_suite(ckpt, cells, device))
+            key = str(sorted(ckpt.preprocess.to_dict().items()))  # the same scans, preprocessed once per view
+            if key not in cells:
+                cells[key] = robustness.synthesize_suite(ckpt.preprocess, args.per_cell, seed, args.workers,
+                                                         progress=progress, only=args.only)
+            suites.append(robustness.evaluate_suite(ckpt, cells[key], device))
         report["suite"] = compare.compare_suite(suites[0], suites[1], args.tolerance)
         report["suite_seed"], report["per_cell"] = seed, args.per_cell
     report["worse"] = compare.worse(report)
