@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 JOBS   ?= 3
 PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(JOBS) --durations=15
 
-.PHONY: help venv dev demo test test-unit test-integration check-extras chaos lint model bench clean
+.PHONY: help venv dev demo test test-unit test-integration test-slow check-extras chaos lint model bench clean
 
 help:  ## list the targets, one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -35,10 +35,13 @@ test: venv  ## the whole suite, JOBS=3 processes in parallel, on real Redis, Sea
 	$(PYTEST) -q
 
 test-unit: venv  ## only the fast tests (no service or worker subprocesses)
-	$(PYTEST) -q -m "not integration and not extras"
+	$(PYTEST) -q -m "not integration and not extras and not slow"
 
 test-integration: venv  ## only the tests on real Redis, SeaweedFS and celery workers
-	$(PYTEST) -q -m "integration and not extras"
+	$(PYTEST) -q -m "integration and not extras and not slow"
+
+test-slow: venv  ## the long tests (marked slow): the review loop fine-tuning the shipped model (minutes)
+	$(PY) -m pytest -p no:cacheprovider -q -m slow
 
 chaos: venv  ## the documented fault-injection run (20,000 scans per fault; long) -> docs/RELIABILITY.md
 	$(PY) -m tests.chaos.run --scans-per-fault 20000 --json docs/reliability.json

@@ -12,6 +12,7 @@ and what the locator saw, for the decision: geometry float [3] = (found, notes, 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -124,10 +125,11 @@ def _load_one(path: str, params: PreprocessParams) -> tuple[np.ndarray, list[flo
 
 
 def load_folder(root: str | Path, params: PreprocessParams, workers: int = 2,
-                progress: bool | None = None) -> ScanSet:
-    """A folder written by `tenderscan dataset generate` (manifest.jsonl + images/)."""
+                progress: bool | None = None, keep: Callable[[dict], bool] | None = None) -> ScanSet:
+    """A folder written by `tenderscan dataset generate` or `dataset from-reviews` (manifest.jsonl +
+    images/); `keep` selects scans by their manifest line before any is decoded (`models.holdout`)."""
     root = Path(root)
-    anns = read_manifest(root)
+    anns = [a for a in read_manifest(root) if keep is None or keep(a)]
     paths = [str(root / a["file"]) for a in anns]
     fn = partial(_load_one, params=params)
     if workers > 1:

@@ -118,11 +118,17 @@ def decide_all(ckpt: Checkpoint, preds: dict[str, np.ndarray], data: ScanSet,
 
 def _capture_value(ann: dict, name: str) -> float:
     """The scanner-preset parameter `name` of a scan, NaN for a scene (conditions.py) that has none."""
-    c = ann["capture"]
+    c = ann.get("capture", {})  # a reviewed scan (`dataset from-reviews`) has no capture record
     key = "rotation_deg" if name == "abs_rotation_deg" else name
     if key not in c:
         return float("nan")
     return abs(float(c[key])) if name == "abs_rotation_deg" else float(c[key])
+
+
+def _capture_name(ann: dict) -> str:
+    """The family or preset of a synthetic scan; a reviewed one's source ("review")."""
+    c = ann.get("capture")
+    return str(c.get("family", c.get("preset"))) if c else str(ann.get("source", "unknown"))
 
 
 def predict(ckpt: Checkpoint, data: ScanSet, device: str = "auto") -> dict[str, np.ndarray]:
@@ -153,7 +159,7 @@ def evaluate(ckpt: Checkpoint, data: ScanSet, device: str = "auto", thresholds: 
     report = {
         "model": {"name": ckpt.name, "version": ckpt.version, "weights_sha256": ckpt.weights_sha256},
         "data": {"manifest_sha256": data.manifest_sha256, "count": len(data), "notes": int(note.sum()),
-                 "captures": sorted({str(a["capture"].get("family", a["capture"].get("preset"))) for a in anns})},
+                 "captures": sorted({_capture_name(a) for a in anns})},
         "thresholds": th.to_dict(),
         "overall": sub(np.ones(len(p), dtype=bool)),
         "medium_obvious": sub(~y | np.isin(sev, ["medium", "obvious"])),

@@ -37,6 +37,13 @@ def register(subparsers) -> None:
     p.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                    help="a folder mixed into the training set, e.g. from `tenderscan dataset from-reviews` "
                         "(repeatable); its manifest sha256 and size are recorded in the checkpoint")
+    p.add_argument("--keep-thresholds", action="store_true",
+                   help="with --init-from: keep its decision thresholds, temperatures and out-of-distribution "
+                        "statistics instead of choosing them again on this run's validation set (a small "
+                        "fine-tune's validation set is too small to place a 0.5 %% error limit)")
+    p.add_argument("--holdout", type=float, default=0.0, metavar="SHARE",
+                   help="leave out of --extra-data the share of scans that `tenderscan evaluate --data DIR "
+                        "--holdout SHARE` measures on (chosen by a hash of each scan id; default 0: use all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from models.checkpoint import load_checkpoint
     from models.data import concat, load_folder, synthesize
+    from models.holdout import Holdout
     from models.train import TrainConfig, save, train
     from models.transforms import PreprocessParams
 
@@ -63,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         train_set = load_folder(args.train_dir, params, args.workers, progress)
         val_set = load_folder(args.val_dir, params, args.workers, progress)
-    extras = [load_folder(d, params, args.workers, progress) for d in args.extra_data]
+    try:
+        split = Holdout(args.holdout, "train")
+    except ValueError as exc:
+        raise SystemExit(f"tenderscan: error: --holdout: {exc}") from None
+    extras = [load_folder(d, params, args.workers, progress, keep=split.keeps) for d in args.extra_data]
     if extras:
         train_set = concat(train_set, *extras)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -71,10 +83,16 @@ def run(args: argparse.Namespace) -> int:
                       max_miss=args.max_miss, threshold_safety=args.threshold_safety,
                       sign_max_false_alarm=args.sign_max_false_alarm)
     result = train(train_set, val_set, cfg, params, progress, init=init.model if init else None)
+    if args.keep_thresholds:
+        if not init:
+            raise SystemExit("tenderscan: error: --keep-thresholds needs --init-from")
+        result.thresholds, result.ood = init.thresholds, init.ood
+        result.data["kept_thresholds_from_init"] = True
     if init:
         result.data["init_from"] = {"name": init.name, "version": init.version, "weights_sha256": init.weights_sha256}
     if extras:
-        result.data["extra_data"] = [{"dir": d, "manifest_sha256": e.manifest_sha256, "count": len(e)}
+        result.data["extra_data"] = [{"dir": d, "manifest_sha256": e.manifest_sha256, "count": len(e),
+                                      "holdout": split.to_dict()}
                                      for d, e in zip(args.extra_data, extras, strict=True)]
     digest = save(result, args.out, name=args.name, version=args.version)
     m = result.metrics
