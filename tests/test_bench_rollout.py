@@ -24,12 +24,23 @@ def test_shadow_summary_is_the_median_per_share_over_no_shadow():
     assert rollout.shadow_summary([])["ratio_to_no_shadow"] == {}
 
 
+def test_periods_of_one_kind_are_pooled_not_averaged():
+    def period(lat, cpu, decided):
+        return {"seconds": 10, "promotions": 3, "submitted": len(lat), "submit_errors": 0, "completed": len(lat),
+                "lost": 0, "expired": 0, "errors": 0, "past_deadline": 0, "decided_by": decided,
+                "latencies_s": lat, "worker_cpu_s": cpu}
+    p = rollout.pooled([period([0.01] * 99, 1.0, {"a": 99}), period([0.5], 0.5, {"a": 1, "b": 0})])
+    assert p["submitted"] == 100 and p["promotions"] == 6 and p["decided_by"] == {"a": 100, "b": 0}
+    assert p["p50_ms"] == 10.0 and p["p99_ms"] == 10.0 and p["worker_cpu_ms_per_scan"] == 15.0
+    assert rollout.pooled([period([0.5] * 2, 1.0, {})])["p99_ms"] == 500.0
+
+
 def test_the_cli_reads_its_arguments(monkeypatch):
     seen = {}
     monkeypatch.setattr(rollout, "run", lambda config: seen.setdefault("config", config) and {"results": {}})
-    rollout.main(["--scans", "7", "--rounds", "2", "--rate", "3.5", "--only", "swap"])
+    rollout.main(["--scans", "7", "--rounds", "2", "--rate", "3.5", "--cycles", "3", "--only", "swap"])
     c = seen["config"]
-    assert (c.scans, c.rounds, c.rate_per_s, c.only) == (7, 2, 3.5, ("swap",))
+    assert (c.scans, c.rounds, c.rate_per_s, c.cycles, c.only) == (7, 2, 3.5, 3, ("swap",))
 
 
 @pytest.mark.integration

@@ -53,6 +53,7 @@ class RolloutBenchConfig:
     steady_s: float = 40.0
     swap_s: float = 40.0
     promote_every_s: float = 3.0
+    cycles: int = 1  # steady, swap, steady, swap ...: each kind's figures pooled over its periods
     deadline_s: float = 5.0  # each scan's deadline_s at the API
     settle_s: float = 30.0  # after a period, how long its last verdicts are awaited before a scan counts as lost
     poll_s: float = 1.0  # TENDERSCAN_MODEL_POLL_S of the workers
@@ -189,7 +190,21 @@ def period_figures(stack: Stack, watcher: VerdictWatcher, submitted: dict[str, f
             "lost": len(ids) - len(verdicts), "expired": sum(v.decision == "expired" for v in verdicts),
             "errors": sum(v.decision == "error" for v in verdicts),
             "past_deadline": sum(lat > deadline_s for lat in latencies), "decided_by": models,
-            **latency_summary(latencies)}
+            **latency_summary(latencies), "latencies_s": latencies}
+
+
+def pooled(periods: list[dict]) -> dict:
+    """The periods of one kind as one: counts summed, percentiles over every latency, CPU per scan overall."""
+    sums = {k: sum(p[k] for p in periods) for k in ("seconds", "promotions", "submitted", "submit_errors",
+                                                     "completed", "lost", "expired", "errors", "past_deadline")}
+    decided: dict[str, int] = {}
+    for p in periods:
+        for version, n in p["decided_by"].items():
+            decided[version] = decided.get(version, 0) + n
+    cpu_s = sum(p["worker_cpu_s"] for p in periods)
+    return dict(sums, decided_by=decided, **latency_summary([lat for p in periods for lat in p["latencies_s"]]),
+                worker_cpu_s=round(cpu_s, 3),
+                worker_cpu_ms_per_scan=round(1000 * cpu_s / sums["completed"], 2) if sums["completed"] else None)
 
 
 def promote_loop(models, every_s: float, stop: threading.Event, promotions: list[str]) -> None:
@@ -214,32 +229,35 @@ def swap_under_load(stack: Stack, watcher: VerdictWatcher, corpus, models, confi
     out: dict = {"offered_per_s": rate_per_s, "processes": processes, "deadline_s": config.deadline_s,
                  "promote_every_s": config.promote_every_s}
     meter = CpuMeter({"workers": pids_of(workers.services)})
+    periods: list[dict] = []
     try:
         http = httpx.Client(base_url=stack.api_url, timeout=30, headers={"Authorization": f"Bearer {stack.api_key}"},
                             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
         _period(http, corpus, rate_per_s, config.warm_up_s, config.deadline_s, rng)  # not reported
         time.sleep(2.0)
-        for name, seconds in (("steady", config.steady_s), ("swap", config.swap_s)):
-            stop, promotions = threading.Event(), []
-            promoter = threading.Thread(target=promote_loop, args=(models, config.promote_every_s, stop, promotions),
-                                        daemon=True) if name == "swap" else None
-            before = meter.sample()
-            if promoter:
-                promoter.start()
-            submitted, errors = _period(http, corpus, rate_per_s, seconds, config.deadline_s, rng)
-            stop.set()
-            if promoter:
-                promoter.join()
-            figures = period_figures(stack, watcher, submitted, errors, config.deadline_s, config.settle_s)
-            cpu_s = meter.since(before)["workers"]
-            out[name] = dict(figures, seconds=seconds, promotions=len(promotions), worker_cpu_s=cpu_s,
-                             worker_cpu_ms_per_scan=round(1000 * cpu_s / figures["completed"], 2)
-                             if figures["completed"] else None)
-            time.sleep(2.0)
+        for cycle in range(config.cycles):
+            for name, seconds in (("steady", config.steady_s), ("swap", config.swap_s)):
+                stop, promotions = threading.Event(), []
+                promoter = threading.Thread(target=promote_loop, args=(models, config.promote_every_s, stop,
+                                                                       promotions), daemon=True) if name == "swap" else None
+                before = meter.sample()
+                if promoter:
+                    promoter.start()
+                submitted, errors = _period(http, corpus, rate_per_s, seconds, config.deadline_s, rng)
+                stop.set()
+                if promoter:
+                    promoter.join()
+                figures = period_figures(stack, watcher, submitted, errors, config.deadline_s, config.settle_s)
+                periods.append(dict(figures, period=name, cycle=cycle + 1, seconds=seconds, promotions=len(promotions),
+                                    worker_cpu_s=meter.since(before)["workers"]))
+                time.sleep(2.0)
         http.close()
     finally:
         workers.stop()
         api.stop()
+    out["periods"] = [{k: v for k, v in p.items() if k != "latencies_s"} for p in periods]
+    for name in ("steady", "swap"):
+        out[name] = pooled([p for p in periods if p["period"] == name])
     steady, swap = out["steady"]["p99_ms"], out["swap"]["p99_ms"]
     out["p99_swap_over_steady"] = round(swap / steady, 3) if steady and swap else None
     return out
@@ -310,11 +328,12 @@ def markdown(result: dict) -> str:
                   "| period | s | promotions | submitted | completed | lost | expired | past deadline | "
                   "p50 ms | p99 ms | worker CPU ms/scan | decided by |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for name in ("steady", "swap"):
-            p = sw[name]
+        rows = [(f"{p['period']} {p['cycle']}", p) for p in sw.get("periods", [])] + [
+            (f"**{name}** (pooled)", sw[name]) for name in ("steady", "swap")]
+        for name, p in rows:
             lines.append(f"| {name} | {p['seconds']} | {p['promotions']} | {p['submitted']} | {p['completed']} | "
                          f"{p['lost']} | {p['expired']} | {p['past_deadline']} | {p['p50_ms']} | {p['p99_ms']} | "
-                         f"{p['worker_cpu_ms_per_scan']} | {p['decided_by']} |")
+                         f"{p.get('worker_cpu_ms_per_scan', '')} | {p['decided_by']} |")
     return "\n".join(lines)
 
 
@@ -326,12 +345,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=d.rate_per_s, help="open loop scans/s (0: a quarter of the drain)")
     p.add_argument("--steady-s", type=float, default=d.steady_s)
     p.add_argument("--swap-s", type=float, default=d.swap_s)
+    p.add_argument("--cycles", type=int, default=d.cycles, help="steady+swap period pairs, alternated")
     p.add_argument("--promote-every-s", type=float, default=d.promote_every_s)
     p.add_argument("--only", default=",".join(d.only), help="shadow,swap")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     config = RolloutBenchConfig(scans=a.scans, rounds=a.rounds, rate_per_s=a.rate, steady_s=a.steady_s,
-                                swap_s=a.swap_s, promote_every_s=a.promote_every_s,
+                                swap_s=a.swap_s, cycles=a.cycles, promote_every_s=a.promote_every_s,
                                 only=tuple(x for x in a.only.split(",") if x))
     result = run(config)
     if a.json:
