@@ -248,8 +248,10 @@ def swap_under_load(stack: Stack, watcher: VerdictWatcher, corpus, models, confi
                 if promoter:
                     promoter.join()
                 figures = period_figures(stack, watcher, submitted, errors, config.deadline_s, config.settle_s)
+                cpu_s = meter.since(before)["workers"]
                 periods.append(dict(figures, period=name, cycle=cycle + 1, seconds=seconds, promotions=len(promotions),
-                                    worker_cpu_s=meter.since(before)["workers"]))
+                                    worker_cpu_s=cpu_s, worker_cpu_ms_per_scan=round(1000 * cpu_s / figures["completed"], 2)
+                                    if figures["completed"] else None))
                 time.sleep(2.0)
         http.close()
     finally:
