@@ -64,6 +64,6 @@ def test_smoke_run_shadow_and_swap(tmp_path):
         assert p["submitted"] > 0 and p["submit_errors"] == 0, p
         assert p["completed"] == p["submitted"] and p["lost"] == p["expired"] == p["errors"] == 0, p
         assert p["p99_ms"] is not None and set(p["decided_by"]) <= {rollout.VERSION_A, rollout.VERSION_B}, p
-    assert swap["p99_swap_over_steady"] is not None
+    assert swap["p99_swap_over_steady"] is not None and [p["period"] for p in swap["periods"]] == ["steady", "swap"]
     table = rollout.markdown(result)
-    assert "| steady |" in table and "| swap |" in table and "ratio to no shadow" in table
+    assert "| steady 1 |" in table and "| **swap** (pooled) |" in table and "ratio to no shadow" in table
