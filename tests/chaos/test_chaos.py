@@ -19,7 +19,7 @@ from tests.chaos.run import run_fault
 
 pytestmark = pytest.mark.integration
 
-SCANS_PER_FAULT = int(os.environ.get("TENDERSCAN_CHAOS_SCANS", "500"))
+SCANS_PER_FAULT = int(os.environ.get("TENDERSCAN_CHAOS_SCANS", "300"))  # `make chaos`: 20,000
 # A scan whose message was lost is re-enqueued STALE_AFTER_S after its enqueue, found within one
 # INTERVAL_S; the rest is the backlog ahead of it on 2 shared CPU cores: after a Redis restart without
 # persistence every scan can be in it, drained by one worker at no less than 10 scans/s here (a worker
