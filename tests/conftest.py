@@ -55,10 +55,17 @@ def pytest_unconfigure(config) -> None:
 _TMP = pytest.StashKey[Path]()
 
 
+# The tests that take a minute or more in `make test` (its --durations, 2026-12-02: the bench smoke runs
+# 100-170 s, the fleet 90 s, each chaos fault 40-60 s, the README commands 55 s): they start first.
+LONGEST_FIRST = ("tests/test_bench.py", "tests/test_bench_rollout.py", "tests/integration/test_fleet.py",
+                 "tests/chaos/", "tests/integration/test_readme.py")
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Integration tests first (a stable sort): they are the long ones, so a parallel run does not end
-    with one process working through them while the others have nothing left."""
-    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+    """The longest tests first, then the other integration tests (a stable sort), so a parallel run does
+    not end with one process working through a long one while the others have nothing left."""
+    items.sort(key=lambda item: (not item.nodeid.startswith(LONGEST_FIRST),
+                                 item.get_closest_marker("integration") is None))
 
 
 @pytest.hookimpl(optionalhook=True)

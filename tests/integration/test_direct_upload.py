@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from producer.client import ClientError
-from tests.integration.conftest import start_stack, tenant_clients
+from tests.integration.conftest import start_stack, tenant_clients, wait_until
 from workers.core import schemas
 from workers.core.enums import judged
 from workers.core.errors import ObjectNotFound
@@ -165,7 +165,8 @@ def test_scans_by_reference_are_judged_and_what_changed_is_rejected(stack, clien
     store = S3ObjectStore.from_settings(stack.settings)
     intents = [k for k in store.list("scans/dt=") if k.endswith(".json")]
     assert len(intents) == len(scans) and not [k for k in store.list("scans/") if not k.endswith(".json")]
-    assert len([k for k in store.list("verdicts/") if "tenant=acme" in k]) == len(scans)
+    # the audit record follows the verdict in Redis (which the poll reads) by the PUT's time
+    assert wait_until(lambda: len([k for k in store.list("verdicts/") if "tenant=acme" in k]) == len(scans), 30)
 
 
 def test_a_device_cannot_reach_another_tenants_upload(stack, clients):
