@@ -345,24 +345,22 @@ def poisson_arrivals(rate_per_s: float, seconds: float, rng: random.Random) -> l
         out.append(t)
 
 
-def _open_loop_step(http, watcher, corpus, load: float, seconds: float, settle_s: float, rng) -> dict:
-    import httpx
-
-    t0 = time.monotonic() + 0.2
-    arrivals = [t0 + t for t in poisson_arrivals(load, seconds, rng)]
+def submit_paced(http, corpus, arrivals: list[float], params: dict | None = None) -> tuple[dict[str, float], list[str]]:
+    """POST one corpus scan to /v1/scans at each arrival (monotonic s), from 64 threads so a slow answer
+    never delays the next arrival: (scan id -> its scheduled arrival, the submit errors' type names)."""
     submitted: dict[str, float] = {}
     errors: list[str] = []
     lock = threading.Lock()
 
     def submit(at: float, j: int) -> None:
-        data = corpus.images[j % len(corpus.images)]
         try:
-            resp = http.post("/v1/scans", content=data, headers={"Content-Type": "image/jpeg"},
-                             params={"store_id": "bench-store", "terminal_id": f"pos-{j % 50}"})
+            resp = http.post("/v1/scans", content=corpus.images[j % len(corpus.images)],
+                             headers={"Content-Type": "image/jpeg"},
+                             params={"store_id": "bench-store", "terminal_id": f"pos-{j % 50}", **(params or {})})
             resp.raise_for_status()
             with lock:
                 submitted[resp.json()["scan_id"]] = at
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - counted as a submit error in the step's figures
             with lock:
                 errors.append(type(exc).__name__)
 
@@ -372,6 +370,13 @@ def _open_loop_step(http, watcher, corpus, load: float, seconds: float, settle_s
             if delay > 0:
                 time.sleep(delay)
             pool.submit(submit, at, j)
+    return submitted, errors
+
+
+def _open_loop_step(http, watcher, corpus, load: float, seconds: float, settle_s: float, rng) -> dict:
+    t0 = time.monotonic() + 0.2
+    arrivals = [t0 + t for t in poisson_arrivals(load, seconds, rng)]
+    submitted, errors = submit_paced(http, corpus, arrivals)
     watcher.wait_for(list(submitted), settle_s)
     done = {sid: watcher.done[sid] for sid in submitted if sid in watcher.done}
     latencies = [done[sid] - at for sid, at in submitted.items() if sid in done]

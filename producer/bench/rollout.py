@@ -28,12 +28,11 @@ import statistics
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from producer.bench import corpus as corpus_mod
-from producer.bench.contenders import poisson_arrivals, process_env
+from producer.bench.contenders import poisson_arrivals, process_env, submit_paced
 from producer.bench.cpu import CpuMeter, per_scan_ms, pids_of
 from producer.bench.harness import Stack, conditions
 from producer.bench.watch import VerdictWatcher, latency_summary, rate
@@ -146,29 +145,7 @@ def _period(http, corpus, rate_per_s: float, seconds: float, deadline_s: float, 
     """Poisson arrivals through the API for `seconds`: (scan id -> scheduled arrival (monotonic), submit errors)."""
     t0 = time.monotonic() + 0.2
     arrivals = [t0 + t for t in poisson_arrivals(rate_per_s, seconds, rng)]
-    submitted: dict[str, float] = {}
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def submit(at: float, j: int) -> None:
-        try:
-            resp = http.post("/v1/scans", content=corpus.images[j % len(corpus.images)],
-                             headers={"Content-Type": "image/jpeg"},
-                             params={"store_id": "bench-store", "terminal_id": f"pos-{j % 50}",
-                                     "deadline_s": deadline_s})
-            resp.raise_for_status()
-            with lock:
-                submitted[resp.json()["scan_id"]] = at
-        except Exception as exc:  # noqa: BLE001 - counted as a submit error in the period's figures
-            with lock:
-                errors.append(type(exc).__name__)
-
-    with ThreadPoolExecutor(64) as pool:
-        for j, at in enumerate(arrivals):
-            delay = at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(submit, at, j)
+    submitted, errors = submit_paced(http, corpus, arrivals, {"deadline_s": deadline_s})
     return submitted, len(errors)
 
 
